@@ -1,0 +1,1 @@
+"""Tailor's offline side: read a purchase log, build the matrix, fit, evaluate, write an artifact, publish."""

@@ -1,0 +1,338 @@
+"""The `tailor` command: train, evaluate, recommend, publish, manage model versions and serve.
+
+Every user error is one line on stderr (``tailor: error: ...``) and exit status 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from training.threads import pin_env_threads
+
+EXIT_USAGE = 2
+
+
+class CliError(Exception):
+    """A one-line error for the user."""
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    from training.data import FORMATS
+
+    g = p.add_argument_group("purchase log")
+    g.add_argument("--data", required=True, metavar="FILE", help="CSV, gzip-compressed CSV or Parquet file")
+    g.add_argument("--format", default="generic", metavar="FORMAT",
+                   help=f"input layout: {', '.join(FORMATS)} (default: generic)")
+    for name, default in (("customer", "customer_id"), ("item", "item_id"), ("time", "timestamp"),
+                          ("quantity", "quantity"), ("price", "price"), ("title", "title"),
+                          ("category", "category"), ("country", "country")):
+        g.add_argument(f"--{name}-col", default=default, metavar="NAME",
+                       help=f"generic format: column holding the {name} (default: {default})")
+    g.add_argument("--until", metavar="YYYY-MM-DD[THH:MM]", help="use only events strictly before this time")
+    g.add_argument("--max-bad-rows", type=float, default=0.01, metavar="FRACTION",
+                   help="stop when more than this share of rows is unparseable (default: 0.01)")
+    g.add_argument("--events-from", metavar="REDIS_URL",
+                   help="also read purchases that the service received as events (the feedback loop)")
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    from training.models import ALGORITHMS, DEFAULT_ALGORITHM, HYPERPARAMETERS
+
+    g = p.add_argument_group("model")
+    g.add_argument("--algorithm", default=DEFAULT_ALGORITHM, choices=sorted(ALGORITHMS),
+                   help=f"recommender (default: {DEFAULT_ALGORITHM}, chosen by measurement)")
+    for name, spec in HYPERPARAMETERS.items():
+        kwargs: dict[str, Any] = {"dest": f"hp_{name}", "default": None, "help": spec.help}
+        if spec.type is bool:
+            kwargs["type"] = _parse_bool
+            kwargs["metavar"] = "true|false"
+        else:
+            kwargs["type"] = spec.type
+            kwargs["metavar"] = spec.metavar
+        if spec.choices:
+            kwargs["choices"] = spec.choices
+        g.add_argument(f"--{name.replace('_', '-')}", **kwargs)
+
+
+def _add_eval_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("evaluation")
+    g.add_argument("--holdout-days", type=float, default=30.0, metavar="DAYS",
+                   help="hold out the last DAYS of the log (default: 30)")
+    g.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
+
+
+def _add_redis_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--redis-url", default=None, metavar="URL",
+                   help="Redis to use (default: $REDIS_URL, else redis://127.0.0.1:6379/0)")
+
+
+def _parse_bool(text: str) -> bool:
+    if text.lower() in {"true", "1", "yes"}:
+        return True
+    if text.lower() in {"false", "0", "no"}:
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tailor", description="Tailor: personalization for online shops.")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = sub.add_parser("train", help="train (and evaluate) a model from a purchase log")
+    _add_data_args(train)
+    _add_model_args(train)
+    _add_eval_args(train)
+    train.add_argument("--no-eval", action="store_true", help="skip the holdout evaluation")
+    train.add_argument("--out", metavar="DIR", help="write the versioned model directory here")
+    train.add_argument("--publish", action="store_true", help="publish to Redis and activate after training")
+    _add_redis_arg(train)
+
+    evaluate = sub.add_parser("evaluate", help="time-based holdout evaluation beside the popularity baseline")
+    _add_data_args(evaluate)
+    _add_model_args(evaluate)
+    _add_eval_args(evaluate)
+
+    rec = sub.add_parser("recommend", help="batch recommendations as CSV (customer_id,rank,item_id,score)")
+    rec.add_argument("--model", required=True, metavar="DIR")
+    rec.add_argument("--customers", required=True, metavar="FILE", help="customer ids, one per line; - for stdin")
+    rec.add_argument("--n", type=int, default=10, metavar="N")
+    rec.add_argument("--exclude-purchased", action="store_true", help="never recommend what was bought")
+    rec.add_argument("--output", required=True, metavar="OUT.csv", help="- for stdout")
+
+    publish = sub.add_parser("publish", help="copy a model directory into Redis and activate it")
+    publish.add_argument("--model", required=True, metavar="DIR")
+    publish.add_argument("--no-activate", action="store_true", help="upload only")
+    publish.add_argument("--keep", type=int, default=None, metavar="N",
+                         help="model versions kept for rollback (default: $TAILOR_KEEP_VERSIONS or 3)")
+    _add_redis_arg(publish)
+
+    models = sub.add_parser("models", help="list, activate, roll back or delete published versions")
+    _add_redis_arg(models)
+    msub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    mlist = msub.add_parser("list", help="published versions with their metrics")
+    mlist.add_argument("--json", action="store_true")
+    msub.add_parser("activate", help="make VERSION the served model").add_argument("version")
+    msub.add_parser("rollback", help="re-activate the previously active version")
+    msub.add_parser("delete", help="delete a non-active VERSION").add_argument("version")
+
+    serve = sub.add_parser("serve", help="run the HTTP API under gunicorn")
+    serve.add_argument("--bind", default=None, metavar="HOST:PORT", help="default: $TAILOR_BIND or 127.0.0.1:8000")
+    serve.add_argument("--workers", type=int, default=None, metavar="N", help="default: 2 x cores + 1")
+    return parser
+
+
+def _hyperparameters(args: argparse.Namespace) -> dict[str, Any]:
+    from training.models import HYPERPARAMETERS
+
+    given = {name: getattr(args, f"hp_{name}") for name in HYPERPARAMETERS}
+    given = {k: v for k, v in given.items() if v is not None}
+    for name, value in given.items():
+        spec = HYPERPARAMETERS[name]
+        if args.algorithm not in spec.algorithms:
+            raise CliError(f"--{name.replace('_', '-')} does not apply to --algorithm {args.algorithm} "
+                           f"(it applies to: {', '.join(spec.algorithms)})")
+        if spec.type in (int, float) and value is not None and value < spec.minimum:
+            raise CliError(f"--{name.replace('_', '-')} must be ≥ {spec.minimum}, got {value}")
+    return given
+
+
+def _load_log(args: argparse.Namespace):
+    from training.data import ColumnNames, load_purchase_log, parse_until
+
+    until = parse_until(args.until) if args.until else None
+    columns = ColumnNames(customer=args.customer_col, item=args.item_col, time=args.time_col,
+                          quantity=args.quantity_col, price=args.price_col, title=args.title_col,
+                          category=args.category_col, country=args.country_col)
+    log = load_purchase_log(args.data, fmt=args.format, columns=columns, until=until,
+                            max_bad_rows=args.max_bad_rows)
+    if args.events_from:
+        from training.events import append_stream_purchases
+
+        log = append_stream_purchases(log, args.events_from, until=until)
+    return log
+
+
+def _read_phase(args: argparse.Namespace, timer):
+    with timer.phase("read") as info:
+        log = _load_log(args)
+        info["detail"] = f"{log.report.rows_read:,} rows read, {log.report.rows_kept:,} kept"
+    if not args.quiet:
+        print(log.report.format(), file=sys.stderr)
+    return log
+
+
+def _evaluate(args: argparse.Namespace, log, params: dict[str, Any], timer):
+    from training.evaluate import evaluate
+
+    with timer.phase("evaluate") as info, _blas_limit():
+        result = evaluate(log.interactions, args.algorithm, params, holdout_days=args.holdout_days)
+        info["detail"] = f"holdout {args.holdout_days:g} days"
+    if not args.quiet or not args.json:
+        print(result.format(), file=sys.stderr if args.json else sys.stdout)
+    return result
+
+
+def _blas_limit():
+    from training.threads import limit_blas_threads
+
+    return limit_blas_threads()
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from training.artifact import write_artifact
+    from training.pipeline import PhaseTimer, train_artifact
+
+    if not args.out and not args.publish:
+        raise CliError("nothing to do: give --out DIR and/or --publish")
+    params = _hyperparameters(args)
+    timer = PhaseTimer(quiet=args.quiet)
+    log = _read_phase(args, timer)
+    evaluation = None if args.no_eval else _evaluate(args, log, params, timer).to_dict()
+    artifact = train_artifact(log, args.algorithm, params, timer=timer, evaluation=evaluation, until=args.until)
+    out = Path(args.out) if args.out else _default_out_dir(artifact.version)
+    with timer.phase("write") as info:
+        write_artifact(out, artifact)
+        info["detail"] = str(out)
+    if args.publish:
+        _publish_dir(out, args.redis_url, activate=True, keep=None, quiet=args.quiet)
+    summary = {"version": artifact.version, "model_dir": str(out), "algorithm": args.algorithm,
+               "params": artifact.manifest["params"], "data_quality": log.report.to_dict(),
+               "evaluation": evaluation, "phases": timer.phases}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    elif not args.quiet:
+        print(f"model {artifact.version} written to {out}")
+    return 0
+
+
+def _default_out_dir(version: str) -> Path:
+    return Path("var") / "models" / version
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from training.pipeline import PhaseTimer
+
+    params = _hyperparameters(args)
+    timer = PhaseTimer(quiet=args.quiet)
+    log = _read_phase(args, timer)
+    result = _evaluate(args, log, params, timer)
+    if args.json:
+        print(json.dumps({"data_quality": log.report.to_dict(), "evaluation": result.to_dict(),
+                          "phases": timer.phases}, indent=2))
+    return 0
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    from training.artifact import read_artifact
+    from training.batch import export_recommendations, open_lines, read_customer_ids
+
+    if not 1 <= args.n <= 1000:
+        raise CliError(f"--n must be between 1 and 1000, got {args.n}")
+    if args.customers != "-" and not Path(args.customers).is_file():
+        raise CliError(f"{args.customers}: no such file")
+    artifact = read_artifact(args.model)
+    lines = open_lines(args.customers)
+    try:
+        customer_ids = read_customer_ids(lines)
+    finally:
+        if lines is not sys.stdin:
+            lines.close()
+    out = sys.stdout if args.output == "-" else _open_output(args.output)
+    try:
+        counts = export_recommendations(artifact, customer_ids, args.n, args.exclude_purchased, out,
+                                        progress=not args.quiet and args.output != "-")
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    if not args.quiet:
+        print(f"{counts['rows']:,} rows for {counts['customers']:,} customers "
+              f"({counts['fallback']:,} unknown -> popular fallback) written to {args.output}", file=sys.stderr)
+    return 0
+
+
+def _open_output(path: str):
+    try:
+        return open(path, "w", encoding="utf-8", newline="")  # noqa: SIM115 - closed by the caller
+    except OSError as exc:
+        raise CliError(f"{path}: cannot write ({exc.strerror})") from None
+
+
+def _publish_dir(model_dir: Path | str, redis_url: str | None, *, activate: bool, keep: int | None,
+                 quiet: bool) -> str:
+    from training.publish import connect, publish_model
+
+    client = connect(redis_url)
+    version = publish_model(client, model_dir, activate=activate, keep=keep, progress=not quiet)
+    if not quiet:
+        state = "published and activated" if activate else "published (not active)"
+        print(f"model {version} {state}", file=sys.stderr)
+    return version
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    _publish_dir(args.model, args.redis_url, activate=not args.no_activate, keep=args.keep, quiet=args.quiet)
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from training import publish
+
+    client = publish.connect(args.redis_url)
+    action = args.models_command
+    if action == "list":
+        versions = publish.list_versions(client)
+        if args.json:
+            print(json.dumps(versions, indent=2))
+        else:
+            print(publish.format_versions(versions))
+    elif action == "activate":
+        publish.activate(client, args.version)
+        print(f"activated {args.version}")
+    elif action == "rollback":
+        print(f"rolled back to {publish.rollback(client)}")
+    elif action == "delete":
+        publish.delete_version(client, args.version)
+        print(f"deleted {args.version}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from service.runner import serve
+
+    return serve(bind=args.bind, workers=args.workers)
+
+
+COMMANDS = {
+    "train": cmd_train, "evaluate": cmd_evaluate, "recommend": cmd_recommend, "publish": cmd_publish,
+    "models": cmd_models, "serve": cmd_serve,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    pin_env_threads(1)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from training.artifact import ArtifactError
+    from training.data import DataError
+    from training.publish import PublishError
+
+    try:
+        return COMMANDS[args.command](args)
+    except (CliError, DataError, ArtifactError, PublishError) as exc:
+        print(f"tailor: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("tailor: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""The purchase-history matrices every model, the evaluator, the batch export and the service share.
+
+A customer's history is kept as three sparse matrices with identical sparsity (customer x item):
+the number of distinct orders containing the item, the units bought, and the day of the latest purchase.
+Frequency and recency are what re-buying depends on, so they travel with the history instead of being
+collapsed into one confidence number too early.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+SECONDS_PER_DAY = 86_400.0
+
+
+def to_day(ts: pd.Series | pd.DatetimeIndex | np.ndarray) -> np.ndarray:
+    """Datetimes -> float days since the Unix epoch (the time unit of every history)."""
+    values = pd.to_datetime(ts).to_numpy(dtype="datetime64[s]").astype(np.int64)
+    return (values / SECONDS_PER_DAY).astype(np.float64)
+
+
+@dataclass(frozen=True)
+class PurchaseHistory:
+    """Per-customer purchases aligned with a model's item index (rows = customers, cols = items)."""
+
+    orders: sp.csr_matrix
+    quantity: sp.csr_matrix
+    last_day: sp.csr_matrix
+    now_day: float
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.orders.shape
+
+    def rows(self, index: np.ndarray | slice) -> PurchaseHistory:
+        """The histories of a subset of customers (same item index, same reference time)."""
+        return PurchaseHistory(self.orders[index], self.quantity[index], self.last_day[index], self.now_day)
+
+    def items_of(self, row: int) -> np.ndarray:
+        """Item indices a customer has bought."""
+        start, end = self.orders.indptr[row], self.orders.indptr[row + 1]
+        return self.orders.indices[start:end]
+
+    @classmethod
+    def from_entries(
+        cls,
+        rows: np.ndarray,
+        cols: np.ndarray,
+        orders: np.ndarray,
+        quantity: np.ndarray,
+        last_day: np.ndarray,
+        shape: tuple[int, int],
+        now_day: float,
+    ) -> PurchaseHistory:
+        """Build from one entry per (customer, item) pair; pairs must be unique."""
+        def mat(values: np.ndarray) -> sp.csr_matrix:
+            m = sp.csr_matrix((values.astype(np.float32), (rows, cols)), shape=shape)
+            m.sort_indices()
+            return m
+
+        return cls(mat(orders), mat(quantity), mat(last_day.astype(np.float64)), float(now_day))
+
+    @classmethod
+    def empty(cls, n_rows: int, n_items: int, now_day: float) -> PurchaseHistory:
+        z = sp.csr_matrix((n_rows, n_items), dtype=np.float32)
+        return cls(z, z.copy(), z.copy(), float(now_day))
