@@ -4,9 +4,10 @@ Every key starts with ``tailor:``. Keys that are read or written together carry 
 (``{...}``) so that they live in one Redis Cluster slot; no command ever touches keys of two slots:
 
 * a model version's blobs share ``{m:VERSION}``; activation is a single-key ``SET`` of ``models:active``;
-* a customer's keys (published history per version, live purchases, sticky message variants, promotion
-  caps) share ``{c:CUSTOMER_ID}``;
-* a promotion's counters share ``{p:PROMOTION_ID}`` and a message slot's bandit state ``{s:SLOT}``.
+* a customer's keys (published history per version, live purchases, sticky message variants) share
+  ``{c:CUSTOMER_ID}``;
+* a promotion's counters, decisions and per-customer frequency caps share ``{p:PROMOTION_ID}`` (cap and
+  budget are checked in one Lua script) and a message slot's bandit state ``{s:SLOT}``.
 
 See docs/ARCHITECTURE.md for the value formats.
 """
@@ -57,6 +58,7 @@ def customer_session(customer_id: str) -> str:
 
 # -- items ---------------------------------------------------------------------------------------------
 ITEM_OVERRIDES = f"{PREFIX}:items:overrides"  # hash item_id -> JSON {"active": bool, ...} (admin PATCH)
+ITEM_OVERRIDES_REV = f"{PREFIX}:items:overrides:rev"  # counter bumped on each change: cheap polling
 
 # -- events --------------------------------------------------------------------------------------------
 EVENTS_STREAM = f"{PREFIX}:events"  # stream of accepted events, capped (MAXLEN ~) for retraining
@@ -65,3 +67,66 @@ EVENTS_STREAM = f"{PREFIX}:events"  # stream of accepted events, capped (MAXLEN 
 def event_seen(event_id: str) -> str:
     """Idempotency marker of an event id (SET NX with a TTL)."""
     return f"{PREFIX}:event:{{e:{event_id}}}"
+
+
+# -- promotions ----------------------------------------------------------------------------------------
+# Definitions of all promotions live in two hashes under one tag so that a change (HSET + INCR of the
+# revision counter that API processes poll) is one MULTI. A promotion's serving state shares
+# ``{p:PROMOTION_ID}``: the per-customer frequency cap sits under the promotion's tag, not the customer's,
+# so that one Lua script checks and counts cap and budget together, atomically.
+PROMOTIONS = f"{PREFIX}:promos:{{promos}}:defs"  # hash promotion_id -> JSON definition
+PROMOTIONS_DELETED = f"{PREFIX}:promos:{{promos}}:deleted"  # hash: deleted definitions, kept for reports
+PROMOTIONS_REV = f"{PREFIX}:promos:{{promos}}:rev"  # counter bumped on every definition change
+
+
+def promotion_stats(promotion_id: str) -> str:
+    """Hash of counters: impressions, clicks, redemptions, pos:N (impressions at rank N)."""
+    return f"{PREFIX}:promo:{{p:{promotion_id}}}:stats"
+
+
+def promotion_cap(promotion_id: str, customer_id: str) -> str:
+    """Zset decision_id -> served-at (ms) of one customer: the sliding frequency-cap window, with a TTL."""
+    return f"{PREFIX}:promo:{{p:{promotion_id}}}:cap:{customer_id}"
+
+
+def promotion_decision(promotion_id: str, decision_id: str) -> str:
+    """Hash of one served promotion (customer, time, flags); redemption is counted once; TTL = attribution."""
+    return f"{PREFIX}:promo:{{p:{promotion_id}}}:decision:{decision_id}"
+
+
+def promotion_pattern(promotion_id: str) -> str:
+    """Every key of one promotion (for the explicit purge)."""
+    return f"{PREFIX}:promo:{{p:{promotion_id}}}:*"
+
+
+# -- messages ------------------------------------------------------------------------------------------
+# Slot definitions as for promotions; a slot's bandit state and report counters share ``{s:SLOT}`` so one
+# Lua script records a decision (or a reward) in the model, the counters and the decision log at once.
+MESSAGE_SLOTS = f"{PREFIX}:msgs:{{msgs}}:defs"  # hash slot -> JSON definition
+MESSAGE_SLOTS_DELETED = f"{PREFIX}:msgs:{{msgs}}:deleted"  # hash: deleted definitions, kept for reports
+MESSAGE_SLOTS_REV = f"{PREFIX}:msgs:{{msgs}}:rev"  # counter bumped on every definition change
+
+
+def message_stats(slot: str) -> str:
+    """Hash of report counters per variant plus the inverse-propensity sums of the slot."""
+    return f"{PREFIX}:msg:{{s:{slot}}}:stats"
+
+
+def message_model(slot: str) -> str:
+    """Hash of the contextual bandit's sufficient statistics: ``A:SPACE:VARIANT`` / ``b:SPACE:VARIANT``."""
+    return f"{PREFIX}:msg:{{s:{slot}}}:model"
+
+
+def message_decision(slot: str, decision_id: str) -> str:
+    """Hash of one decision (variant, context, propensities, flags); TTL = attribution window."""
+    return f"{PREFIX}:msg:{{s:{slot}}}:decision:{decision_id}"
+
+
+def message_pattern(slot: str) -> str:
+    """Every key of one slot's state (for the explicit purge)."""
+    return f"{PREFIX}:msg:{{s:{slot}}}:*"
+
+
+def message_sticky(customer_id: str, slot: str) -> str:
+    """JSON of the variant a customer keeps seeing in ``slot`` (with a TTL of the slot's sticky days)."""
+    return f"{PREFIX}:sticky:{{c:{customer_id}}}:{slot}"

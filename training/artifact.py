@@ -11,6 +11,7 @@ Layout (no pickle anywhere; every array is loaded with ``allow_pickle=False``)::
     DIR/customers.npz     per-customer profile: orders, spend, first/last purchase day, country index
     DIR/items.json        item metadata aligned with item_ids: title, price, category
     DIR/popular.json      fallback rankings: global and per country (item indices)
+    DIR/item_embeddings.npy  16-d item embeddings (customer context for the message bandit)
 
 The directory is assembled under a temporary sibling name and renamed into place, so a crash or a
 failed run never leaves a half-written directory that looks complete.
@@ -69,6 +70,7 @@ class Artifact:
     customers: CustomerTable
     items: list[dict[str, Any]]
     popular: dict[str, Any]
+    item_embeddings: np.ndarray
 
     @property
     def version(self) -> str:
@@ -150,6 +152,7 @@ def write_artifact(out_dir: str | os.PathLike, artifact: Artifact) -> Path:
         np.savez(staging / "history.npz", **history_arrays(artifact.history))
         np.save(staging / "customer_ids.npy", np.asarray(artifact.customer_ids, dtype=str))
         np.save(staging / "item_ids.npy", np.asarray(artifact.item_ids, dtype=str))
+        np.save(staging / "item_embeddings.npy", artifact.item_embeddings.astype(np.float32))
         c = artifact.customers
         np.savez(
             staging / "customers.npz",
@@ -233,9 +236,10 @@ def read_artifact(model_dir: str | os.PathLike, *, verify: bool = False) -> Arti
         item_ids = np.load(root / "item_ids.npy", allow_pickle=False)
         items = json.loads((root / "items.json").read_text())
         popular = json.loads((root / "popular.json").read_text())
+        embeddings = np.load(root / "item_embeddings.npy", allow_pickle=False)
     except (OSError, ValueError, KeyError) as exc:
         raise ArtifactError(f"{root}: incomplete or corrupt model directory ({exc})") from None
-    return Artifact(manifest, model, history, customer_ids, item_ids, customers, items, popular)
+    return Artifact(manifest, model, history, customer_ids, item_ids, customers, items, popular, embeddings)
 
 
 def utc_now() -> datetime:

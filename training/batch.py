@@ -133,4 +133,4 @@ def _write_fallback(writer: csv.writer, customer_ids: list[str], positions: rang
 def open_lines(path: str) -> Iterable[str]:
     if path == "-":
         return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
-    return open(path, encoding="utf-8", errors="replace")  # noqa: SIM115 - caller closes via iteration
+    return open(path, encoding="utf-8", errors="replace")

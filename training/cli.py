@@ -40,23 +40,28 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
                    help="also read purchases that the service received as events (the feedback loop)")
 
 
-def _add_model_args(p: argparse.ArgumentParser) -> None:
-    from training.models import ALGORITHMS, DEFAULT_ALGORITHM, HYPERPARAMETERS
+def _flag_specs() -> dict[str, list[tuple[str, Any]]]:
+    """Every hyper-parameter name -> [(algorithm, Param)], so one flag serves all algorithms that share it."""
+    from training.models import HYPERPARAMETERS
 
-    g = p.add_argument_group("model")
+    specs: dict[str, list[tuple[str, Any]]] = {}
+    for algorithm, params in HYPERPARAMETERS.items():
+        for name, param in params.items():
+            specs.setdefault(name, []).append((algorithm, param))
+    return specs
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    from training.models import ALGORITHMS, DEFAULT_ALGORITHM
+
+    g = p.add_argument_group("model (each flag applies to the algorithms named in its help)")
     g.add_argument("--algorithm", default=DEFAULT_ALGORITHM, choices=sorted(ALGORITHMS),
                    help=f"recommender (default: {DEFAULT_ALGORITHM}, chosen by measurement)")
-    for name, spec in HYPERPARAMETERS.items():
-        kwargs: dict[str, Any] = {"dest": f"hp_{name}", "default": None, "help": spec.help}
-        if spec.type is bool:
-            kwargs["type"] = _parse_bool
-            kwargs["metavar"] = "true|false"
-        else:
-            kwargs["type"] = spec.type
-            kwargs["metavar"] = spec.metavar
-        if spec.choices:
-            kwargs["choices"] = spec.choices
-        g.add_argument(f"--{name.replace('_', '-')}", **kwargs)
+    for name, owners in sorted(_flag_specs().items()):
+        param = owners[0][1]
+        defaults = ", ".join(f"{alg}: {prm.default}" for alg, prm in owners)
+        g.add_argument(param.flag, dest=f"hp_{name}", default=None, metavar=param.type.__name__.upper(),
+                       help=f"{param.help} (default {defaults})")
 
 
 def _add_eval_args(p: argparse.ArgumentParser) -> None:
@@ -71,18 +76,19 @@ def _add_redis_arg(p: argparse.ArgumentParser) -> None:
                    help="Redis to use (default: $REDIS_URL, else redis://127.0.0.1:6379/0)")
 
 
-def _parse_bool(text: str) -> bool:
-    if text.lower() in {"true", "1", "yes"}:
-        return True
-    if text.lower() in {"false", "0", "no"}:
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tailor", description="Tailor: personalization for online shops.")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    # --quiet is accepted after the command too; SUPPRESS keeps an absent flag from resetting the global one.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS, help="no progress output")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_parser = sub.add_parser
+
+    def add_command(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return add_parser(name, parents=[common], **kwargs)
+
+    sub.add_parser = add_command  # type: ignore[method-assign]
 
     train = sub.add_parser("train", help="train (and evaluate) a model from a purchase log")
     _add_data_args(train)
@@ -124,21 +130,33 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the HTTP API under gunicorn")
     serve.add_argument("--bind", default=None, metavar="HOST:PORT", help="default: $TAILOR_BIND or 127.0.0.1:8000")
     serve.add_argument("--workers", type=int, default=None, metavar="N", help="default: 2 x cores + 1")
+    demo = sub.add_parser("demo", help="embedded Redis + train on the shipped sample + publish + serve")
+    demo.add_argument("--bind", default="127.0.0.1:8000", metavar="HOST:PORT")
+    demo.add_argument("--workers", type=int, default=None, metavar="N")
     return parser
 
 
 def _hyperparameters(args: argparse.Namespace) -> dict[str, Any]:
+    """The hyper-parameters given on the command line, checked against the chosen algorithm."""
     from training.models import HYPERPARAMETERS
 
-    given = {name: getattr(args, f"hp_{name}") for name in HYPERPARAMETERS}
-    given = {k: v for k, v in given.items() if v is not None}
-    for name, value in given.items():
-        spec = HYPERPARAMETERS[name]
-        if args.algorithm not in spec.algorithms:
-            raise CliError(f"--{name.replace('_', '-')} does not apply to --algorithm {args.algorithm} "
-                           f"(it applies to: {', '.join(spec.algorithms)})")
-        if spec.type in (int, float) and value is not None and value < spec.minimum:
-            raise CliError(f"--{name.replace('_', '-')} must be ≥ {spec.minimum}, got {value}")
+    declared = HYPERPARAMETERS[args.algorithm]
+    given: dict[str, Any] = {}
+    for name, owners in _flag_specs().items():
+        value = getattr(args, f"hp_{name}")
+        if value is None:
+            continue
+        flag = owners[0][1].flag
+        if name not in declared:
+            raise CliError(f"{flag} does not apply to --algorithm {args.algorithm} "
+                           f"(it applies to: {', '.join(alg for alg, _ in owners)})")
+        try:
+            converted = declared[name].convert(value)
+        except (TypeError, ValueError) as exc:
+            raise CliError(f"{flag}: {exc}") from None
+        if isinstance(converted, int | float) and not isinstance(converted, bool) and converted < 0:
+            raise CliError(f"{flag} must not be negative, got {value}")
+        given[name] = converted
     return given
 
 
@@ -258,15 +276,17 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
 def _open_output(path: str):
     try:
-        return open(path, "w", encoding="utf-8", newline="")  # noqa: SIM115 - closed by the caller
+        return open(path, "w", encoding="utf-8", newline="")
     except OSError as exc:
         raise CliError(f"{path}: cannot write ({exc.strerror})") from None
 
 
 def _publish_dir(model_dir: Path | str, redis_url: str | None, *, activate: bool, keep: int | None,
                  quiet: bool) -> str:
+    from training.artifact import read_manifest
     from training.publish import connect, publish_model
 
+    read_manifest(model_dir)  # a wrong directory is reported before Redis is contacted
     client = connect(redis_url)
     version = publish_model(client, model_dir, activate=activate, keep=keep, progress=not quiet)
     if not quiet:
@@ -308,9 +328,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve(bind=args.bind, workers=args.workers)
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from training.demo import run_demo
+
+    return run_demo(bind=args.bind, workers=args.workers)
+
+
 COMMANDS = {
     "train": cmd_train, "evaluate": cmd_evaluate, "recommend": cmd_recommend, "publish": cmd_publish,
-    "models": cmd_models, "serve": cmd_serve,
+    "models": cmd_models, "serve": cmd_serve, "demo": cmd_demo,
 }
 
 

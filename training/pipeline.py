@@ -17,8 +17,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from training.artifact import FORMAT_VERSION, Artifact, CustomerTable, library_versions, new_version_id, utc_now
+from training.artifact import (
+    FORMAT_VERSION,
+    Artifact,
+    CustomerTable,
+    library_versions,
+    new_version_id,
+    utc_now,
+)
 from training.data import PurchaseLog
+from training.embeddings import item_embeddings
 from training.history import to_day
 from training.matrix import build_history
 from training.models import create
@@ -148,6 +156,7 @@ def train_artifact(
         customers = customer_table(interactions, customer_ids)
         items = item_metadata(log.items, item_ids)
         popular = popular_lists(interactions, item_ids)
+        embeddings = item_embeddings(history)
     created_at = utc_now()
     manifest: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
@@ -173,4 +182,4 @@ def train_artifact(
         "libraries": library_versions(),
         "phases": timer.phases,
     }
-    return Artifact(manifest, model, history, customer_ids, item_ids, customers, items, popular)
+    return Artifact(manifest, model, history, customer_ids, item_ids, customers, items, popular, embeddings)

@@ -71,6 +71,7 @@ def model_blobs(artifact: Artifact) -> dict[str, bytes]:
     """Every non-customer piece of a version, as named blobs."""
     blobs = {f"model/{name}": array_to_bytes(arr) for name, arr in artifact.model.arrays().items()}
     blobs["item_ids"] = array_to_bytes(np.asarray(artifact.item_ids, dtype=str))
+    blobs["item_embeddings"] = array_to_bytes(artifact.item_embeddings.astype(np.float32))
     blobs["items.json"] = json.dumps(artifact.items).encode()
     blobs["popular.json"] = json.dumps(artifact.popular).encode()
     blobs["countries.json"] = json.dumps(artifact.customers.countries).encode()
@@ -235,8 +236,8 @@ def headline(evaluation: dict[str, Any] | None) -> str:
         return "-"
     try:
         model = evaluation["model"]
-        return (f"NDCG@10 overall {model['overall']['ndcg@10']:.3f} / "
-                f"discovery {model['discovery']['ndcg@10']:.3f}")
+        return (f"NDCG@{evaluation['k']} overall {model['overall']['ndcg']:.3f} / "
+                f"discovery {model['discovery']['ndcg']:.3f}")
     except (KeyError, TypeError):
         return "-"
 

@@ -1,0 +1,90 @@
+"""Publishing to a real Redis: versioned upload, atomic activation, rollback, pruning, failed publishes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import redis
+
+from service import keys
+from service.codec import unpack_customer
+from tests.conftest import SAMPLE_CSV
+from training import publish
+from training.cli import main
+
+
+@pytest.fixture(scope="module")
+def model_dirs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Two small versions (different algorithms) to switch between."""
+    root = tmp_path_factory.mktemp("publish")
+    dirs = []
+    for algorithm in ("popular", "item-knn"):
+        out = root / algorithm
+        assert main(["--quiet", "train", "--data", str(SAMPLE_CSV), "--format", "online-retail", "--no-eval",
+                     "--algorithm", algorithm, "--out", str(out)]) == 0
+        dirs.append(out)
+    return dirs
+
+
+def _version(model_dir: Path) -> str:
+    return json.loads((model_dir / "manifest.json").read_text())["version"]
+
+
+def test_publish_uploads_everything_then_activates(redis_client: redis.Redis, model_dirs: list[Path]) -> None:
+    version = publish.publish_model(redis_client, model_dirs[0])
+    assert version == _version(model_dirs[0])
+    assert redis_client.get(keys.ACTIVE_MODEL).decode() == version
+    manifest = json.loads(redis_client.get(keys.model_manifest(version)))
+    assert manifest["counts"]["customers"] == 300
+    histories = list(redis_client.scan_iter(match=keys.customer_history_pattern(version), count=1000))
+    assert len(histories) == 300
+    record = unpack_customer(redis_client.get(histories[0]))
+    assert len(record.items) > 0 and record.order_count >= 1
+
+
+def test_rollback_and_activate(redis_client: redis.Redis, model_dirs: list[Path]) -> None:
+    first = publish.publish_model(redis_client, model_dirs[0])
+    second = publish.publish_model(redis_client, model_dirs[1])
+    assert redis_client.get(keys.ACTIVE_MODEL).decode() == second
+    assert publish.rollback(redis_client) == first
+    assert redis_client.get(keys.ACTIVE_MODEL).decode() == first
+    publish.activate(redis_client, second)
+    listed = publish.list_versions(redis_client)
+    assert [v["version"] for v in listed if v["active"]] == [second]
+    with pytest.raises(publish.PublishError, match="is active"):
+        publish.delete_version(redis_client, second)
+    publish.delete_version(redis_client, first)
+    assert not list(redis_client.scan_iter(match=keys.customer_history_pattern(first)))
+    with pytest.raises(publish.PublishError, match="already published"):
+        publish.publish_model(redis_client, model_dirs[1])
+
+
+def test_prune_keeps_newest_and_active(redis_client: redis.Redis, model_dirs: list[Path]) -> None:
+    first = publish.publish_model(redis_client, model_dirs[0])
+    publish.publish_model(redis_client, model_dirs[1], activate=False)
+    publish.activate(redis_client, first)
+    removed = publish.prune(redis_client, keep=1)
+    assert removed == []  # the only older version is the active one
+    assert {v["version"] for v in publish.list_versions(redis_client)} == {first, _version(model_dirs[1])}
+
+
+def test_failed_publish_leaves_active_model_untouched(redis_client: redis.Redis, model_dirs: list[Path],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    first = publish.publish_model(redis_client, model_dirs[0])
+    keys_before = set(redis_client.scan_iter(count=1000))
+    original = publish.customer_records
+
+    def records_then_connection_lost(artifact):
+        for n, item in enumerate(original(artifact)):
+            if n == 150:
+                raise redis.ConnectionError("connection lost half-way")
+            yield item
+
+    monkeypatch.setattr(publish, "customer_records", records_then_connection_lost)
+    with pytest.raises(publish.PublishError, match="active model unchanged"):
+        publish.publish_model(redis_client, model_dirs[1])
+    assert redis_client.get(keys.ACTIVE_MODEL).decode() == first
+    assert set(redis_client.scan_iter(count=1000)) == keys_before, "a failed publish left keys behind"
+    assert [v["version"] for v in publish.list_versions(redis_client)] == [first]

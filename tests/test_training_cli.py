@@ -1,0 +1,120 @@
+"""End to end through the `tailor` CLI on the shipped Online Retail excerpt: train -> artifact -> recommend."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import SAMPLE_CSV
+from training.artifact import ArtifactError, read_artifact
+from training.cli import main
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("cli") / "model"
+    assert main(["--quiet", "train", "--data", str(SAMPLE_CSV), "--format", "online-retail", "--out", str(out)]) == 0
+    return out
+
+
+def test_train_writes_a_complete_manifest(model_dir: Path) -> None:
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    assert manifest["algorithm"] == "hybrid"
+    assert manifest["counts"]["customers"] == 300
+    assert manifest["data"]["quality"]["rows_read"] == 13_071
+    assert len(manifest["data"]["fingerprint_sha256"]) == 64
+    assert {"overall", "discovery"} <= set(manifest["evaluation"]["model"])
+    assert manifest["evaluation"]["baseline"]["algorithm"] == "popular"
+    assert {"implicit", "numpy", "scipy"} <= set(manifest["libraries"])
+    assert set(manifest["files"]) >= {"model.npz", "history.npz", "items.json", "item_ids.npy"}
+    assert not list(model_dir.parent.glob(".model.tmp-*")), "staging directory left behind"
+
+
+def test_artifact_round_trip_scores_identically(model_dir: Path) -> None:
+    artifact = read_artifact(model_dir, verify=True)
+    again = read_artifact(model_dir)
+    rows = np.arange(20)
+    np.testing.assert_array_equal(artifact.model.score(artifact.history.rows(rows)),
+                                  again.model.score(again.history.rows(rows)))
+    assert artifact.history.shape == (300, len(artifact.item_ids))
+    assert len(artifact.items) == len(artifact.item_ids)
+
+
+def test_corrupt_artifact_is_refused(model_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(model_dir, copy)
+    (copy / "items.json").write_text("[]")
+    with pytest.raises(ArtifactError, match="checksum mismatch"):
+        read_artifact(copy, verify=True)
+
+
+def test_recommend_batch_export(model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ids = [str(x) for x in np.load(model_dir / "customer_ids.npy")[:25]]
+    customers = tmp_path / "customers.txt"
+    customers.write_text("customer_id\n" + "\n".join([*ids, "no-such-customer"]) + "\n")
+    out = tmp_path / "recs.csv"
+    assert main(["recommend", "--model", str(model_dir), "--customers", str(customers), "--n", "5",
+                 "--exclude-purchased", "--output", str(out), "--quiet"]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert list(rows[0]) == ["customer_id", "rank", "item_id", "score"]
+    assert len(rows) == 26 * 5
+    assert [r["customer_id"] for r in rows[::5]] == [*ids, "no-such-customer"]
+    assert [int(r["rank"]) for r in rows[:5]] == [1, 2, 3, 4, 5]
+    artifact = read_artifact(model_dir)
+    row = int(np.flatnonzero(artifact.customer_ids == ids[0])[0])
+    bought = set(artifact.item_ids[artifact.history.items_of(row)])
+    first = [r["item_id"] for r in rows if r["customer_id"] == ids[0]]
+    assert not bought & set(first), "--exclude-purchased returned an already-bought item"
+    scores = [float(r["score"]) for r in rows[:5]]
+    assert scores == sorted(scores, reverse=True)
+    fallback = [r["item_id"] for r in rows if r["customer_id"] == "no-such-customer"]
+    assert fallback == [artifact.item_ids[i] for i in artifact.popular["global"]["items"][:5]]
+
+
+def test_until_is_recorded_and_respected(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "m"
+    assert main(["train", "--data", str(SAMPLE_CSV), "--format", "online-retail", "--until", "2011-06-01",
+                 "--algorithm", "popular", "--no-eval", "--out", str(out), "--quiet"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["data"]["until"] == "2011-06-01"
+    assert manifest["data"]["last_timestamp"] < "2011-06-01"
+    assert manifest["evaluation"] is None
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--data", "missing.csv", "--out", "x"], "missing.csv"),
+        (["train", "--data", str(SAMPLE_CSV), "--format", "nope", "--out", "x"], "nope"),
+        (["train", "--data", str(SAMPLE_CSV), "--format", "online-retail"], "nothing to do"),
+        (["train", "--data", str(SAMPLE_CSV), "--format", "online-retail", "--algorithm", "popular",
+          "--factors", "8", "--out", "x"], "--factors does not apply to --algorithm popular"),
+        (["train", "--data", str(SAMPLE_CSV), "--format", "online-retail", "--factors", "-3",
+          "--algorithm", "als", "--out", "x"], "--factors must not be negative"),
+        (["train", "--data", str(SAMPLE_CSV), "--until", "yesterday", "--out", "x"], "yesterday"),
+        (["recommend", "--model", "no-such-dir", "--customers", "-", "--output", "-"], "no-such-dir"),
+        (["recommend", "--model", "x", "--customers", "nofile.txt", "--output", "-"], "nofile.txt"),
+        (["publish", "--model", "no-such-dir", "--redis-url", "redis://127.0.0.1:1/0"], "no-such-dir"),
+    ],
+)
+def test_cli_errors_are_one_line_with_status_2(argv: list[str], message: str, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["--quiet", *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("tailor: error: ")
+    assert message in err[0]
+
+
+def test_unreachable_redis_is_named(model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["publish", "--model", str(model_dir), "--redis-url", "redis://:secret@127.0.0.1:1/0"]) == 2
+    err = capsys.readouterr().err
+    assert "127.0.0.1:1" in err and "secret" not in err
