@@ -712,10 +712,7 @@ def _too_many_bad(
     first = int(np.flatnonzero(mask)[0])
     value = raw.iloc[first, list(raw.columns).index(column)]  # first of equally named columns, as parsed
     shown = "(empty)" if pd.isna(value) or str(value).strip() == "" else repr(str(value)[:60])
-    if kind == "parquet":
-        where = f"row {first + 1}"
-    else:
-        where = f"line {_file_line(path, kind, encoding, sep, first)}"
+    where = f"row {first + 1}" if kind == "parquet" else f"line {_file_line(path, kind, encoding, sep, first)}"
     noun = {"timestamp": "timestamp", "quantity": "quantity", "price": "price", "item": "item id"}[what]
     raise DataError(
         f"{path}: {count:,} of {n:,} rows ({100.0 * count / n:.1f}%) have an unparseable {noun} in "
