@@ -27,7 +27,7 @@ from training.artifact import (
 )
 from training.data import PurchaseLog
 from training.embeddings import item_embeddings
-from training.history import to_day
+from training.history import PurchaseHistory, to_day
 from training.matrix import build_history
 from training.models import create
 from training.threads import limit_blas_threads
@@ -65,29 +65,29 @@ def peak_rss_mb() -> float:
 def customer_table(interactions: pd.DataFrame, customer_ids: np.ndarray) -> CustomerTable:
     """Orders, spend, first/last purchase and main country per customer, aligned with ``customer_ids``."""
     df = interactions
-    spend = (df["quantity"] * df["price"]).fillna(0.0)
-    grouped = df.assign(spend=spend).groupby("customer_id", sort=False)
-    agg = grouped.agg(
-        orders=("order_id", "nunique"), spend=("spend", "sum"),
-        first=("timestamp", "min"), last=("timestamp", "max"),
-    ).reindex(customer_ids)
+    rows = pd.Index(customer_ids).get_indexer(df["customer_id"])
+    n = len(customer_ids)
+    spend = np.bincount(rows, weights=(df["quantity"] * df["price"]).fillna(0.0).to_numpy(), minlength=n)
+    orders = pd.DataFrame({"row": rows, "order": df["order_id"].to_numpy()}).drop_duplicates()
+    order_counts = np.bincount(orders["row"].to_numpy(), minlength=n).astype(np.int32)
+    days = to_day(df["timestamp"])
+    first_day = np.full(n, np.inf)
+    last_day = np.full(n, -np.inf)
+    np.minimum.at(first_day, rows, days)
+    np.maximum.at(last_day, rows, days)
     countries: list[str] = []
-    country_idx = np.full(len(customer_ids), -1, dtype=np.int32)
+    country_idx = np.full(n, -1, dtype=np.int32)
     if "country" in df and df["country"].notna().any():
-        main = df.dropna(subset=["country"]).groupby("customer_id", sort=False)["country"].agg(
-            lambda s: s.value_counts().index[0]
-        )
-        codes, uniques = pd.factorize(main.reindex(customer_ids))
+        codes, uniques = pd.factorize(df["country"])
+        known = codes >= 0
+        # The main country is the one most of a customer's purchase lines name.
+        pairs = pd.DataFrame({"row": rows[known], "country": codes[known]})
+        counts = pairs.value_counts(sort=True)
+        main = counts[~counts.index.get_level_values("row").duplicated()]
+        country_idx[main.index.get_level_values("row")] = main.index.get_level_values("country")
         countries = [str(c) for c in uniques]
-        country_idx = codes.astype(np.int32)
-    return CustomerTable(
-        orders=agg["orders"].to_numpy(dtype=np.int32),
-        spend=agg["spend"].to_numpy(dtype=np.float64).round(2),
-        first_day=to_day(agg["first"]),
-        last_day=to_day(agg["last"]),
-        country=country_idx,
-        countries=countries,
-    )
+    return CustomerTable(orders=order_counts, spend=spend.round(2), first_day=first_day, last_day=last_day,
+                         country=country_idx, countries=countries)
 
 
 def item_metadata(items: pd.DataFrame, item_ids: np.ndarray) -> list[dict[str, Any]]:
@@ -105,33 +105,31 @@ def item_metadata(items: pd.DataFrame, item_ids: np.ndarray) -> list[dict[str, A
     return out
 
 
-def popular_lists(interactions: pd.DataFrame, item_ids: np.ndarray) -> dict[str, Any]:
+def popular_lists(history: PurchaseHistory, customers: CustomerTable) -> dict[str, Any]:
     """Fallback rankings by distinct buyers in the last 90 days (all time breaks ties), global and per country.
 
     Recent popularity is used because retail demand is seasonal: last year's bestsellers are a poor
     fallback in December.
     """
-    index = pd.Index(item_ids)
-    recent_start = interactions["timestamp"].max() - pd.Timedelta(days=POPULAR_WINDOW_DAYS)
+    bought = history.orders.copy()
+    bought.data = np.ones_like(bought.data)
+    recent = history.last_day.copy()
+    recent.data = (recent.data >= history.now_day - POPULAR_WINDOW_DAYS).astype(np.float32)
+    recent.eliminate_zeros()
 
-    def ranking(df: pd.DataFrame) -> dict[str, list]:
-        total = df.groupby("item_id")["customer_id"].nunique()
-        recent = df[df["timestamp"] >= recent_start].groupby("item_id")["customer_id"].nunique()
-        table = pd.DataFrame({"recent": recent, "total": total}).fillna(0)
-        table = table.sort_values(["recent", "total"], ascending=False, kind="stable").head(POPULAR_LIST_LENGTH)
-        positions = index.get_indexer(table.index)
-        keep = positions >= 0
-        return {
-            "items": [int(p) for p in positions[keep]],
-            "recent_buyers": [int(x) for x in table["recent"].to_numpy()[keep]],
-        }
+    def ranking(rows: np.ndarray | slice) -> dict[str, list]:
+        total = np.asarray(bought[rows].sum(axis=0)).ravel()
+        recent_buyers = np.asarray(recent[rows].sum(axis=0)).ravel()
+        order = np.lexsort((-total, -recent_buyers))
+        order = order[total[order] > 0][:POPULAR_LIST_LENGTH]
+        return {"items": order.tolist(), "recent_buyers": recent_buyers[order].astype(int).tolist()}
 
     by_country: dict[str, dict[str, list]] = {}
-    if "country" in interactions and interactions["country"].notna().any():
-        buyers = interactions.groupby("country")["customer_id"].nunique()
-        for country in buyers[buyers >= MIN_COUNTRY_CUSTOMERS].index:
-            by_country[str(country)] = ranking(interactions[interactions["country"] == country])
-    return {"window_days": POPULAR_WINDOW_DAYS, "global": ranking(interactions), "by_country": by_country}
+    for index, country in enumerate(customers.countries):
+        rows = np.flatnonzero(customers.country == index)
+        if len(rows) >= MIN_COUNTRY_CUSTOMERS:
+            by_country[country] = ranking(rows)
+    return {"window_days": POPULAR_WINDOW_DAYS, "global": ranking(slice(None)), "by_country": by_country}
 
 
 def train_artifact(
@@ -155,7 +153,7 @@ def train_artifact(
     with timer.phase("extras"):
         customers = customer_table(interactions, customer_ids)
         items = item_metadata(log.items, item_ids)
-        popular = popular_lists(interactions, item_ids)
+        popular = popular_lists(history, customers)
         embeddings = item_embeddings(history)
     created_at = utc_now()
     manifest: dict[str, Any] = {
