@@ -15,6 +15,7 @@ from typing import Any
 from training.threads import pin_env_threads
 
 EXIT_USAGE = 2
+EXIT_REJECTED = 3  # retrain: the quality gate kept the active model
 
 
 class CliError(Exception):
@@ -126,6 +127,23 @@ def build_parser() -> argparse.ArgumentParser:
     msub.add_parser("activate", help="make VERSION the served model").add_argument("version")
     msub.add_parser("rollback", help="re-activate the previously active version")
     msub.add_parser("delete", help="delete a non-active VERSION").add_argument("version")
+
+    retrain = sub.add_parser("retrain", help="train, evaluate against the active model, publish only if not worse")
+    _add_data_args(retrain)
+    _add_model_args(retrain)
+    retrain.add_argument("--holdout-days", type=float, default=30.0, metavar="DAYS")
+    retrain.add_argument("--tolerance", type=float, default=None, metavar="FRACTION",
+                         help="allowed relative NDCG drop vs the active model (default: $TAILOR_RETRAIN_TOLERANCE "
+                              "or 0.02)")
+    retrain.add_argument("--force", action="store_true", help="publish even if the quality gate fails")
+    retrain.add_argument("--out", default="var/models", metavar="DIR", help="where model directories go")
+    retrain.add_argument("--every", type=float, default=None, metavar="HOURS",
+                         help="run again every HOURS (for the trainer service); default: once")
+    retrain.add_argument("--json", action="store_true")
+    _add_redis_arg(retrain)
+
+    config = sub.add_parser("config", help="print the effective configuration, secrets masked")
+    config.add_argument("--json", action="store_true")
 
     serve = sub.add_parser("serve", help="run the HTTP API under gunicorn")
     serve.add_argument("--bind", default=None, metavar="HOST:PORT", help="default: $TAILOR_BIND or 127.0.0.1:8000")
@@ -322,6 +340,53 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_retrain(args: argparse.Namespace) -> int:
+    import os
+    import time
+
+    from training.pipeline import PhaseTimer
+    from training.publish import connect
+    from training.retrain import retrain
+
+    if args.redis_url is None and args.events_from is None:
+        args.events_from = os.environ.get("REDIS_URL")
+    tolerance = args.tolerance if args.tolerance is not None else float(
+        os.environ.get("TAILOR_RETRAIN_TOLERANCE", "0.02"))
+    if not 0 <= tolerance < 1:
+        raise CliError(f"--tolerance must be in [0, 1), got {tolerance}")
+    params = _hyperparameters(args)
+    while True:
+        timer = PhaseTimer(quiet=args.quiet)
+        client = connect(args.redis_url)
+        log = _read_phase(args, timer)
+        outcome = retrain(log, args.algorithm, params, client, out_root=Path(args.out), tolerance=tolerance,
+                          force=args.force, holdout_days=args.holdout_days, timer=timer)
+        if args.json:
+            print(json.dumps(outcome.to_dict(), indent=2), flush=True)
+        else:
+            verdict = f"published {outcome.version}" if outcome.published else "kept the active model"
+            print(f"retrain: {verdict}: {outcome.reason}", flush=True)
+        if args.every is None:
+            return 0 if outcome.published else EXIT_REJECTED
+        time.sleep(args.every * 3600)
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from service.config import ConfigError, Settings
+
+    try:
+        config = Settings.load().masked()
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+    if args.json:
+        print(json.dumps(config, indent=2))
+    else:
+        width = max(len(k) for k in config)
+        for name, value in config.items():
+            print(f"{name:<{width}}  {value}")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from service.runner import serve
 
@@ -336,7 +401,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "train": cmd_train, "evaluate": cmd_evaluate, "recommend": cmd_recommend, "publish": cmd_publish,
-    "models": cmd_models, "serve": cmd_serve, "demo": cmd_demo,
+    "models": cmd_models, "serve": cmd_serve, "demo": cmd_demo, "retrain": cmd_retrain, "config": cmd_config,
 }
 
 
