@@ -66,9 +66,9 @@ def test_generic_loads_with_exact_schema(tmp_path: Path) -> None:
     assert df["customer_id"].tolist() == ["c1", "c1", "c2", "c2", "c3"]
     assert df["quantity"].tolist() == [2.0, 1.0, 3.0, 1.0, 1.0]
     assert np.isnan(df["price"].iloc[1]) and df["price"].iloc[0] == 1.5
-    # no order numbers in the generic format: customer + timestamp
-    assert df["order_id"].tolist()[:3] == ["c1|2024-01-01T10:00:00", "c1|2024-01-01T10:00:00",
-                                           "c2|2024-01-02T09:30:00"]
+    # no order numbers in the generic format: one order per customer + timestamp
+    orders = df["order_id"].tolist()
+    assert orders[0] == orders[1] and len(set(orders)) == 4
     assert df["timestamp"].iloc[3] == pd.Timestamp("2024-01-03")
     assert df["country"].iloc[4] == "NA"  # Namibia, not a missing value
     assert pd.isna(df["country"].iloc[3])
@@ -351,6 +351,77 @@ def test_parquet_bad_values_name_the_row(tmp_path: Path) -> None:
         load_purchase_log(path)
 
 
+def random_log(times: str, seed: int = 7, n: int = 2000) -> pd.DataFrame:
+    """A generic log with many shared timestamps, multi-line orders and exact repeats, typed as Parquet keeps it.
+
+    ``times``: ``s``/``ms`` resolution over a month (the loader's packed sort), ``ns`` over 400 days (too wide
+    to pack: stable argsort), or ``sorted`` (already in time order: no sort at all).
+    """
+    rng = np.random.default_rng(seed)
+    unit, span = {"s": ("s", 30 * 86_400), "ms": ("ms", 30 * 86_400_000), "ns": ("ns", 400 * 86_400 * 10**9),
+                  "sorted": ("s", 30 * 86_400)}[times]
+    pool = pd.Timestamp("2024-03-01") + pd.to_timedelta(rng.integers(0, span, n // 4), unit=unit)
+    frame = pd.DataFrame({
+        "customer_id": pd.Series(rng.choice([f"c{i}" for i in range(20)], n), dtype="str"),
+        "item_id": pd.Series(rng.choice(list("ABCDE"), n), dtype="str"),
+        "timestamp": pd.Series(pool[rng.integers(0, len(pool), n)]).astype("datetime64[ns]"),
+        "quantity": rng.integers(1, 3, n).astype(np.float64),
+        "price": rng.choice([1.0, 2.5], n),
+    })
+    frame = pd.concat([frame, frame.iloc[rng.integers(0, n, n // 10)]]).sample(frac=1.0, random_state=seed)
+    if times == "sorted":
+        frame = frame.sort_values("timestamp", kind="stable")
+    return frame.reset_index(drop=True)
+
+
+@pytest.mark.parametrize("times", ["s", "ms", "ns", "sorted"])
+@pytest.mark.parametrize("kind", ["parquet", "csv"])
+def test_large_log_paths_match_pandas(tmp_path: Path, times: str, kind: str) -> None:
+    frame = random_log(times)
+    path = tmp_path / f"log.{kind}"
+    if kind == "parquet":
+        frame.to_parquet(path)
+    else:
+        frame.to_csv(path, index=False)
+    log = load_purchase_log(path)
+    expected = frame[~frame.duplicated()].sort_values("timestamp", kind="stable").reset_index(drop=True)
+    assert log.report.duplicates == int(frame.duplicated().sum()) > 200
+    assert log.report.rows_kept == len(expected)
+    df = log.interactions
+    cols = ["customer_id", "item_id", "timestamp", "quantity", "price"]
+    pd.testing.assert_frame_equal(df[cols], expected[cols], check_dtype=False)
+    assert str(df["timestamp"].dtype) == "datetime64[ns]" and df["order_id"].dtype == np.int64
+    orders = expected.groupby(["customer_id", "timestamp"], sort=False).ngroup()  # numbered by first line
+    assert df["order_id"].tolist() == orders.tolist() and orders.max() + 1 < len(expected)
+    assert log.items["item_id"].tolist() == ["A", "B", "C", "D", "E"]
+    assert log.items["price"].tolist() == expected.groupby("item_id")["price"].median().tolist()
+
+
+def test_parquet_typed_numbers_and_missing_times(tmp_path: Path) -> None:
+    t = pd.Timestamp("2024-01-01 10:00")
+    frame = pd.DataFrame({
+        "customer_id": ["c1", "c1", "c2", "c2", "c2", "c3", "c3"],
+        "item_id": ["A", "B", "A", "B", "B", "A", "B"],
+        "timestamp": [t, t, t + pd.Timedelta(days=1), pd.NaT, pd.NaT, t - pd.Timedelta(hours=1),
+                      t + pd.Timedelta(days=2)],
+        "quantity": [1.0, np.nan, np.inf, 1.0, 1.0, -1.0, 1.0],
+        "price": [2.0, np.nan, 1.0, 1.0, 1.0, 1.0, -np.inf],
+    })
+    path = tmp_path / "log.parquet"
+    frame.to_parquet(path)
+    log = load_purchase_log(path, max_bad_rows=0.9)
+    assert counts(log.report) == {
+        "rows_read": 7, "rows_kept": 2, "missing_customer": 0, "returns_cancellations": 1,
+        "non_product_codes": 0, "duplicates": 1, "unparseable": 3, "after_until": 0,
+    }
+    assert log.report.unparseable_by_column == {"timestamp": 1, "quantity": 1, "price": 1, "item": 0}
+    df = log.interactions
+    assert df["item_id"].tolist() == ["A", "B"] and df["quantity"].tolist() == [1.0, 1.0]  # missing -> 1
+    assert df["price"].iloc[0] == 2.0 and np.isnan(df["price"].iloc[1])
+    assert df["order_id"].tolist() == [0, 0]
+    assert pd.isna(df["country"]).all() and pd.api.types.is_string_dtype(df["country"])
+
+
 # ------------------------------------------------------------------------------------------ errors
 
 
@@ -369,9 +440,9 @@ def test_directory(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("payload", "expected"), [
     (bytes(range(256)) * 8, "binary file, not CSV text"),
     (b"PK\x03\x04" + b"\x00" * 100, "zip archive"),
-    (gzip.compress(b"\x00\x01\x02\x03binary" * 100), "binary file (inside gzip)"),
+    (gzip.compress(b"\x00\x01\x02\x03binary" * 100, mtime=0), "binary file (inside gzip)"),
     ("customer_id,item_id,timestamp\n".encode("utf-16"), "UTF-16"),
-])
+], ids=["binary", "zip", "gzip-binary", "utf-16"])  # explicit ids: gzip bytes embed a time stamp (xdist)
 def test_binary_file(tmp_path: Path, payload: bytes, expected: str) -> None:
     path = tmp_path / "data.csv"
     path.write_bytes(payload)

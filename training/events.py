@@ -43,7 +43,8 @@ def read_stream_purchases(client: redis.Redis, until: datetime | None = None) ->
         "order_id": "event:" + frame["event_id"].astype(str),
         "country": pd.Series(pd.NA, index=frame.index, dtype="object"),
     })
-    out = out[out["timestamp"].notna() & (out["quantity"] > 0)]
+    # A batch retried by a client after a half-failed write can repeat an event in the stream.
+    out = out[out["timestamp"].notna() & (out["quantity"] > 0)].drop_duplicates("order_id")
     if until is not None:
         out = out[out["timestamp"] < pd.Timestamp(until)]
     return out

@@ -99,8 +99,9 @@ def publish_model(client: redis.Redis, model_dir: str | Path, *, activate: bool 
 def _upload(client: redis.Redis, artifact: Artifact, progress: bool) -> None:
     version = artifact.version
     try:
+        blobs = model_blobs(artifact)
         pipe = client.pipeline(transaction=False)
-        for name, blob in model_blobs(artifact).items():
+        for name, blob in blobs.items():
             pipe.set(keys.model_blob(version, name), blob)
         pipe.execute()
         bar = tqdm(total=len(artifact.customer_ids), unit="customer", desc="publish", disable=not progress,
@@ -113,7 +114,7 @@ def _upload(client: redis.Redis, artifact: Artifact, progress: bool) -> None:
         pipe.execute()
         bar.update(bar.total - bar.n)
         bar.close()
-        manifest = dict(artifact.manifest, published_at=time.time())
+        manifest = dict(artifact.manifest, published_at=time.time(), blobs=sorted(blobs))
         client.set(keys.model_manifest(version), json.dumps(manifest))
         client.zadd(keys.MODEL_VERSIONS, {version: manifest["published_at"]})
     except BaseException:

@@ -1,0 +1,97 @@
+"""Tailor's HTTP service: ``create_app`` builds a Flask app serving the active model from Redis.
+
+The app is stateless apart from an in-memory copy of the active model version (see ``service.store``), so
+any number of processes can run side by side behind a load balancer; ``service.runner`` runs it under
+gunicorn (``tailor serve``).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the training job imports service.keys / service.codec: keep `import service` light
+    from flask import Flask
+
+    from service.auth import KeyRing
+    from service.config import Settings
+    from service.engine import Engine
+    from service.redis_client import RedisGateway
+    from service.repository import Repository
+    from service.store import ModelStore
+
+API_VERSION = "1.0"
+
+
+@dataclass
+class Tailor:
+    """Everything a request needs, stored as ``app.extensions["tailor"]``."""
+
+    settings: Settings
+    keys: KeyRing
+    gateway: RedisGateway
+    store: ModelStore
+    repository: Repository
+    engine: Engine
+
+    def close(self) -> None:
+        """Stop the model poller and close Redis connections (tests; gunicorn workers just exit)."""
+        self.store.close()
+        self.gateway.close()
+
+
+def configure_logging(level: str) -> None:
+    """JSON-free plain logs on stderr for the ``tailor`` loggers; never per request."""
+    logger = logging.getLogger("tailor")
+    logger.setLevel(level.upper())
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Build the app; ``config`` overrides environment variables by name (e.g. ``{"REDIS_URL": ...}``)."""
+    from flask import Flask
+
+    from service.api import BLUEPRINTS
+    from service.api.docs import docs_blueprint
+    from service.api.framework import TailorApi
+    from service.auth import KeyRing
+    from service.config import Settings
+    from service.engine import Engine
+    from service.redis_client import RedisGateway
+    from service.repository import Repository
+    from service.store import ModelStore
+
+    settings = Settings.load(config)
+    configure_logging(settings.log_level)
+    app = Flask(__name__)
+    app.config.update(
+        API_TITLE="Tailor", API_VERSION=API_VERSION, OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/", OPENAPI_JSON_PATH="openapi.json",
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        API_SPEC_OPTIONS={"info": {"description": (
+            "Personalization for online shops: recommendations, popular lists, customer profiles and "
+            "behaviour events. Errors are always `{\"error\": {\"code\", \"message\", \"details\"}}`. "
+            "Authenticate with `Authorization: Bearer KEY` or `X-API-Key: KEY`; scopes: read < marketing "
+            "< admin.")}},
+    )
+    gateway = RedisGateway(settings)
+    store = ModelStore(gateway, settings.model_poll_s)
+    repository = Repository(gateway, settings)
+    app.extensions["tailor"] = Tailor(
+        settings=settings, keys=KeyRing.from_config(settings.api_keys, settings.public_read), gateway=gateway,
+        store=store, repository=repository, engine=Engine(store, repository, settings),
+    )
+    api = TailorApi(app)
+    for blueprint in BLUEPRINTS:
+        api.register_blueprint(blueprint)
+    app.register_blueprint(docs_blueprint())
+    if not settings.api_keys and not settings.public_read:
+        logging.getLogger("tailor").warning(
+            "no TAILOR_API_KEYS and TAILOR_PUBLIC_READ is off: every /v1 request will get 401")
+    return app

@@ -1,0 +1,88 @@
+"""Schemas and validators shared by several resources: ids, ``n``, filters, the recommendation answer."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import marshmallow as ma
+from marshmallow import fields, validate
+from webargs.fields import DelimitedList
+
+from service.errors import InvalidInput
+
+MAX_ID_LENGTH = 256
+MAX_N = 100
+MAX_EXCLUDE = 500
+#: Control characters and lone surrogates: never part of an id, and unsafe in logs and keys.
+_BAD_ID_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+SOURCES = ("personalized", "session", "popular", "popular-fallback", "basket", "similar-items")
+
+
+def _check_id(value: str) -> None:
+    if not value.strip():
+        raise ma.ValidationError("must not be blank")
+    if _BAD_ID_CHARS.search(value):
+        raise ma.ValidationError("must not contain control characters")
+
+
+def IdField(**kwargs: Any) -> fields.String:
+    """A customer, item, event or decision id: 1-256 characters, no control characters."""
+    return fields.String(validate=[validate.Length(1, MAX_ID_LENGTH), _check_id], **kwargs)
+
+
+def path_id(value: str, what: str) -> str:
+    """Validate an id taken from the URL path (400 with the field at fault)."""
+    try:
+        if len(value) > MAX_ID_LENGTH:
+            raise ma.ValidationError(f"longer than {MAX_ID_LENGTH} characters")
+        _check_id(value)
+    except ma.ValidationError as exc:
+        raise InvalidInput(f"invalid {what}", details={"path": {what: exc.messages}}) from None
+    return value
+
+
+def n_field(default: int = 10, *, strict: bool = False) -> fields.Integer:
+    return fields.Integer(load_default=default, strict=strict, validate=validate.Range(1, MAX_N),
+                          metadata={"description": f"number of items, 1..{MAX_N}"})
+
+
+def category_field(description: str) -> fields.String:
+    return fields.String(load_default=None, validate=validate.Length(1, MAX_ID_LENGTH),
+                         metadata={"description": description})
+
+
+class QueryFiltersSchema(ma.Schema):
+    """``exclude``, ``category`` and ``exclude_category`` as query parameters."""
+
+    exclude = DelimitedList(IdField(), load_default=list, validate=validate.Length(max=MAX_EXCLUDE),
+                            metadata={"description": "comma-separated item ids never to return"})
+    category = category_field("only items of this category")
+    exclude_category = category_field("no items of this category")
+
+
+class RecommendedItemSchema(ma.Schema):
+    """One recommended item with its metadata (null where unknown) and reason."""
+
+    item_id = fields.String(required=True)
+    score = fields.Float(required=True)
+    title = fields.String(allow_none=True)
+    price = fields.Float(allow_none=True)
+    category = fields.String(allow_none=True)
+    reason = fields.String(allow_none=True, metadata={
+        "description": "why this item, e.g. 'bought with 85123A you ordered', 'you buy this about every month'"})
+
+
+class RecommendationsSchema(ma.Schema):
+    """Every recommendation answer: the model version, where it came from, and the items."""
+
+    model_version = fields.String(required=True)
+    source = fields.String(required=True, metadata={"enum": list(SOURCES), "description": (
+        "personalized: the customer's history; session: events of a customer the model does not know; "
+        "popular: nothing to personalise from; popular-fallback: Redis unavailable, answered from memory; "
+        "basket: from the posted items; similar-items: items bought by the same customers")})
+    customer_id = fields.String()
+    item_id = fields.String()
+    segment = fields.String(metadata={"description": "popular lists: 'global' or 'country:NAME'"})
+    items = fields.List(fields.Nested(RecommendedItemSchema), required=True)

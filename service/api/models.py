@@ -1,0 +1,78 @@
+"""Model versions: the published ones with their metrics, the active one, activation and rollback."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flask
+
+from service.api.framework import Blueprint, json_response
+from service.api.models_schemas import ActivateRequest, ActivationSchema, ModelListSchema, ModelSummarySchema
+from service.errors import Conflict, NoActiveModel, NotFound
+
+blp = Blueprint("models", __name__, url_prefix="/v1/models", description="Model versions")
+
+
+def _tailor() -> Any:
+    return flask.current_app.extensions["tailor"]
+
+
+def _serving_version() -> str | None:
+    state = _tailor().store.current()
+    return state.model.version if state is not None else None
+
+
+@blp.route("", methods=["GET"])
+@blp.requires("read")
+@blp.response(200, ModelListSchema)
+@blp.alt_response(503, response="SERVICE_UNAVAILABLE")
+def list_models() -> flask.Response:
+    """Published versions (newest first) with their evaluation metrics, and the version history."""
+    listing = _tailor().repository.model_versions()
+    return json_response({**listing, "serving": _serving_version()})
+
+
+@blp.route("/active", methods=["GET"])
+@blp.requires("read")
+@blp.response(200, ModelSummarySchema)
+def active_model() -> flask.Response:
+    """The version this process serves, with its metrics (answered from memory)."""
+    state = _tailor().store.current()
+    if state is None:
+        raise NoActiveModel("no model version is active yet: publish one with `tailor publish`")
+    return json_response(state.model.summary())
+
+
+@blp.route("/active", methods=["PUT"])
+@blp.requires("admin")
+@blp.arguments(ActivateRequest())
+@blp.response(200, ActivationSchema)
+@blp.alt_response(404, response="NOT_FOUND")
+def activate(body: dict[str, Any]) -> flask.Response:
+    """Activate a published version; every API process switches to it within a second."""
+    from training.publish import PublishError
+
+    tailor = _tailor()
+    try:
+        tailor.repository.activate(body["version"])
+    except PublishError as exc:
+        raise NotFound(str(exc), details={"version": body["version"]}) from None
+    tailor.store.refresh()
+    return json_response({"version": body["version"], "serving": _serving_version()})
+
+
+@blp.route("/rollback", methods=["POST"])
+@blp.requires("admin")
+@blp.response(200, ActivationSchema)
+@blp.alt_response(409, response="CONFLICT")
+def rollback() -> flask.Response:
+    """Re-activate the version that was active before the current one."""
+    from training.publish import PublishError
+
+    tailor = _tailor()
+    try:
+        version = tailor.repository.rollback()
+    except PublishError as exc:
+        raise Conflict(str(exc)) from None
+    tailor.store.refresh()
+    return json_response({"version": version, "serving": _serving_version()})

@@ -1,0 +1,54 @@
+"""Recommendations: for a customer, for a basket or anonymous visitor, and the popular list."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flask
+
+from service.api.common_schemas import RecommendationsSchema, path_id
+from service.api.framework import Blueprint, json_response
+from service.api.recommendations_schemas import BasketRequest, CustomerRecommendationsQuery, PopularQuery
+from service.engine import Engine
+
+blp = Blueprint("recommendations", __name__, url_prefix="/v1",
+                description="Recommendations for customers, baskets and anonymous visitors")
+
+
+def engine() -> Engine:
+    return flask.current_app.extensions["tailor"].engine
+
+
+@blp.route("/customers/<customer_id>/recommendations", methods=["GET"])
+@blp.requires("read")
+@blp.arguments(CustomerRecommendationsQuery(), location="query", as_kwargs=True)
+@blp.response(200, RecommendationsSchema)
+def customer_recommendations(customer_id: str, **args: Any) -> flask.Response:
+    """Recommendations for a customer, scored now from their history and live events.
+
+    Unknown customers are not an error: with events they get `session` recommendations, without them the
+    `popular` list. When Redis is unavailable the answer is the in-memory popular list (`popular-fallback`).
+    """
+    path_id(customer_id, "customer_id")
+    return json_response(engine().for_customer(customer_id, **args))
+
+
+@blp.route("/recommendations", methods=["POST"])
+@blp.requires("read")
+@blp.arguments(BasketRequest(), as_kwargs=True)
+@blp.response(200, RecommendationsSchema)
+def basket_recommendations(items: list[str], **args: Any) -> flask.Response:
+    """Recommendations from the posted items alone (a basket, or an anonymous visitor's views).
+
+    The posted items themselves are never returned; with no known item the answer is the popular list.
+    """
+    return json_response(engine().for_basket(items, **args))
+
+
+@blp.route("/popular", methods=["GET"])
+@blp.requires("read")
+@blp.arguments(PopularQuery(), location="query", as_kwargs=True)
+@blp.response(200, RecommendationsSchema)
+def popular(**args: Any) -> flask.Response:
+    """The most popular items (distinct recent buyers), per country where the data allows."""
+    return json_response(engine().popular(**args))

@@ -1,0 +1,369 @@
+"""The message-variant bandit: contextual Thompson sampling over a Bayesian linear model per variant.
+
+Context x (30 numbers) of a customer with a purchase history: a bias, the journey stage (one-hot), the
+country (one-hot over 8 hashed buckets, stable across model versions), log orders, and the customer's
+16-d embedding from the served model (``training.embeddings``). Per variant v the expected reward is
+modelled as xᵀθ_v with prior θ_v ~ N(μ0, σ²/λ·I) and the posterior from the sufficient statistics
+
+    A_v = Σ x xᵀ (over decisions that showed v),   b_v = Σ r x (over their rewards),
+    precision (λI + A_v)/σ²,   mean (λI + A_v)⁻¹ (λμ0 + b_v).
+
+Thompson sampling picks v with the probability q_v that v's sampled reward is the largest; for a given x
+each xᵀθ_v is a univariate normal, so q is estimated cheaply by Monte Carlo over K numbers, and the
+variant is then *drawn from q*. That makes the logged propensity exact: with exploration share ε a
+decision picks uniformly with probability ε, else from q, so p(v) = ε/K + (1-ε)·q_v, which is what
+off-policy (IPS) evaluation needs. Customers without a history get Beta-Bernoulli Thompson sampling
+over the rewards of other such customers (non-contextual fallback).
+
+Embeddings of different model versions live in different coordinates, so A and b are kept per "context
+space" (the model version): a new version starts from a prior centred on each variant's observed reward
+rate (μ0 = rate on the bias coordinate) and learns the rest afresh.
+
+State lives in Redis under the slot's hash tag and is shared by every API process: a Lua script adds
+x xᵀ to A (upper triangle, packed float64) when a decision is made and stores x (float32, 120 bytes)
+with the decision for its attribution window; when the decision's first reward arrives, b += that x,
+guarded by a flag in the decision's own hash so a reward is counted once however often the event is
+delivered. Each process re-reads the statistics of a slot at most every ``poll_s`` seconds and computes
+the posterior in numpy (K x 30 x 30), never per request.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import redis
+
+from service import keys
+from service.domain.profile import STAGES
+from service.domain.targeting import CustomerFacts, Lua, new_decision_id
+
+EMBEDDING_DIM = 16
+#: Scale of the posterior that Thompson sampling draws from. The Bernoulli noise of click rates around 5-10%
+#: is ~0.25, but sampling the exact posterior is known to over-explore (Chapelle & Li, 2011, scale the
+#: variance down as well), and a slot's uniform share already keeps measuring every variant: 0.15 learned
+#: markedly faster in the simulation (docs/BANDIT_BENCHMARK.md lists the runs with 0.3).
+SIGMA = 0.15
+#: Prior precision relative to the noise: coefficients start at N(μ0, σ²/λ) = sd 0.05 each, so a variant's
+#: predicted rate starts within about ±0.1 of its overall rate instead of anywhere (λ=1 let the first few
+#: hundred decisions' noise steer the policy).
+LAMBDA = 10.0
+COUNTRY_BUCKETS = 8
+CONTEXT_DIM = 1 + len(STAGES) + COUNTRY_BUCKETS + 1 + EMBEDDING_DIM
+
+
+def context_vector(customer: CustomerFacts, stages: Sequence[str] = STAGES) -> np.ndarray | None:
+    """The customer's context, or None when there is no embedding (no purchase history the model knows)."""
+    embedding = customer.embedding
+    if embedding is None or not np.any(embedding):
+        return None
+    x = np.zeros(CONTEXT_DIM, dtype=np.float64)
+    x[0] = 1.0
+    offset = 1
+    if customer.stage in stages:
+        x[offset + stages.index(customer.stage)] = 1.0
+    offset += len(stages)
+    if customer.country:
+        x[offset + zlib.crc32(customer.country.casefold().encode()) % COUNTRY_BUCKETS] = 1.0
+    offset += COUNTRY_BUCKETS
+    x[offset] = min(np.log1p(max(customer.orders, 0)) / np.log1p(100.0), 1.0)
+    offset += 1
+    e = np.asarray(embedding, dtype=np.float64).ravel()[:EMBEDDING_DIM]
+    x[offset:offset + len(e)] = e
+    return x
+
+
+def pack_context(x: np.ndarray) -> bytes:
+    """A context as stored with its decision: little-endian float32 (Lua ``struct`` '<f'), 120 bytes."""
+    return np.asarray(x, dtype="<f4").tobytes()
+
+
+def unpack_upper(blob: bytes | None, d: int = CONTEXT_DIM) -> np.ndarray:
+    """Symmetric d x d matrix from its packed upper triangle (zeros when absent or malformed)."""
+    out = np.zeros((d, d), dtype=np.float64)
+    m = d * (d + 1) // 2
+    if blob and len(blob) == 8 * m:
+        upper = np.frombuffer(blob, dtype="<f8")
+        out[np.triu_indices(d)] = upper
+        out = out + np.triu(out, 1).T
+    return out
+
+
+def unpack_vector(blob: bytes | None, d: int = CONTEXT_DIM) -> np.ndarray:
+    if blob and len(blob) == 8 * d:
+        return np.frombuffer(blob, dtype="<f8").copy()
+    return np.zeros(d, dtype=np.float64)
+
+
+# -- posterior math (pure) -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LinearPosterior:
+    """Per-variant posterior mean (K, d) and covariance factor: Cov_v = σ² · inv[v]."""
+
+    mean: np.ndarray
+    inv: np.ndarray
+    sigma: float
+
+    @classmethod
+    def from_stats(cls, a: np.ndarray, b: np.ndarray, prior_rate: np.ndarray, *, lam: float,
+                   sigma: float) -> LinearPosterior:
+        """``a`` (K, d, d) = Σ x xᵀ, ``b`` (K, d) = Σ r x, ``prior_rate`` (K,) = μ0 on the bias coordinate."""
+        k, d = b.shape
+        precision = a + lam * np.eye(d)[None, :, :]
+        prior = np.zeros((k, d))
+        prior[:, 0] = prior_rate
+        inv = np.linalg.inv(precision)
+        inv = 0.5 * (inv + np.transpose(inv, (0, 2, 1)))
+        mean = np.einsum("kij,kj->ki", inv, b + lam * prior)
+        return cls(mean, inv, sigma)
+
+    def moments(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and standard deviation of xᵀθ_v for every variant."""
+        mu = self.mean @ x
+        var = np.einsum("i,kij,j->k", x, self.inv, x)
+        return mu, self.sigma * np.sqrt(np.maximum(var, 1e-12))
+
+
+def win_probabilities(samples: np.ndarray) -> np.ndarray:
+    """Share of rows (draws) in which each column (variant) is the largest."""
+    k = samples.shape[1]
+    return np.bincount(np.argmax(samples, axis=1), minlength=k) / samples.shape[0]
+
+
+def linear_ts_probabilities(posterior: LinearPosterior, x: np.ndarray, rng: np.random.Generator,
+                            draws: int) -> np.ndarray:
+    mu, sd = posterior.moments(x)
+    return win_probabilities(mu + sd * rng.standard_normal((draws, len(mu))))
+
+
+def beta_ts_probabilities(successes: np.ndarray, trials: np.ndarray, rng: np.random.Generator,
+                          draws: int) -> np.ndarray:
+    alpha = 1.0 + np.maximum(successes, 0)
+    beta = 1.0 + np.maximum(trials - successes, 0)
+    return win_probabilities(rng.beta(alpha, beta, size=(draws, len(alpha))))
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One decision before it is recorded: what was picked, how likely that was, and why."""
+
+    decision_id: str
+    variant: int
+    propensity: float  # p(v) = ε/K + (1-ε)·q_v
+    learned: float  # q_v: probability under the learned policy alone
+    explore: bool  # picked by the uniform share
+    context: np.ndarray | None
+    space: str  # "" for the non-contextual fallback
+
+
+def choose(q: np.ndarray, exploration: float, rng: np.random.Generator) -> tuple[int, float, bool]:
+    """Draw a variant: uniform with probability ``exploration``, else from q. Returns (v, p(v), explored)."""
+    k = len(q)
+    explore = bool(rng.random() < exploration)
+    v = int(rng.integers(k)) if explore else int(rng.choice(k, p=q / q.sum()))
+    return v, exploration / k + (1.0 - exploration) * float(q[v]), explore
+
+
+# -- Redis state ---------------------------------------------------------------------------------------
+DECIDE = Lua("""
+-- KEYS: stats, model, decision
+-- ARGV: variant, customer, now_ms, ttl_s, explore (0|1), propensity, w_learned, w_uniform, space, d, x
+local v, space = ARGV[1], ARGV[9]
+redis.call('HINCRBY', KEYS[1], 'decisions', 1)
+redis.call('HINCRBY', KEYS[1], 'decisions:' .. v, 1)
+redis.call('HINCRBY', KEYS[1], 'impressions:' .. v, 1)
+if ARGV[5] == '1' then redis.call('HINCRBY', KEYS[1], 'explore_decisions:' .. v, 1) end
+redis.call('HINCRBYFLOAT', KEYS[1], 'ips_w_learned', ARGV[7])
+redis.call('HINCRBYFLOAT', KEYS[1], 'ips_w_uniform', ARGV[8])
+if space == '' then
+  redis.call('HINCRBY', KEYS[1], 'anon_decisions:' .. v, 1)
+else
+  local d = tonumber(ARGV[10])
+  local m = d * (d + 1) / 2
+  local x = {struct.unpack('<' .. string.rep('f', d), ARGV[11])}
+  local field = 'A:' .. space .. ':' .. v
+  local blob = redis.call('HGET', KEYS[2], field)
+  local a
+  if blob and #blob == 8 * m then
+    a = {struct.unpack('<' .. string.rep('d', m), blob)}
+  else
+    a = {}
+    for i = 1, m do a[i] = 0 end
+  end
+  local k = 1
+  for i = 1, d do
+    local xi = x[i]
+    for j = i, d do
+      a[k] = a[k] + xi * x[j]
+      k = k + 1
+    end
+  end
+  redis.call('HSET', KEYS[2], field, struct.pack('<' .. string.rep('d', m), unpack(a, 1, m)))
+end
+redis.call('HSET', KEYS[3], 'v', v, 'c', ARGV[2], 't', ARGV[3], 'e', ARGV[5], 'p', ARGV[6],
+           'wl', ARGV[7], 'wu', ARGV[8], 's', space, 'x', ARGV[11])
+redis.call('EXPIRE', KEYS[3], tonumber(ARGV[4]))
+return 1
+""")
+
+REWARD = Lua("""
+-- KEYS: stats, model, decision ; ARGV: event type (click | conversion), customer ('' = do not check)
+if redis.call('EXISTS', KEYS[3]) == 0 then return 'unknown' end
+local f = redis.call('HMGET', KEYS[3], 'v', 'c', 'e', 'wl', 'wu', 's', 'x')
+local v = f[1]
+if ARGV[2] ~= '' and f[2] ~= ARGV[2] then return 'mismatch' end
+local flag, counter = 'clicked', 'clicks:'
+if ARGV[1] == 'conversion' then flag, counter = 'converted', 'conversions:' end
+local fresh = redis.call('HSETNX', KEYS[3], flag, '1')
+if fresh == 1 then redis.call('HINCRBY', KEYS[1], counter .. v, 1) end
+if redis.call('HSETNX', KEYS[3], 'rewarded', '1') == 0 then
+  if fresh == 1 then return 'counted' end
+  return 'duplicate'
+end
+redis.call('HINCRBY', KEYS[1], 'rewards', 1)
+redis.call('HINCRBY', KEYS[1], 'rewards:' .. v, 1)
+if f[3] == '1' then redis.call('HINCRBY', KEYS[1], 'explore_rewards:' .. v, 1) end
+local wl, wu = tonumber(f[4]), tonumber(f[5])
+redis.call('HINCRBYFLOAT', KEYS[1], 'ips_learned', f[4])
+redis.call('HINCRBYFLOAT', KEYS[1], 'ips_learned_sq', string.format('%.17g', wl * wl))
+redis.call('HINCRBYFLOAT', KEYS[1], 'ips_uniform', f[5])
+redis.call('HINCRBYFLOAT', KEYS[1], 'ips_uniform_sq', string.format('%.17g', wu * wu))
+local space = f[6]
+if space == '' then
+  redis.call('HINCRBY', KEYS[1], 'anon_rewards:' .. v, 1)
+elseif redis.call('HEXISTS', KEYS[2], 'A:' .. space .. ':' .. v) == 1 then
+  local d = #f[7] / 4
+  local x = {struct.unpack('<' .. string.rep('f', d), f[7])}
+  local field = 'b:' .. space .. ':' .. v
+  local blob = redis.call('HGET', KEYS[2], field)
+  local b
+  if blob and #blob == 8 * d then
+    b = {struct.unpack('<' .. string.rep('d', d), blob)}
+  else
+    b = {}
+    for i = 1, d do b[i] = 0 end
+  end
+  for i = 1, d do b[i] = b[i] + x[i] end
+  redis.call('HSET', KEYS[2], field, struct.pack('<' .. string.rep('d', d), unpack(b, 1, d)))
+end
+return 'rewarded'
+""")
+
+
+@dataclass(frozen=True)
+class SlotModel:
+    """One process's view of a slot's learned state (recomputed at most every ``poll_s``)."""
+
+    variants: tuple[str, ...]
+    space: str
+    posterior: LinearPosterior | None
+    anon_rewards: np.ndarray
+    anon_decisions: np.ndarray
+    loaded_at: float
+
+
+class Bandit:
+    """Decides variants for one or many slots; state shared through Redis, cached per process."""
+
+    def __init__(self, *, lam: float = LAMBDA, sigma: float = SIGMA, draws: int = 500, poll_s: float = 0.5,
+                 attribution_days: float = 7.0, rng: np.random.Generator | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.lam = lam
+        self.sigma = sigma
+        self.draws = draws
+        self.poll_s = poll_s
+        self.attribution_s = int(attribution_days * 86_400)
+        self.rng = rng if rng is not None else np.random.default_rng()
+        self._clock = clock
+        self._models: dict[str, SlotModel] = {}
+        self._lock = threading.Lock()
+        self._rng_lock = threading.Lock()
+
+    # -- state ----------------------------------------------------------------------------------------
+    def model(self, client: redis.Redis, slot: str, variants: Sequence[str], space: str) -> SlotModel:
+        """The slot's posterior for ``variants`` in context ``space``, re-read from Redis at most every poll_s."""
+        now = self._clock()
+        current = self._models.get(slot)
+        if (current is not None and current.variants == tuple(variants) and current.space == space
+                and now - current.loaded_at < self.poll_s):
+            return current
+        try:
+            fresh = self._load(client, slot, tuple(variants), space, now)
+        except (redis.RedisError, OSError):
+            if current is not None and current.variants == tuple(variants) and current.space == space:
+                return current
+            raise
+        with self._lock:
+            self._models[slot] = fresh
+        return fresh
+
+    def invalidate(self, slot: str) -> None:
+        self._models.pop(slot, None)
+
+    def _load(self, client: redis.Redis, slot: str, variants: tuple[str, ...], space: str,
+              now: float) -> SlotModel:
+        k = len(variants)
+        stat_fields = [f"{name}:{v}" for name in ("decisions", "rewards", "anon_decisions", "anon_rewards")
+                       for v in variants]
+        pipe = client.pipeline(transaction=False)
+        pipe.hmget(keys.message_stats(slot), stat_fields)
+        if space:
+            pipe.hmget(keys.message_model(slot), [f"{m}:{space}:{v}" for m in ("A", "b") for v in variants])
+        results = pipe.execute()
+        counts = np.asarray([int(x) if x else 0 for x in results[0]], dtype=np.float64).reshape(4, k)
+        decisions, rewards, anon_decisions, anon_rewards = counts
+        posterior = None
+        if space:
+            blobs = results[1]
+            a = np.stack([unpack_upper(blob) for blob in blobs[:k]])
+            b = np.stack([unpack_vector(blob) for blob in blobs[k:]])
+            rate = (rewards + 1.0) / (decisions + 2.0)
+            posterior = LinearPosterior.from_stats(a, b, rate, lam=self.lam, sigma=self.sigma)
+        return SlotModel(variants, space, posterior, anon_rewards, anon_decisions, now)
+
+    # -- deciding -------------------------------------------------------------------------------------
+    def choose(self, client: redis.Redis, slot: str, variants: Sequence[str], exploration: float,
+               customer: CustomerFacts, space: str | None) -> Choice:
+        """Pick a variant for ``customer`` (contextual when there is a context and a space)."""
+        x = context_vector(customer) if space else None
+        used_space = space if x is not None and space else ""
+        state = self.model(client, slot, variants, used_space)
+        with self._rng_lock:
+            if x is not None and state.posterior is not None:
+                q = linear_ts_probabilities(state.posterior, x, self.rng, self.draws)
+            else:
+                q = beta_ts_probabilities(state.anon_rewards, state.anon_decisions, self.rng, self.draws)
+            v, propensity, explore = choose(q, exploration, self.rng)
+        return Choice(new_decision_id("m", slot), v, propensity, float(q[v]), explore, x, used_space)
+
+    def record(self, pipe: redis.client.Pipeline, slot: str, variants: Sequence[str], choice: Choice,
+               customer_id: str, now_s: float) -> tuple[Lua, list[str], list[Any]]:
+        """Queue the decision's Lua script on ``pipe``; returns what ``targeting.execute`` needs to retry."""
+        k = len(variants)
+        x = b"" if choice.context is None else pack_context(choice.context)
+        script_keys = [keys.message_stats(slot), keys.message_model(slot), keys.message_decision(slot,
+                                                                                                 choice.decision_id)]
+        args = [variants[choice.variant], customer_id, int(now_s * 1000), self.attribution_s,
+                1 if choice.explore else 0, repr(choice.propensity), repr(choice.learned / choice.propensity),
+                repr((1.0 / k) / choice.propensity), choice.space, CONTEXT_DIM, x]
+        DECIDE.queue(pipe, script_keys, args)
+        return DECIDE, script_keys, args
+
+    def reward(self, client: redis.Redis, slot: str, decision_id: str, event_type: str,
+               customer_id: str | None = None) -> str:
+        """Apply a click or conversion to its decision: counted once per type, rewarded once per decision.
+
+        Returns ``rewarded`` (the model learned from it), ``counted`` (a second kind of feedback for an
+        already rewarded decision), ``duplicate``, ``unknown`` (no such decision or past the attribution
+        window), ``mismatch`` (another customer's decision) or ``ignored``.
+        """
+        if event_type not in ("click", "conversion"):
+            return "ignored"
+        result = REWARD(client, [keys.message_stats(slot), keys.message_model(slot),
+                                 keys.message_decision(slot, decision_id)], [event_type, customer_id or ""])
+        return result.decode() if isinstance(result, bytes) else str(result)

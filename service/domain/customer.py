@@ -1,0 +1,191 @@
+"""A customer as the service sees them at request time, and the one-row history the model scores.
+
+Three sources, fetched in one Redis round trip: the record published with the model version (profile
+aggregates + purchase history), the live overlay of purchases received as events, and the session of
+recent views / carts / clicks. Live purchases up to the end of the model's training data are already in
+the record (the retraining job reads them back from the events stream), so only later ones count.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import struct
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+from service.codec import CustomerRecord, unpack_customer
+from training.history import PurchaseHistory
+
+
+@dataclass(frozen=True)
+class LivePurchase:
+    """One purchase event (the live overlay holds one hash field per event id)."""
+
+    item_id: str
+    day: float
+    quantity: float
+    price: float | None
+
+
+@dataclass(frozen=True)
+class SessionItem:
+    """The latest non-purchase interaction with an item."""
+
+    item_id: str
+    day: float
+    kind: str
+
+
+@dataclass(frozen=True)
+class CustomerState:
+    """Everything the request path knows about one customer."""
+
+    customer_id: str
+    record: CustomerRecord | None
+    live: list[LivePurchase] = field(default_factory=list)
+    session: list[SessionItem] = field(default_factory=list)
+
+    @property
+    def known(self) -> bool:
+        """Published with the model version being served."""
+        return self.record is not None
+
+    @property
+    def has_events(self) -> bool:
+        return bool(self.live or self.session)
+
+    def live_after(self, day: float) -> list[LivePurchase]:
+        """Live purchases newer than ``day`` (the end of the model's data): those not yet in the record."""
+        return [p for p in self.live if p.day > day]
+
+    def latest_day(self) -> float | None:
+        days = [p.day for p in self.live] + [s.day for s in self.session]
+        if self.record is not None and self.record.order_count > 0:
+            days.append(self.record.last_purchase_day)
+        return max(days) if days else None
+
+
+def decode_record(blob: bytes | None) -> CustomerRecord | None:
+    """The packed record, or None when absent or unreadable (then the customer is treated as unknown)."""
+    if not blob:
+        return None
+    try:
+        return unpack_customer(blob)
+    except (ValueError, struct.error):
+        return None
+
+
+def live_value(item_id: str, day: float, quantity: float, price: float | None) -> str:
+    """Hash value of one live purchase (field = event id): compact JSON ``[item, day, quantity, price]``."""
+    return json.dumps([item_id, round(day, 9), quantity, price], separators=(",", ":"))
+
+
+def session_value(day: float, kind: str) -> str:
+    """Hash value of a session item (field = item id): ``[day, type]``."""
+    return json.dumps([round(day, 9), kind], separators=(",", ":"))
+
+
+def parse_live(raw: dict[bytes, bytes]) -> list[LivePurchase]:
+    out = []
+    for value in raw.values():
+        try:
+            item_id, day, quantity, price = json.loads(value)
+            out.append(LivePurchase(str(item_id), float(day), float(quantity),
+                                    None if price is None else float(price)))
+        except (ValueError, TypeError):
+            continue
+    return out
+
+
+def parse_session(raw: dict[bytes, bytes], limit: int) -> list[SessionItem]:
+    """The ``limit`` most recent session items, newest first."""
+    out = []
+    for key, value in raw.items():
+        try:
+            day, kind = json.loads(value)
+            out.append(SessionItem(key.decode("utf-8", "replace"), float(day), str(kind)))
+        except (ValueError, TypeError):
+            continue
+    out.sort(key=lambda s: s.day, reverse=True)
+    return out[:limit]
+
+
+class OneRowHistory(PurchaseHistory):
+    """A single customer's history. Selecting its only row returns it as is: models call
+    ``history.rows([row])`` per explained item, and copying three sparse matrices each time would cost
+    more than the scoring itself."""
+
+    def rows(self, index: np.ndarray | slice | list[int]) -> PurchaseHistory:
+        if isinstance(index, slice):
+            if index.indices(1) == (0, 1, 1):
+                return self
+        elif len(index) == 1 and int(index[0]) in (0, -1):
+            return self
+        return super().rows(index)
+
+
+def _one_row(cols: np.ndarray, orders: np.ndarray, quantity: np.ndarray, last_day: np.ndarray,
+             n_items: int, now_day: float) -> PurchaseHistory:
+    """A 1 x n_items history from sorted, unique column indices.
+
+    The three matrices share one sparsity structure: the first is built (and validated) by scipy, the
+    other two are shallow copies with their own ``data`` - a third of the cost on the request path.
+    """
+    indptr = np.asarray([0, len(cols)], dtype=np.int64)
+    first = sp.csr_matrix((np.asarray(orders, dtype=np.float32), np.asarray(cols, dtype=np.int32), indptr),
+                          shape=(1, n_items), copy=False)
+    first.has_sorted_indices = True
+
+    def sibling(values: np.ndarray, dtype: type) -> sp.csr_matrix:
+        m = copy.copy(first)
+        m.data = np.asarray(values, dtype=dtype)
+        return m
+
+    return OneRowHistory(first, sibling(quantity, np.float32), sibling(last_day, np.float64), float(now_day))
+
+
+def purchase_history(state: CustomerState, item_index: dict[str, int], n_items: int, data_end_day: float,
+                     now_day: float, *, include_session: bool = False) -> PurchaseHistory:
+    """The customer's history aligned with the model's items: record + newer live purchases (+ session).
+
+    Session items count as a single order each, so a visitor's views steer item-to-item models the way a
+    first purchase would; they are only mixed in for customers the model does not know.
+    """
+    record = state.record
+    live = state.live_after(data_end_day)
+    if record is not None and not live and not include_session:
+        valid = (record.items >= 0) & (record.items < n_items)
+        if valid.all():
+            return _one_row(record.items, record.orders, record.quantity, record.last_day, n_items, now_day)
+    entries: dict[int, list[float]] = {}
+    if record is not None:
+        for col, orders, quantity, day in zip(record.items.tolist(), record.orders.tolist(),
+                                              record.quantity.tolist(), record.last_day.tolist(), strict=True):
+            if 0 <= col < n_items:
+                entries[col] = [orders, quantity, day]
+    for purchase in live:
+        col = item_index.get(purchase.item_id)
+        if col is None:
+            continue
+        entry = entries.setdefault(col, [0.0, 0.0, purchase.day])
+        entry[0] += 1.0
+        entry[1] += purchase.quantity
+        entry[2] = max(entry[2], purchase.day)
+    if include_session:
+        for item in state.session:
+            col = item_index.get(item.item_id)
+            if col is not None and col not in entries:
+                entries[col] = [1.0, 1.0, item.day]
+    cols = np.asarray(sorted(entries), dtype=np.int32)
+    values = np.asarray([entries[c] for c in cols.tolist()], dtype=np.float64).reshape(-1, 3)
+    return _one_row(cols, values[:, 0], values[:, 1], values[:, 2], n_items, now_day)
+
+
+def basket_history(items: np.ndarray, n_items: int, now_day: float) -> PurchaseHistory:
+    """A basket (or an anonymous visitor's items) as a one-row history: one order of each, bought now."""
+    cols = np.unique(np.asarray(items, dtype=np.int64))
+    ones = np.ones(len(cols), dtype=np.float32)
+    return _one_row(cols, ones, ones, np.full(len(cols), now_day), n_items, now_day)

@@ -1,0 +1,89 @@
+"""Behaviour events: their types, what each one changes, and their form in the events stream.
+
+* every accepted event is appended to the stream ``keys.EVENTS_STREAM`` (string fields ``event_id,
+  customer_id, item_id, type, timestamp`` (ISO 8601, UTC), ``quantity, price, decision_id, received_at``;
+  absent optional fields are left out) - ``training/events.py`` reads the purchases back to retrain;
+* a ``purchase`` adds one entry to the customer's live overlay (field = event id, so a replay is a no-op);
+* ``view`` / ``add_to_cart`` / ``click`` with an item update the customer's session (field = item id);
+* ``impression`` / ``conversion`` (and clicks on a ``decision_id``) only go to the stream for now; the
+  promotions and message bandits will consume them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from training.history import SECONDS_PER_DAY
+
+EVENT_TYPES = ("view", "add_to_cart", "purchase", "click", "impression", "conversion")
+#: Types that must name an item.
+ITEM_TYPES = frozenset({"view", "add_to_cart", "purchase"})
+#: Types that shape session recommendations.
+SESSION_TYPES = frozenset({"view", "add_to_cart", "click"})
+
+
+@dataclass(frozen=True)
+class Event:
+    """A validated event (timestamps are aware or taken as UTC)."""
+
+    event_id: str
+    customer_id: str
+    type: str
+    timestamp: datetime
+    item_id: str | None = None
+    quantity: float | None = None
+    price: float | None = None
+    decision_id: str | None = None
+
+    @property
+    def day(self) -> float:
+        """Float days since the epoch, the time unit of every purchase history."""
+        return utc(self.timestamp).timestamp() / SECONDS_PER_DAY
+
+    @property
+    def is_purchase(self) -> bool:
+        return self.type == "purchase" and self.item_id is not None
+
+    @property
+    def is_session(self) -> bool:
+        return self.type in SESSION_TYPES and self.item_id is not None
+
+
+def utc(moment: datetime) -> datetime:
+    """Aware UTC datetime (naive input is taken to be UTC)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def stream_fields(event: Event, received_at: float) -> dict[str, str]:
+    """The stream entry of an event (all values strings, optional ones only when present)."""
+    fields = {
+        "event_id": event.event_id,
+        "customer_id": event.customer_id,
+        "type": event.type,
+        "timestamp": utc(event.timestamp).isoformat(),
+        "received_at": f"{received_at:.3f}",
+    }
+    if event.item_id is not None:
+        fields["item_id"] = event.item_id
+    if event.quantity is not None:
+        fields["quantity"] = repr(float(event.quantity))
+    if event.price is not None:
+        fields["price"] = repr(float(event.price))
+    if event.decision_id is not None:
+        fields["decision_id"] = event.decision_id
+    return fields
+
+
+def unique_by_id(events: Iterable[Event]) -> tuple[list[Event], int]:
+    """First occurrence of each event id in a batch, and how many repeats were dropped."""
+    seen: set[str] = set()
+    unique: list[Event] = []
+    total = 0
+    for event in events:
+        total += 1
+        if event.event_id not in seen:
+            seen.add(event.event_id)
+            unique.append(event)
+    return unique, total - len(unique)

@@ -1,0 +1,49 @@
+"""Feedback from ``POST /v1/events``: clicks and conversions that carry a ``decision_id``.
+
+A decision id names its kind and target (``targeting.new_decision_id``), so every event of a batch is
+routed to its promotion's or message slot's Lua script without reading any definition, and the whole batch
+costs one pipelined round trip. Each script counts an event type once per decision and checks that the
+event's customer is the one the decision was made for; a deleted promotion or slot still counts (its report
+is kept until purged).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import redis
+
+from service import keys
+from service.domain import bandit, promotions
+from service.domain.targeting import Lua, execute, parse_decision_id
+
+FEEDBACK_TYPES = frozenset({"click", "conversion"})
+
+
+def apply_feedback(client: redis.Redis, events: Iterable[Any]) -> list[str]:
+    """Apply every click/conversion with a decision id (objects with ``type``, ``decision_id``,
+    ``customer_id``); returns one outcome per applied event (see ``Bandit.reward``)."""
+    pipe = client.pipeline(transaction=False)
+    scripted: dict[int, tuple[Lua, list[str], list[Any]]] = {}
+    for event in events:
+        decision_id = getattr(event, "decision_id", None)
+        if not decision_id or event.type not in FEEDBACK_TYPES:
+            continue
+        parsed = parse_decision_id(decision_id)
+        if parsed is None:
+            continue
+        kind, target = parsed
+        if kind == "message":
+            lua = bandit.REWARD
+            script_keys = [keys.message_stats(target), keys.message_model(target),
+                           keys.message_decision(target, decision_id)]
+        else:
+            lua = promotions.FEEDBACK
+            script_keys = [keys.promotion_stats(target), keys.promotion_decision(target, decision_id)]
+        args = [event.type, event.customer_id or ""]
+        scripted[len(scripted)] = (lua, script_keys, args)
+        lua.queue(pipe, script_keys, args)
+    if not scripted:
+        return []
+    return [r.decode() if isinstance(r, bytes) else str(r) for r in execute(client, pipe, scripted)]

@@ -1,0 +1,109 @@
+"""Customer profile: orders, spend, first/last purchase, journey stage, top items and categories.
+
+Computed from the published record plus the live purchases newer than the model's data, so a purchase
+event moves a "new" visitor to "first-time buyer" at once. Journey stages (thresholds configurable):
+
+* ``new``               no purchase known
+* ``first-time buyer``  fewer than ``repeat_min_orders`` orders, last one within ``lapsed_days``
+* ``repeat``            at least ``repeat_min_orders`` orders, last one within ``lapsed_days``
+* ``lapsed``            purchases, but none in the last ``lapsed_days``
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from service.domain.customer import CustomerState
+from training.history import SECONDS_PER_DAY
+
+STAGES = ("new", "first-time buyer", "repeat", "lapsed")
+
+
+@dataclass(frozen=True)
+class StageRules:
+    """Journey stage thresholds (TAILOR_LAPSED_DAYS, TAILOR_REPEAT_MIN_ORDERS)."""
+
+    lapsed_days: float = 180.0
+    repeat_min_orders: int = 2
+
+
+def journey_stage(orders: int, last_day: float | None, now_day: float, rules: StageRules) -> str:
+    """The journey stage of a customer with ``orders`` orders, the latest on ``last_day``."""
+    if orders <= 0 or last_day is None:
+        return "new"
+    if now_day - last_day > rules.lapsed_days:
+        return "lapsed"
+    return "repeat" if orders >= rules.repeat_min_orders else "first-time buyer"
+
+
+def day_to_iso(day: float | None) -> str | None:
+    if day is None:
+        return None
+    return datetime.fromtimestamp(round(day * SECONDS_PER_DAY), tz=UTC).isoformat().replace("+00:00", "Z")
+
+
+def build_profile(state: CustomerState, *, item_ids: Any, item_index: dict[str, int],
+                  item_meta: list[dict[str, Any]], countries: list[str], data_end_day: float, now_day: float,
+                  rules: StageRules, top: int = 5) -> dict[str, Any]:
+    """The profile document (JSON-ready)."""
+    record = state.record
+    live = state.live_after(data_end_day)
+    orders = record.order_count if record else 0
+    spend = record.spend if record else 0.0
+    first = record.first_day if record and record.order_count > 0 else None
+    last = record.last_purchase_day if record and record.order_count > 0 else None
+
+    item_orders: dict[str, float] = defaultdict(float)
+    item_quantity: dict[str, float] = defaultdict(float)
+    if record is not None:
+        for col, n, q in zip(record.items.tolist(), record.orders.tolist(), record.quantity.tolist(), strict=True):
+            if 0 <= col < len(item_meta):
+                item_orders[str(item_ids[col])] += n
+                item_quantity[str(item_ids[col])] += q
+    # One purchase event is one order line; events at the same second belong to one order.
+    orders += len({round(p.day * SECONDS_PER_DAY) for p in live})
+    for p in live:
+        item_orders[p.item_id] += 1
+        item_quantity[p.item_id] += p.quantity
+        price = p.price
+        if price is None and p.item_id in item_index:
+            price = item_meta[item_index[p.item_id]].get("price")
+        spend += p.quantity * float(price or 0.0)
+        first = p.day if first is None else min(first, p.day)
+        last = p.day if last is None else max(last, p.day)
+
+    ranked = sorted(item_orders, key=lambda i: (-item_orders[i], -item_quantity[i], i))[:top]
+    top_items = []
+    for item_id in ranked:
+        meta = item_meta[item_index[item_id]] if item_id in item_index else {}
+        top_items.append({"item_id": item_id, "title": meta.get("title"), "category": meta.get("category"),
+                          "orders": int(item_orders[item_id]), "quantity": round(item_quantity[item_id], 3)})
+    category_orders: dict[str, float] = defaultdict(float)
+    for item_id, n in item_orders.items():
+        if item_id in item_index:
+            category = item_meta[item_index[item_id]].get("category")
+            if category is not None:
+                category_orders[str(category)] += n
+    top_categories = [{"category": c, "orders": int(n)} for c, n in
+                      sorted(category_orders.items(), key=lambda kv: (-kv[1], kv[0]))[:top]]
+    country = None
+    if record is not None and 0 <= record.country < len(countries):
+        country = countries[record.country]
+    return {
+        "customer_id": state.customer_id,
+        "known": state.known,
+        "orders": int(orders),
+        "spend": round(float(spend), 2),
+        "first_purchase": day_to_iso(first),
+        "last_purchase": day_to_iso(last),
+        "days_since_last_purchase": None if last is None else round(max(now_day - last, 0.0), 1),
+        "journey_stage": journey_stage(int(orders), last, now_day, rules),
+        "country": country,
+        "top_items": top_items,
+        "top_categories": top_categories,
+        "live_purchases": len(live),
+        "session_items": len(state.session),
+    }

@@ -1,0 +1,595 @@
+"""Targeted promotions: definitions and their rules, eligibility, ranking, and exact caps and budgets.
+
+A customer's promotions are the live ones (status ``active``, inside their time window) whose eligibility
+rules admit the customer, ranked by predicted affinity x priority weight. Affinity is the percentile of
+the best promoted item in the customer's own score row of the served model (so scales of different
+algorithms do not matter); customers without a history get the popularity percentile instead.
+
+Serving a promotion is one Lua script on the promotion's hash slot that checks the total budget and the
+customer's sliding-window frequency cap and, only if both allow it, counts the impression, so caps and
+budgets hold exactly however many API processes serve concurrently. A ``conversion`` event carrying the
+decision id counts one redemption (the decision remembers that it was redeemed); a ``click`` one click.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import redis
+
+from service import keys
+from service.domain import reports
+from service.domain.targeting import (
+    Catalogue,
+    CustomerFacts,
+    DefinitionError,
+    DefinitionStore,
+    Lua,
+    check_identifier,
+    execute,
+    isoformat,
+    new_decision_id,
+    parse_time,
+    purge_keys,
+)
+from service.errors import NotFound
+
+STATUSES = ("draft", "active", "paused")
+MAX_ITEMS = 1_000
+MAX_CATEGORIES = 100
+MAX_CUSTOMERS = 10_000
+MAX_WEIGHT = 1_000.0
+MAX_CAP_DAYS = 3_650.0
+#: Affinity percentiles are computed against at most this many of the catalogue's scores.
+PERCENTILE_SAMPLE = 4_096
+
+
+# -- definitions ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Offer:
+    text: str
+    percent_off: float | None = None
+    amount_off: float | None = None
+
+
+@dataclass(frozen=True)
+class Eligibility:
+    """Who may see a promotion; every rule that is set must hold (None = no restriction)."""
+
+    journey_stages: tuple[str, ...] | None = None
+    countries: tuple[str, ...] | None = None
+    min_orders: int | None = None
+    min_spend: float | None = None
+    customers: frozenset[str] | None = None
+
+    def admits(self, customer: CustomerFacts) -> bool:
+        if self.customers is not None and customer.customer_id not in self.customers:
+            return False
+        if self.journey_stages is not None and customer.stage not in self.journey_stages:
+            return False
+        if self.countries is not None and (customer.country or "").casefold() not in {
+                c.casefold() for c in self.countries}:
+            return False
+        if self.min_orders is not None and customer.orders < self.min_orders:
+            return False
+        return self.min_spend is None or customer.spend >= self.min_spend
+
+
+@dataclass(frozen=True)
+class Cap:
+    """At most ``impressions`` impressions per customer in any window of ``days`` days."""
+
+    impressions: int
+    days: float
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Total impressions and/or redemptions after which the promotion is no longer served."""
+
+    impressions: int | None = None
+    redemptions: int | None = None
+
+
+@dataclass(frozen=True)
+class Promotion:
+    promotion_id: str
+    name: str
+    offer: Offer
+    starts_at: datetime
+    ends_at: datetime
+    items: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    eligibility: Eligibility = field(default_factory=Eligibility)
+    cap: Cap | None = None
+    budget: Budget | None = None
+    weight: float = 1.0
+    status: str = "draft"
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    def live(self, now: datetime) -> bool:
+        """Active and inside its time window."""
+        return self.status == "active" and self.starts_at <= now < self.ends_at
+
+    @classmethod
+    def from_document(cls, doc: Mapping[str, Any]) -> Promotion:
+        """From a stored document or a request body already loaded by its schema (times as str or datetime)."""
+        offer = doc.get("offer") or {}
+        elig = doc.get("eligibility") or {}
+        cap = doc.get("cap")
+        budget = doc.get("budget")
+
+        def opt_tuple(value: Any) -> tuple[str, ...] | None:
+            return None if value is None else tuple(str(v) for v in value)
+
+        def when(value: Any) -> datetime | None:
+            if value is None:
+                return None
+            return value if isinstance(value, datetime) else parse_time(str(value))
+
+        return cls(
+            promotion_id=str(doc["promotion_id"]),
+            name=str(doc.get("name", "")),
+            offer=Offer(str(offer.get("text", "")), offer.get("percent_off"), offer.get("amount_off")),
+            starts_at=when(doc["starts_at"]),  # type: ignore[arg-type]
+            ends_at=when(doc["ends_at"]),  # type: ignore[arg-type]
+            items=tuple(dict.fromkeys(str(i) for i in doc.get("items") or ())),
+            categories=tuple(dict.fromkeys(str(c) for c in doc.get("categories") or ())),
+            eligibility=Eligibility(
+                journey_stages=opt_tuple(elig.get("journey_stages")),
+                countries=opt_tuple(elig.get("countries")),
+                min_orders=elig.get("min_orders"),
+                min_spend=elig.get("min_spend"),
+                customers=None if elig.get("customers") is None else frozenset(str(c) for c in elig["customers"]),
+            ),
+            cap=None if cap is None else Cap(cap.get("impressions"), cap.get("days")),
+            budget=None if budget is None else Budget(budget.get("impressions"), budget.get("redemptions")),
+            weight=1.0 if doc.get("weight") is None else doc["weight"],
+            status=str(doc.get("status") or "draft"),
+            created_at=when(doc.get("created_at")),
+            updated_at=when(doc.get("updated_at")),
+        )
+
+    def to_document(self) -> dict[str, Any]:
+        """JSON-ready, in the contract's field names (also what ``GET`` answers)."""
+        offer: dict[str, Any] = {"text": self.offer.text}
+        if self.offer.percent_off is not None:
+            offer["percent_off"] = self.offer.percent_off
+        if self.offer.amount_off is not None:
+            offer["amount_off"] = self.offer.amount_off
+        e = self.eligibility
+        eligibility: dict[str, Any] = {}
+        if e.journey_stages is not None:
+            eligibility["journey_stages"] = list(e.journey_stages)
+        if e.countries is not None:
+            eligibility["countries"] = list(e.countries)
+        if e.min_orders is not None:
+            eligibility["min_orders"] = e.min_orders
+        if e.min_spend is not None:
+            eligibility["min_spend"] = e.min_spend
+        if e.customers is not None:
+            eligibility["customers"] = sorted(e.customers)
+        doc: dict[str, Any] = {
+            "promotion_id": self.promotion_id, "name": self.name, "items": list(self.items),
+            "categories": list(self.categories), "offer": offer, "starts_at": isoformat(self.starts_at),
+            "ends_at": isoformat(self.ends_at), "eligibility": eligibility,
+            "cap": None if self.cap is None else {"impressions": self.cap.impressions, "days": self.cap.days},
+            "budget": None if self.budget is None else {
+                k: v for k, v in (("impressions", self.budget.impressions),
+                                  ("redemptions", self.budget.redemptions)) if v is not None},
+            "weight": self.weight, "status": self.status,
+            "created_at": None if self.created_at is None else isoformat(self.created_at),
+            "updated_at": None if self.updated_at is None else isoformat(self.updated_at),
+        }
+        return doc
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def validate(promotion: Promotion, catalogue: Catalogue | None, stages: Sequence[str]) -> None:
+    """Raise ``DefinitionError`` naming every field at fault.
+
+    Items and categories are checked against ``catalogue`` (the active model version); without an active
+    model they cannot be checked and are accepted (unknown ones are then simply never matched).
+    """
+    p = promotion
+    errors: dict[str, str] = {}
+    check_identifier(p.promotion_id, "promotion_id")
+    if not p.name.strip() or len(p.name) > 200:
+        errors["name"] = "required, at most 200 characters"
+    if not p.items and not p.categories:
+        errors["items"] = "name at least one target item or category"
+    if len(p.items) > MAX_ITEMS:
+        errors["items"] = f"at most {MAX_ITEMS} items"
+    if len(p.categories) > MAX_CATEGORIES:
+        errors["categories"] = f"at most {MAX_CATEGORIES} categories"
+    if catalogue is not None:
+        unknown = [i for i in p.items if i not in catalogue.item_index]
+        if unknown and "items" not in errors:
+            shown = ", ".join(unknown[:10]) + (" ..." if len(unknown) > 10 else "")
+            errors["items"] = f"unknown item(s) in model {catalogue.version}: {shown}"
+        missing = [c for c in p.categories if c not in catalogue.category_index]
+        if missing and "categories" not in errors:
+            if not catalogue.category_index:
+                errors["categories"] = f"model {catalogue.version} has no item categories; target items instead"
+            else:
+                errors["categories"] = f"unknown categor(ies) in model {catalogue.version}: {', '.join(missing[:10])}"
+    offer = p.offer
+    if not offer.text.strip() or len(offer.text) > 500:
+        errors["offer.text"] = "required, at most 500 characters"
+    if offer.percent_off is not None and not (_is_number(offer.percent_off) and 0 < offer.percent_off <= 100):
+        errors["offer.percent_off"] = "a number in (0, 100]"
+    if offer.amount_off is not None and not (_is_number(offer.amount_off) and offer.amount_off > 0):
+        errors["offer.amount_off"] = "a number > 0"
+    if offer.percent_off is not None and offer.amount_off is not None:
+        errors["offer"] = "give percent_off or amount_off, not both"
+    if p.starts_at.tzinfo is None or p.ends_at.tzinfo is None:
+        errors["starts_at"] = "times need a UTC offset"
+    elif p.ends_at <= p.starts_at:
+        errors["ends_at"] = "must be after starts_at"
+    e = p.eligibility
+    if e.journey_stages is not None:
+        bad = [s for s in e.journey_stages if s not in stages]
+        if bad:
+            errors["eligibility.journey_stages"] = f"unknown stage(s) {', '.join(bad)}; known: {', '.join(stages)}"
+    if e.countries is not None and any(not c.strip() for c in e.countries):
+        errors["eligibility.countries"] = "country names must not be empty"
+    if e.min_orders is not None and not (_is_int(e.min_orders) and e.min_orders >= 0):
+        errors["eligibility.min_orders"] = "an integer >= 0"
+    if e.min_spend is not None and not (_is_number(e.min_spend) and e.min_spend >= 0):
+        errors["eligibility.min_spend"] = "a number >= 0"
+    if e.customers is not None and (len(e.customers) > MAX_CUSTOMERS or any(not c for c in e.customers)):
+        errors["eligibility.customers"] = f"at most {MAX_CUSTOMERS} non-empty customer ids"
+    if p.cap is not None:
+        if not (_is_int(p.cap.impressions) and p.cap.impressions >= 1):
+            errors["cap.impressions"] = "an integer >= 1"
+        if not (_is_number(p.cap.days) and 0 < p.cap.days <= MAX_CAP_DAYS):
+            errors["cap.days"] = f"a number in (0, {MAX_CAP_DAYS:g}]"
+    if p.budget is not None:
+        for name, value in (("impressions", p.budget.impressions), ("redemptions", p.budget.redemptions)):
+            if value is not None and not (_is_int(value) and value >= 0):
+                errors[f"budget.{name}"] = "an integer >= 0"
+    if not (_is_number(p.weight) and 0 < p.weight <= MAX_WEIGHT):
+        errors["weight"] = f"a number in (0, {MAX_WEIGHT:g}]"
+    if p.status not in STATUSES:
+        errors["status"] = f"one of {', '.join(STATUSES)}"
+    if errors:
+        raise DefinitionError(errors)
+
+
+# -- ranking -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Candidate:
+    """An eligible promotion with its score and the reason it ranks where it does."""
+
+    promotion: Promotion
+    score: float
+    affinity: float
+    reason: str
+    item: str | None
+
+
+class TargetIndex:
+    """Item indices each promotion targets in a catalogue, computed once per (version, definition)."""
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self._cache: dict[tuple[str, str, Any], np.ndarray] = {}
+        self._samples: dict[str, np.ndarray] = {}
+        self._ranks: dict[str, np.ndarray] = {}
+        self._max = max_entries
+        self._lock = threading.Lock()
+
+    def targets(self, promotion: Promotion, catalogue: Catalogue, inactive: frozenset[int]) -> np.ndarray:
+        key = (catalogue.version, promotion.promotion_id, promotion.updated_at)
+        found = self._cache.get(key)
+        if found is None:
+            idx = [catalogue.item_index[i] for i in promotion.items if i in catalogue.item_index]
+            codes = [catalogue.category_index[c] for c in promotion.categories if c in catalogue.category_index]
+            if codes:
+                idx.extend(np.flatnonzero(np.isin(catalogue.category_codes, codes)).tolist())
+            found = np.unique(np.asarray(idx, dtype=np.int64))
+            with self._lock:
+                if len(self._cache) >= self._max:
+                    self._cache.clear()
+                self._cache[key] = found
+        if inactive and len(found):
+            found = found[~np.isin(found, np.fromiter(inactive, dtype=np.int64, count=len(inactive)))]
+        return found
+
+    def sample(self, catalogue: Catalogue) -> np.ndarray:
+        """A fixed subset of item indices to compare scores against (all items in small catalogues)."""
+        found = self._samples.get(catalogue.version)
+        if found is None:
+            if len(self._samples) >= 4:
+                self._samples.clear()
+            n = len(catalogue.item_ids)
+            found = np.arange(n) if n <= PERCENTILE_SAMPLE else np.sort(
+                np.random.default_rng(0).choice(n, PERCENTILE_SAMPLE, replace=False))
+            self._samples[catalogue.version] = found
+        return found
+
+    def popularity_rank(self, catalogue: Catalogue) -> np.ndarray:
+        """Position of every item in the popular list (len(list) for items not in it)."""
+        found = self._ranks.get(catalogue.version)
+        if found is None:
+            if len(self._ranks) >= 4:
+                self._ranks.clear()
+            items = np.asarray(catalogue.popular.items, dtype=np.int64)
+            found = np.full(len(catalogue.item_ids), len(items), dtype=np.int64)
+            found[items] = np.arange(len(items))
+            self._ranks[catalogue.version] = found
+        return found
+
+
+def _label(catalogue: Catalogue, index: int) -> str:
+    meta = catalogue.item_meta[index]
+    title = meta.get("title")
+    item_id = meta.get("item_id", str(catalogue.item_ids[index]))
+    return f"{str(title).strip()} ({item_id})" if title else str(item_id)
+
+
+def rank(promotions: Iterable[Promotion], customer: CustomerFacts, catalogue: Catalogue | None,
+         scores: np.ndarray | None, now: datetime, *, index: TargetIndex,
+         inactive: frozenset[int] = frozenset(), skip: Iterable[str] = ()) -> list[Candidate]:
+    """Live, eligible promotions, best first, by affinity x weight (ties: weight, then id).
+
+    ``scores`` is the customer's score row from the served model (None for customers without a history:
+    then popularity stands in for affinity).
+    """
+    skipped = set(skip)
+    live = [p for p in promotions
+            if p.promotion_id not in skipped and p.live(now) and p.eligibility.admits(customer)]
+    if not live:
+        return []
+    out: list[Candidate] = []
+    if catalogue is None:
+        for p in live:
+            out.append(Candidate(p, round(0.5 * p.weight, 6), 0.5, _with_weight("no model to rank by", p), None))
+        return _sorted(out)
+    ref = None
+    if scores is not None:
+        row = np.where(np.isfinite(scores), scores, -np.inf)
+        ref = np.sort(row[index.sample(catalogue)])
+    ranks = index.popularity_rank(catalogue)
+    n_popular = len(catalogue.popular.items)
+    for p in live:
+        targets = index.targets(p, catalogue, inactive)
+        if not len(targets):
+            continue
+        if ref is not None:
+            best = int(targets[np.argmax(row[targets])])
+            below = float(np.searchsorted(ref, row[best], side="left")) / max(len(ref), 1)
+            affinity = min(max(below, 0.0), 1.0)
+            top = max(1, math.ceil(100.0 * (1.0 - affinity)))
+            reason = f"matches your purchases: {_label(catalogue, best)} is in your top {top}% of the catalogue"
+        else:
+            best = int(targets[np.argmin(ranks[targets])])
+            position = int(ranks[best])
+            if position < n_popular:
+                affinity = 1.0 - position / max(n_popular, 1)
+                reason = f"popular: {_label(catalogue, best)} is best seller #{position + 1}"
+            else:
+                affinity = 0.0
+                reason = "open to every eligible customer (no purchase history to match yet)"
+        out.append(Candidate(p, round(affinity * p.weight, 6), affinity, _with_weight(reason, p),
+                             str(catalogue.item_ids[best])))
+    return _sorted(out)
+
+
+def _with_weight(reason: str, p: Promotion) -> str:
+    return reason if p.weight == 1 else f"{reason}; priority weight {p.weight:g}"
+
+
+def _sorted(candidates: list[Candidate]) -> list[Candidate]:
+    return sorted(candidates, key=lambda c: (-c.score, -c.promotion.weight, c.promotion.promotion_id))
+
+
+# -- serving: caps, budgets, redemptions (atomic, one hash slot per promotion) ---------------------------
+SERVE = Lua("""
+-- KEYS: stats, cap, decision
+-- ARGV: now_ms, cap_k (-1 none), window_ms, budget_impressions (-1), budget_redemptions (-1),
+--       decision_id, customer_id, ttl_s, position
+local now = tonumber(ARGV[1])
+local bi, br = tonumber(ARGV[4]), tonumber(ARGV[5])
+if bi >= 0 and tonumber(redis.call('HGET', KEYS[1], 'impressions') or '0') >= bi then return 'budget' end
+if br >= 0 and tonumber(redis.call('HGET', KEYS[1], 'redemptions') or '0') >= br then return 'budget' end
+local k = tonumber(ARGV[2])
+if k >= 0 then
+  local window = tonumber(ARGV[3])
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
+  if redis.call('ZCARD', KEYS[2]) >= k then return 'cap' end
+  redis.call('ZADD', KEYS[2], now, ARGV[6])
+  redis.call('PEXPIRE', KEYS[2], window)
+end
+redis.call('HINCRBY', KEYS[1], 'impressions', 1)
+redis.call('HINCRBY', KEYS[1], 'pos:' .. ARGV[9], 1)
+redis.call('HSET', KEYS[3], 'c', ARGV[7], 't', ARGV[1], 'pos', ARGV[9])
+redis.call('EXPIRE', KEYS[3], tonumber(ARGV[8]))
+return 'ok'
+""")
+
+FEEDBACK = Lua("""
+-- KEYS: stats, decision ; ARGV: event type (click | conversion), customer_id ('' = do not check)
+if redis.call('EXISTS', KEYS[2]) == 0 then return 'unknown' end
+if ARGV[2] ~= '' and redis.call('HGET', KEYS[2], 'c') ~= ARGV[2] then return 'mismatch' end
+local flag, counter = 'clicked', 'clicks'
+if ARGV[1] == 'conversion' then flag, counter = 'redeemed', 'redemptions' end
+if redis.call('HSETNX', KEYS[2], flag, '1') == 0 then return 'duplicate' end
+redis.call('HINCRBY', KEYS[1], counter, 1)
+return 'counted'
+""")
+
+
+@dataclass(frozen=True)
+class Served:
+    candidate: Candidate
+    decision_id: str
+
+    def to_answer(self) -> dict[str, Any]:
+        p = self.candidate.promotion
+        return {"promotion_id": p.promotion_id, "name": p.name, "offer": p.to_document()["offer"],
+                "score": self.candidate.score, "reason": self.candidate.reason, "decision_id": self.decision_id,
+                "item_id": self.candidate.item}
+
+
+def _serve_args(p: Promotion, decision_id: str, customer_id: str, now_ms: int, ttl_s: int,
+                position: int) -> list[Any]:
+    cap_k, window = (-1, 0) if p.cap is None else (p.cap.impressions, int(p.cap.days * 86_400_000))
+    budget = p.budget or Budget()
+    return [now_ms, cap_k, window, -1 if budget.impressions is None else budget.impressions,
+            -1 if budget.redemptions is None else budget.redemptions, decision_id, customer_id, ttl_s, position]
+
+
+class PromotionBook:
+    """Promotions of the whole service: definitions (cached per process), serving, feedback, reports."""
+
+    def __init__(self, *, poll_s: float = 0.5, attribution_days: float = 7.0,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store: DefinitionStore[Promotion] = DefinitionStore(
+            keys.PROMOTIONS, keys.PROMOTIONS_DELETED, keys.PROMOTIONS_REV, Promotion.from_document, poll_s=poll_s)
+        self.index = TargetIndex()
+        self.attribution_s = int(attribution_days * 86_400)
+        self.clock = clock
+        self._exhausted: dict[str, float] = {}
+
+    # -- definitions ----------------------------------------------------------------------------------
+    def put(self, client: redis.Redis, promotion_id: str, body: Mapping[str, Any], catalogue: Catalogue | None,
+            stages: Sequence[str]) -> tuple[Promotion, bool]:
+        """Validate and store; returns the stored promotion and whether it was created."""
+        check_identifier(promotion_id, "promotion_id")
+        existing, _ = self.store.load(client, promotion_id)
+        now = datetime.fromtimestamp(self.clock(), tz=UTC)
+        created = existing.get("created_at") if existing else None
+        try:
+            promotion = Promotion.from_document({**body, "promotion_id": promotion_id, "created_at": created or now,
+                                                 "updated_at": now})
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise DefinitionError({"body": f"malformed promotion: {exc}"}) from None
+        validate(promotion, catalogue, stages)
+        is_new = self.store.put(client, promotion_id, promotion.to_document())
+        return promotion, is_new
+
+    def get(self, client: redis.Redis, promotion_id: str, *, deleted_ok: bool = False) -> tuple[Promotion, bool]:
+        doc, deleted = self.store.load(client, promotion_id)
+        if doc is None or (deleted and not deleted_ok):
+            raise NotFound(f"promotion {promotion_id!r} does not exist", details={"promotion_id": promotion_id})
+        return Promotion.from_document(doc), deleted
+
+    def list(self, client: redis.Redis) -> list[Promotion]:
+        docs = self.store.load_all(client)
+        return sorted((Promotion.from_document(d) for d in docs.values()), key=lambda p: p.promotion_id)
+
+    def delete(self, client: redis.Redis, promotion_id: str, *, purge: bool = False) -> None:
+        """Delete (reports stay readable) or, with ``purge``, remove the definition and all its data."""
+        if purge:
+            found = self.store.forget(client, promotion_id)
+            removed = purge_keys(client, keys.promotion_pattern(promotion_id))
+            if not found and not removed:
+                raise NotFound(f"promotion {promotion_id!r} does not exist", details={"promotion_id": promotion_id})
+            return
+        if not self.store.delete(client, promotion_id):
+            raise NotFound(f"promotion {promotion_id!r} does not exist", details={"promotion_id": promotion_id})
+
+    # -- serving --------------------------------------------------------------------------------------
+    def candidates(self, client: redis.Redis, customer: CustomerFacts, catalogue: Catalogue | None,
+                   scores: np.ndarray | None, inactive: frozenset[int] = frozenset()) -> list[Candidate]:
+        now_mono = time.monotonic()
+        skip = [pid for pid, until in list(self._exhausted.items()) if until > now_mono]
+        return rank(self.store.cached(client).values(), customer, catalogue, scores,
+                    datetime.fromtimestamp(self.clock(), tz=UTC), index=self.index,
+                    inactive=inactive, skip=skip)
+
+    def serve(self, client: redis.Redis, candidates: Sequence[Candidate], customer_id: str, n: int) -> list[Served]:
+        """Count impressions for up to n candidates in rank order, skipping those at their cap or budget.
+
+        One pipelined round trip for the first n; another only when some of them were refused.
+        """
+        served: list[Served] = []
+        queue = list(candidates)
+        now_ms = int(self.clock() * 1000)
+        while queue and len(served) < n:
+            batch, queue = queue[: n - len(served)], queue[n - len(served):]
+            pipe = client.pipeline(transaction=False)
+            scripted = {}
+            ids = []
+            for i, candidate in enumerate(batch):
+                pid = candidate.promotion.promotion_id
+                decision_id = new_decision_id("p", pid)
+                ids.append(decision_id)
+                keys_ = [keys.promotion_stats(pid), keys.promotion_cap(pid, customer_id),
+                         keys.promotion_decision(pid, decision_id)]
+                args = _serve_args(candidate.promotion, decision_id, customer_id, now_ms, self.attribution_s,
+                                   len(served) + i + 1)
+                SERVE.queue(pipe, keys_, args)
+                scripted[i] = (SERVE, keys_, args)
+            results = execute(client, pipe, scripted)
+            for candidate, decision_id, result in zip(batch, ids, results, strict=True):
+                outcome = result.decode() if isinstance(result, bytes) else str(result)
+                if outcome == "ok":
+                    served.append(Served(candidate, decision_id))
+                elif outcome == "budget":
+                    self._exhausted[candidate.promotion.promotion_id] = time.monotonic() + 1.0
+        return served
+
+    def feedback(self, client: redis.Redis, promotion_id: str, decision_id: str, event_type: str,
+                 customer_id: str | None = None) -> str:
+        """Count a click or a redemption of one served promotion, once per decision.
+
+        Returns ``counted``, ``duplicate``, ``unknown`` (no such decision, or past the attribution window),
+        ``mismatch`` (another customer's decision) or ``ignored`` (another event type).
+        """
+        if event_type not in ("click", "conversion"):
+            return "ignored"
+        result = FEEDBACK(client, [keys.promotion_stats(promotion_id), keys.promotion_decision(promotion_id,
+                                                                                               decision_id)],
+                          [event_type, customer_id or ""])
+        return result.decode() if isinstance(result, bytes) else str(result)
+
+    # -- reports --------------------------------------------------------------------------------------
+    def report(self, client: redis.Redis, promotion_id: str) -> dict[str, Any]:
+        promotion, deleted = self.get(client, promotion_id, deleted_ok=True)
+        raw = client.hgetall(keys.promotion_stats(promotion_id))
+        return promotion_report(promotion, {k.decode(): int(v) for k, v in raw.items()}, deleted=deleted,
+                                now=datetime.fromtimestamp(self.clock(), tz=UTC))
+
+
+def promotion_report(promotion: Promotion, counters: Mapping[str, int], *, deleted: bool = False,
+                     now: datetime | None = None) -> dict[str, Any]:
+    """Impressions, clicks, redemptions and their rates (95% Wilson intervals), budget use, by position."""
+    impressions = counters.get("impressions", 0)
+    clicks = counters.get("clicks", 0)
+    redemptions = counters.get("redemptions", 0)
+    budget = promotion.budget or Budget()
+    positions = sorted((int(k.split(":", 1)[1]), v) for k, v in counters.items() if k.startswith("pos:"))
+    return {
+        "promotion_id": promotion.promotion_id,
+        "name": promotion.name,
+        "status": "deleted" if deleted else promotion.status,
+        "live": (not deleted) and now is not None and promotion.live(now),
+        "impressions": impressions,
+        "clicks": clicks,
+        "conversions": redemptions,
+        "click_rate": reports.rate(clicks, impressions),
+        "conversion_rate": reports.rate(redemptions, impressions),
+        "budget": {
+            "impressions": budget.impressions,
+            "impressions_left": None if budget.impressions is None else max(budget.impressions - impressions, 0),
+            "redemptions": budget.redemptions,
+            "redemptions_left": None if budget.redemptions is None else max(budget.redemptions - redemptions, 0),
+        },
+        "by_position": [{"position": pos, "impressions": count} for pos, count in positions],
+    }

@@ -1,0 +1,60 @@
+"""Errors the service layer raises, each carrying the HTTP status and the stable ``code`` clients see.
+
+Every error leaves the API as ``{"error": {"code", "message", "details"}}`` (see ``service.api.framework``);
+the codes below are part of the contract, the messages are for humans.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ServiceError(Exception):
+    """An expected failure with a known status; ``details`` is JSON-ready or None."""
+
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class InvalidInput(ServiceError):
+    status = 400
+    code = "invalid_input"
+
+
+class Unauthorized(ServiceError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(ServiceError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(ServiceError):
+    status = 404
+    code = "not_found"
+
+
+class Unavailable(ServiceError):
+    """Redis is down or slow and the endpoint has no meaningful fallback answer."""
+
+    status = 503
+    code = "redis_unavailable"
+
+
+class NoActiveModel(ServiceError):
+    """No model version has been published and activated (or none could be loaded yet)."""
+
+    status = 503
+    code = "no_active_model"
+
+
+class Conflict(ServiceError):
+    status = 409
+    code = "conflict"

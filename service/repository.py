@@ -1,0 +1,184 @@
+"""Every Redis read and write of the request path, behind the gateway's breaker and timeouts.
+
+Key names come from ``service.keys`` only; value formats from ``service.codec`` and ``service.domain``.
+A customer is read with a single pipelined round trip (record of the served version + live overlay +
+session, one hash slot); a batch of events costs two (idempotency markers, then the writes).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from service import keys
+from service.config import Settings
+from service.domain.customer import (
+    CustomerState,
+    decode_record,
+    live_value,
+    parse_live,
+    parse_session,
+    session_value,
+)
+from service.domain.events import Event, stream_fields, unique_by_id
+from service.domain.feedback import apply_feedback
+from service.errors import Unavailable
+from service.redis_client import RedisGateway
+
+log = logging.getLogger("tailor.repository")
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """Counts of one `POST /v1/events` batch."""
+
+    received: int
+    accepted: int
+    duplicates: int
+
+
+class Repository:
+    """Redis access for customers, events, item overrides and model versions."""
+
+    def __init__(self, gateway: RedisGateway, settings: Settings) -> None:
+        self.gateway = gateway
+        self.settings = settings
+
+    # -- customers ------------------------------------------------------------------------------------
+    def customer(self, customer_id: str, version: str) -> CustomerState:
+        """Record + live overlay + session in one round trip; ``Unavailable`` when Redis is not answering."""
+        def fetch() -> list[Any]:
+            pipe = self.gateway.reads.pipeline(transaction=False)
+            pipe.get(keys.customer_history(version, customer_id))
+            pipe.hgetall(keys.customer_live(customer_id))
+            pipe.hgetall(keys.customer_session(customer_id))
+            return pipe.execute()
+
+        blob, live, session = self.gateway.call(fetch)
+        return CustomerState(customer_id, decode_record(blob), parse_live(live) if live else [],
+                             parse_session(session, self.settings.session_max_items) if session else [])
+
+    # -- events ---------------------------------------------------------------------------------------
+    def ingest(self, events: Sequence[Event]) -> IngestResult:
+        """Store a batch idempotently (per ``event_id``); raise ``Unavailable`` if Redis fails half-way.
+
+        Markers are set first (``SET NX`` with a TTL), then only the events that won their marker are
+        written. If the writes fail, the markers of this batch are removed again so the client's retry is
+        not mistaken for a duplicate.
+        """
+        unique, repeated = unique_by_id(events)
+        if not unique:
+            return IngestResult(len(events), 0, repeated)
+        now = time.time()
+        marker = f"{now:.3f}"
+        dedupe_s = self.settings.event_dedupe_s
+
+        def mark() -> list[Any]:
+            pipe = self.gateway.writes.pipeline(transaction=False)
+            for event in unique:
+                pipe.set(keys.event_seen(event.event_id), marker, nx=True, ex=dedupe_s)
+            return pipe.execute()
+
+        won = self.gateway.call(mark)
+        fresh = [event for event, ok in zip(unique, won, strict=True) if ok]
+        if fresh:
+            try:
+                self.gateway.call(lambda: self._write(fresh, now))
+            except Unavailable:
+                self._unmark(fresh)
+                raise
+        return IngestResult(len(events), len(fresh), len(events) - len(fresh))
+
+    def _write(self, events: list[Event], now: float) -> None:
+        s = self.settings
+        pipe = self.gateway.writes.pipeline(transaction=False)
+        live_customers: set[str] = set()
+        session_customers: list[str] = []
+        for event in events:
+            pipe.xadd(keys.EVENTS_STREAM, stream_fields(event, now), maxlen=s.events_maxlen, approximate=True)
+            if event.is_purchase:
+                pipe.hset(keys.customer_live(event.customer_id), event.event_id,
+                          live_value(event.item_id or "", event.day, float(event.quantity or 1.0), event.price))
+                live_customers.add(event.customer_id)
+            elif event.is_session:
+                pipe.hset(keys.customer_session(event.customer_id), event.item_id or "",
+                          session_value(event.day, event.type))
+                if event.customer_id not in session_customers:
+                    session_customers.append(event.customer_id)
+        for customer_id in live_customers:
+            pipe.expire(keys.customer_live(customer_id), int(s.live_ttl_days * 86_400))
+        for customer_id in session_customers:
+            pipe.expire(keys.customer_session(customer_id), s.session_ttl_s)
+        for customer_id in session_customers:
+            pipe.hlen(keys.customer_session(customer_id))
+        results = pipe.execute()
+        lengths = results[len(results) - len(session_customers):] if session_customers else []
+        oversized = [c for c, n in zip(session_customers, lengths, strict=True) if n > 2 * s.session_max_items]
+        for customer_id in oversized:
+            self._trim_session(customer_id)
+        apply_feedback(self.gateway.writes, events)
+
+    def _trim_session(self, customer_id: str) -> None:
+        """Keep a session hash small (it is read on every request): drop all but the newest items."""
+        key = keys.customer_session(customer_id)
+        entries = parse_session(self.gateway.writes.hgetall(key), limit=10**9)
+        stale = [e.item_id for e in entries[self.settings.session_max_items:]]
+        if stale:
+            self.gateway.writes.hdel(key, *stale)
+
+    def _unmark(self, events: list[Event]) -> None:
+        try:
+            pipe = self.gateway.writes.pipeline(transaction=False)
+            for event in events:
+                pipe.delete(keys.event_seen(event.event_id))
+            pipe.execute()
+        except Exception as exc:  # best effort: Redis is failing already
+            log.warning("could not remove idempotency markers after a failed write: %s", type(exc).__name__)
+
+    # -- items ----------------------------------------------------------------------------------------
+    def set_item_override(self, item_id: str, active: bool) -> dict[str, Any]:
+        """Store an item's active flag for every process (they pick it up at their next poll)."""
+        override = {"active": bool(active), "updated_at": round(time.time(), 3)}
+
+        def write() -> None:
+            pipe = self.gateway.writes.pipeline(transaction=False)
+            pipe.hset(keys.ITEM_OVERRIDES, item_id, json.dumps(override))
+            pipe.incr(keys.ITEM_OVERRIDES_REV)
+            pipe.execute()
+
+        self.gateway.call(write)
+        return override
+
+    # -- models ---------------------------------------------------------------------------------------
+    def model_versions(self, history_limit: int = 50) -> dict[str, Any]:
+        """Published versions (newest first) with their metrics, and the latest version-history lines."""
+        from training.publish import list_versions
+
+        def read() -> tuple[list[dict[str, Any]], list[bytes], bytes | None]:
+            client = self.gateway.writes
+            return list_versions(client), client.lrange(keys.MODEL_HISTORY, 0, history_limit - 1), \
+                client.get(keys.ACTIVE_MODEL)
+
+        versions, history, active = self.gateway.call(read)
+        lines = []
+        for raw in history:
+            try:
+                lines.append(json.loads(raw))
+            except ValueError:
+                continue
+        return {"active": active.decode() if active else None, "versions": versions, "history": lines}
+
+    def activate(self, version: str) -> None:
+        """Make ``version`` the active one (``PublishError`` if it is not published)."""
+        from training.publish import activate_version
+
+        self.gateway.call(lambda: activate_version(self.gateway.writes, version))
+
+    def rollback(self) -> str:
+        from training.publish import rollback
+
+        return self.gateway.call(lambda: rollback(self.gateway.writes))

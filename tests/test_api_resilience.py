@@ -1,0 +1,178 @@
+"""Redis outages and slowness, and model hot swaps while requests are running."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import pytest
+import redis
+import requests
+from flask import Flask
+
+from service.embedded_redis import EmbeddedRedis, free_port
+from tests.service_helpers import (
+    API_KEYS,
+    KEYS,
+    ROOT,
+    ApiClient,
+    Hammer,
+    Models,
+    TrainedModel,
+    assert_error,
+    event,
+    wait_for,
+)
+from training.publish import publish_model
+
+pytest_plugins = ["tests.service_helpers"]
+
+
+def customer_recs(api: ApiClient, customer: str) -> Callable[[], tuple[int, dict]]:
+    def send() -> tuple[int, dict]:
+        response = api.get(f"/v1/customers/{customer}/recommendations?n=5")
+        return response.status_code, response.get_json()
+    return send
+
+
+def test_redis_down_then_back(make_app: Callable[..., Flask], retail: TrainedModel, redis_server: EmbeddedRedis):
+    app = make_app()
+    api = ApiClient(app)
+    customer = retail.busiest_customer()
+    assert api.get(f"/v1/customers/{customer}/recommendations").get_json()["source"] == "personalized"
+
+    with Hammer(customer_recs(ApiClient(app), customer)) as hammer:
+        time.sleep(0.1)
+        redis_server.stop()
+        wait_for(lambda: hammer.snapshot()[-1][1]["source"] == "popular-fallback", timeout=5)
+
+        down = api.get(f"/v1/customers/{customer}/recommendations?n=4&exclude={retail.popular_items()[0]}")
+        body = down.get_json()
+        assert down.status_code == 200 and body["source"] == "popular-fallback"
+        assert body["model_version"] == retail.version
+        assert [i["item_id"] for i in body["items"]] == retail.popular_items()[1:5]
+        assert api.get("/v1/popular").status_code == 200
+        assert api.get(f"/v1/items/{retail.popular_items()[0]}/similar").status_code == 200
+        assert api.post("/v1/recommendations", json={"items": retail.popular_items()[:1]}).status_code == 200
+        assert_error(api.get("/readyz", key=None), 503, "not_ready")
+        assert_error(api.post("/v1/events", json=[event("down-1", "c", "click")]), 503, "redis_unavailable")
+        assert_error(api.get(f"/v1/customers/{customer}/profile"), 503, "redis_unavailable")
+        assert app.extensions["tailor"].gateway.breaker.is_open
+
+        redis_server.start()
+        publish_model(redis.Redis.from_url(redis_server.url), retail.path)  # the restarted Redis is empty
+        wait_for(lambda: hammer.snapshot()[-1][1]["source"] == "personalized", timeout=5)
+
+    statuses = {status for status, _ in hammer.snapshot()}
+    assert statuses == {200}, "no request failed while Redis was down"
+    sources = {body["source"] for _, body in hammer.snapshot()}
+    assert {"personalized", "popular-fallback"} <= sources
+    assert api.get("/readyz", key=None).status_code == 200
+    assert api.post("/v1/events", json=[event("up-1", "c", "click")]).status_code == 200
+
+
+def test_slow_redis_falls_back_instead_of_waiting(make_app: Callable[..., Flask], retail: TrainedModel,
+                                                 redis_client: redis.Redis):
+    api = ApiClient(make_app(TAILOR_REDIS_TIMEOUT_MS="30"))
+    customer = retail.busiest_customer()
+    assert api.get(f"/v1/customers/{customer}/recommendations").get_json()["source"] == "personalized"
+    redis_client.execute_command("CLIENT", "PAUSE", "600", "ALL")
+    body = api.get(f"/v1/customers/{customer}/recommendations").get_json()
+    assert body["source"] == "popular-fallback"
+    wait_for(lambda: api.get(f"/v1/customers/{customer}/recommendations").get_json()["source"] == "personalized",
+             timeout=5)
+
+
+def test_redis_down_before_any_model_was_loaded(make_app: Callable[..., Flask]):
+    api = ApiClient(make_app(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0"))
+    assert_error(api.get("/v1/customers/1/recommendations"), 503, "no_active_model")
+    assert_error(api.get("/readyz", key=None), 503, "not_ready")
+    assert api.get("/healthz", key=None).get_json() == {"status": "ok"}
+
+
+def test_hot_swap_while_requests_run(make_app: Callable[..., Flask], models: Models, redis_client: redis.Redis):
+    publish_model(redis_client, models.retail.path)
+    app = make_app(TAILOR_MODEL_POLL_S="0.25")
+    customer = models.retail.busiest_customer()
+    assert ApiClient(app).get("/v1/popular").get_json()["model_version"] == models.retail.version
+
+    with Hammer(customer_recs(ApiClient(app), customer), threads=4) as hammer:
+        time.sleep(0.3)
+        publish_model(redis_client, models.retail_popular.path)
+        took = wait_for(lambda: hammer.snapshot()[-1][1]["model_version"] == models.retail_popular.version,
+                        timeout=5)
+        swapped = time.monotonic()
+        time.sleep(0.3)
+
+    results = hammer.snapshot()
+    assert not hammer.errors
+    assert {status for status, _ in results} == {200}, "no request failed during the swap"
+    versions = {body["model_version"] for _, body in results}
+    assert versions == {models.retail.version, models.retail_popular.version}
+    later = {body["model_version"] for _, body in hammer.sent_after(swapped)}
+    assert later == {models.retail_popular.version}, "once swapped, the old version is gone"
+    assert took < 1.5, f"new version visible after {took:.2f}s"
+
+
+@pytest.mark.slow
+def test_gunicorn_swap_and_outage(models: Models, redis_url: str, redis_client: redis.Redis,
+                                  redis_server: EmbeddedRedis, tmp_path):
+    """`tailor serve` with several workers: every worker swaps within a second, rides out a Redis restart,
+    and no request fails."""
+    publish_model(redis_client, models.retail.path)
+    port = free_port()
+    env = {**os.environ, "REDIS_URL": redis_url, "TAILOR_API_KEYS": API_KEYS, "TAILOR_LOG_LEVEL": "warning"}
+    log = (tmp_path / "gunicorn.log").open("w")
+    server = subprocess.Popen([sys.executable, "-m", "training.cli", "serve", "--bind", f"127.0.0.1:{port}",
+                               "--workers", "3"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    headers = {"Authorization": f"Bearer {KEYS['read']}"}
+    customer = models.retail.busiest_customer()
+    try:
+        wait_for(lambda: _ready(base), timeout=60, interval=0.2)
+
+        def send() -> tuple[int, dict]:
+            response = requests.get(f"{base}/v1/customers/{customer}/recommendations?n=5", headers=headers,
+                                    timeout=10)
+            return response.status_code, response.json()
+
+        with Hammer(send, threads=6) as hammer:
+            time.sleep(0.5)
+            publish_model(redis_client, models.retail_popular.path)
+            start = time.monotonic()
+            wait_for(lambda: all(body["model_version"] == models.retail_popular.version
+                                 for _, body in hammer.snapshot()[-12:]), timeout=10)
+            took = time.monotonic() - start
+            redis_server.stop()
+            wait_for(lambda: all(body["source"] == "popular-fallback" for _, body in hammer.snapshot()[-12:]),
+                     timeout=10)
+            assert requests.get(f"{base}/readyz", timeout=5).status_code == 503
+            redis_server.start()
+            publish_model(redis.Redis.from_url(redis_url), models.retail_popular.path)
+            wait_for(lambda: all(body["source"] == "personalized" for _, body in hammer.snapshot()[-12:]),
+                     timeout=10)
+        results = hammer.snapshot()
+        assert not hammer.errors, hammer.errors[:3]
+        assert {status for status, _ in results} == {200}
+        assert took < 1.5, f"all workers serve the new version after {took:.2f}s"
+        assert requests.get(f"{base}/healthz", timeout=5).json() == {"status": "ok"}
+        assert requests.get(f"{base}/readyz", timeout=5).status_code == 200
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
+
+
+def _ready(base: str) -> bool:
+    try:
+        return requests.get(f"{base}/readyz", timeout=1).status_code == 200
+    except requests.RequestException:
+        return False

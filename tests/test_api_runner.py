@@ -1,0 +1,67 @@
+"""`tailor serve` configuration: gunicorn settings from the environment, threads pinned, config table."""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+import pytest
+
+from service import config, runner
+
+
+@pytest.fixture
+def conf(monkeypatch: pytest.MonkeyPatch):
+    def load(**env: str):
+        for name in ("TAILOR_BIND", "TAILOR_WORKERS", "TAILOR_WORKER_CLASS", "TAILOR_THREADS"):
+            monkeypatch.delenv(name, raising=False)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        from service import gunicorn_conf
+
+        return importlib.reload(gunicorn_conf)
+
+    yield load
+    from service import gunicorn_conf
+
+    monkeypatch.undo()
+    importlib.reload(gunicorn_conf)
+
+
+def test_defaults(conf):
+    module = conf()
+    assert module.bind == "127.0.0.1:8000"
+    assert module.workers == 2 * (os.cpu_count() or 1) + 1
+    assert module.worker_class == "gthread" and module.threads >= 1
+    assert module.accesslog is None, "no per-request logging on the hot path"
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "1" and os.environ["OMP_NUM_THREADS"] == "1"
+
+
+def test_environment_and_command_line(conf):
+    conf(TAILOR_BIND="0.0.0.0:9000", TAILOR_WORKERS="3", TAILOR_WORKER_CLASS="sync")
+    options = runner.gunicorn_options()
+    assert options["bind"] == ["0.0.0.0:9000"] and options["workers"] == 3
+    assert options["worker_class"] == "sync" and options["threads"] == 1
+    options = runner.gunicorn_options(bind="127.0.0.1:8123", workers=2)
+    assert options["bind"] == ["127.0.0.1:8123"] and options["workers"] == 2
+    assert callable(options["post_worker_init"])
+    with pytest.raises(ValueError):
+        runner.gunicorn_options(workers=0)
+
+
+def test_bad_environment_is_one_line_error(conf, capsys: pytest.CaptureFixture[str]):
+    with pytest.raises(config.ConfigError):
+        conf(TAILOR_WORKERS="many")
+
+
+def test_settings_table_lists_every_variable():
+    table = config.markdown_table()
+    for setting in config.SETTINGS:
+        assert f"`{setting.env}`" in table
+    settings = config.Settings.load({"TAILOR_API_KEYS": "secret1:admin", "REDIS_URL": "redis://:pw@h:1/0"})
+    masked = settings.masked()
+    assert "secret1" not in str(masked) and "pw" not in masked["REDIS_URL"]
+    with pytest.raises(config.ConfigError, match="TAILOR_REDIS_TIMEOUT_MS"):
+        config.Settings.load({"TAILOR_REDIS_TIMEOUT_MS": "-1"})
+    with pytest.raises(config.ConfigError, match="unknown setting"):
+        config.Settings.load({"TAILOR_NOPE": "1"})
