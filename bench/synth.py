@@ -29,6 +29,7 @@ def generate(customers: int, items: int, interactions: int, seed: int = 0) -> pa
     activity = rng.lognormal(mean=0.0, sigma=1.0, size=customers)
     activity /= activity.sum()
     cust = rng.choice(customers, size=interactions, p=activity).astype(np.int64)
+    cust[:customers] = rng.permutation(customers)  # every customer buys at least once
     item = rng.choice(items, size=interactions, p=item_weights).astype(np.int64)
     start = np.datetime64("2025-01-01T00:00:00", "s").astype(np.int64)
     ts = (start + rng.integers(0, 365 * 86_400, size=interactions)).astype("datetime64[s]")

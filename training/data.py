@@ -41,6 +41,7 @@ from datetime import datetime
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 FORMATS = ("generic", "online-retail")
 
@@ -71,6 +72,8 @@ _ONLINE_RETAIL_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 _ONLINE_RETAIL_REQUIRED = ("order", "item", "quantity", "time", "customer")
 _GENERIC_REQUIRED = ("customer", "item", "time")
+# Fields whose codes and distinct values build the output (the other columns are only parsed or compared).
+_OUTPUT_FIELDS = ("customer", "item", "order", "country", "title", "category")
 
 # Column of the bad-rows check -> what to suggest.
 _HINTS = {
@@ -208,9 +211,8 @@ def load_purchase_log(
     try:
         kind, encoding, sep = _sniff(name)
         fingerprint = _sha256(name)
-        raw = _read(name, kind, encoding, sep)
-        interactions, items, report = _clean(
-            raw, name, kind, encoding, sep, fmt, columns, until, max_bad_rows
+        interactions, items, report = _clean(  # no reference kept: _clean frees the raw table early
+            _read(name, kind, encoding, sep), name, kind, encoding, sep, fmt, columns, until, max_bad_rows
         )
     except DataError:
         raise
@@ -308,6 +310,7 @@ def _read(path: str, kind: str, encoding: str, sep: str) -> pd.DataFrame:
             df = pd.read_parquet(path)
         except Exception as exc:
             raise DataError(f"{path}: unreadable Parquet file: {_one_line(exc)}") from None
+        _release_memory()  # the reader's decoding buffers
         df.columns = [str(c).strip() for c in df.columns]
         return df.reset_index(drop=True)
     compression = "gzip" if kind == "gzip" else None
@@ -332,6 +335,7 @@ def _read(path: str, kind: str, encoding: str, sep: str) -> pd.DataFrame:
         raise DataError(f"{path}: file is empty") from None
     except Exception as exc:
         raise DataError(f"{path}: not a readable CSV file: {_one_line(exc)}") from None
+    _release_memory()  # the reader's buffers
     df.columns = [str(c).strip().lstrip("\ufeff").strip() for c in df.columns]
     return df
 
@@ -412,17 +416,57 @@ def _text(series: pd.Series) -> pd.Series:
 
 
 class _Column:
-    """A raw column as its distinct values plus one code per row (-1 = empty cell).
+    """A raw column; text is worked on as its distinct values plus one code per row (-1 = empty cell).
 
-    Cleaning and parsing run on the distinct values only: an order repeats its invoice number, date and
-    customer on every line, so a 500k-row log has a few thousand values per column to look at.
+    Cleaning and parsing of text run on the distinct values only: an order repeats its invoice number, date and
+    customer on every line, so a 500k-row log has a few thousand values per column to look at. The codes are
+    computed on first use: typed Parquet columns (numbers, datetimes) are converted row by row instead, since
+    hashing ten million floats only to convert their distinct values costs seconds and saves nothing.
     """
 
     def __init__(self, series: pd.Series) -> None:
-        codes, uniques = pd.factorize(series, use_na_sentinel=True)
-        self.codes = np.asarray(codes, dtype=np.int64)
-        self.uniques = pd.Series(uniques).reset_index(drop=True)
+        self._series: pd.Series | None = series
+        self.dtype = series.dtype
+        self._codes: np.ndarray | None = None
+        self._uniques: pd.Series | None = None
         self._text: pd.Series | None = None
+
+    @property
+    def series(self) -> pd.Series:
+        """The raw values (gone after ``detach``)."""
+        if self._series is None:
+            raise RuntimeError("raw column already detached")
+        return self._series
+
+    @property
+    def typed(self) -> bool:
+        """Numbers or datetimes stored as such (Parquet), which need no per-distinct-value parsing."""
+        numeric = pd.api.types.is_numeric_dtype(self.dtype) and not pd.api.types.is_bool_dtype(self.dtype)
+        return numeric or _is_datetime(self.dtype)
+
+    @property
+    def factorized(self) -> bool:
+        return self._codes is not None
+
+    @property
+    def codes(self) -> np.ndarray:
+        """One code per row into ``uniques`` (-1 = empty cell)."""
+        if self._codes is None:
+            self._codes, self._uniques = _factorize(self.series)
+        return self._codes
+
+    @property
+    def uniques(self) -> pd.Series:
+        """Distinct non-empty values in order of first appearance."""
+        if self._uniques is None:
+            self._codes, self._uniques = _factorize(self.series)
+        return self._uniques
+
+    def detach(self) -> None:
+        """Keep codes and distinct values only, so that the raw column's memory can be freed."""
+        if self._codes is None:
+            self._codes, self._uniques = _factorize(self.series)
+        self._series = None
 
     @property
     def text(self) -> pd.Series:
@@ -430,6 +474,17 @@ class _Column:
         if self._text is None:
             self._text = _text(self.uniques)
         return self._text
+
+    def codes_at(self, rows: np.ndarray) -> tuple[np.ndarray, int]:
+        """Codes of ``rows`` (-1 = empty cell) and how many distinct values they point to.
+
+        A column not factorized yet is factorized on ``rows`` only: duplicate detection needs every column,
+        but usually on a small share of the rows.
+        """
+        if self._codes is None:
+            codes, uniques = _factorize(self.series.iloc[rows])
+            return codes, len(uniques)
+        return self._codes[rows], len(self.uniques)
 
     def per_row(self, values: np.ndarray, fill: object) -> np.ndarray:
         """Expand one value per distinct value to one per row (``fill`` for empty cells)."""
@@ -440,23 +495,40 @@ class _Column:
         return pd.Series(values.astype("str").array.take(self.codes[rows], allow_fill=True), dtype="str")
 
 
+def _is_datetime(dtype: object) -> bool:
+    return isinstance(dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(dtype)
+
+
+def _factorize(series: pd.Series) -> tuple[np.ndarray, pd.Series]:
+    """(code per row, -1 for missing; distinct values in order of first appearance).
+
+    The codes are int32 when they fit: half the memory of ten million int64 codes.
+    """
+    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    if len(uniques) < 2**31 - 1:
+        codes = codes.astype(np.int32)
+    return np.asarray(codes), pd.Series(uniques).reset_index(drop=True)
+
+
 def _numbers(column: _Column) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per distinct value: (float64 value, unparseable, blank)."""
-    uniques = column.uniques
-    if pd.api.types.is_numeric_dtype(uniques.dtype) and not pd.api.types.is_bool_dtype(uniques.dtype):
-        values = np.array(uniques.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
+    """Per row: (float64 value, NaN unless valid; unparseable; blank or empty)."""
+    if column.typed:
+        values = np.array(column.series.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
         bad = np.isinf(values)
-        return np.where(bad, np.nan, values), bad, np.isnan(values) & ~bad
+        values[bad] = np.nan
+        return values, bad, np.isnan(values) & ~bad
     text = column.text
     blank = text.isna().to_numpy(dtype=bool)
     parsed = pd.to_numeric(pd.Series(text.to_numpy(dtype=object)), errors="coerce")
     values = np.array(parsed.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
     values[~np.isfinite(values)] = np.nan
-    return values, ~blank & np.isnan(values), blank
+    bad = ~blank & np.isnan(values)
+    return column.per_row(values, np.nan), column.per_row(bad, False), column.per_row(blank, True)
 
 
 _NS_MIN = pd.Timestamp.min.as_unit("us")
 _NS_MAX = pd.Timestamp.max.as_unit("us")
+_NAT_TICKS = np.datetime64("NaT", "ns").view(np.int64)
 
 
 def _naive_ns(values: pd.Series | pd.Index) -> np.ndarray:
@@ -471,13 +543,13 @@ def _naive_ns(values: pd.Series | pd.Index) -> np.ndarray:
 
 
 def _timestamps(column: _Column, formats: Sequence[str]) -> np.ndarray:
-    """Per distinct value: naive datetime64[ns], NaT if unparseable or blank.
+    """Per row: naive datetime64[ns], NaT if unparseable or blank.
 
-    ISO-8601 first (offsets are converted to UTC), then each of ``formats`` on what is still unparsed.
+    Typed datetimes are converted directly. Text is parsed per distinct value: ISO-8601 first (offsets are
+    converted to UTC), then each of ``formats`` on what is still unparsed.
     """
-    uniques = column.uniques
-    if isinstance(uniques.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(uniques.dtype):
-        return _naive_ns(uniques)
+    if _is_datetime(column.dtype):
+        return _naive_ns(column.series)
     strings = column.text
     parsed = pd.to_datetime(strings, format="ISO8601", errors="coerce", utc=True)
     for fmt in formats:
@@ -485,21 +557,77 @@ def _timestamps(column: _Column, formats: Sequence[str]) -> np.ndarray:
         if not todo.any():
             break
         parsed[todo] = pd.to_datetime(strings[todo], format=fmt, errors="coerce", utc=True)
-    return _naive_ns(parsed)
+    return column.per_row(_naive_ns(parsed), np.datetime64("NaT", "ns"))
 
 
-def _duplicated(columns: Sequence[_Column], rows: np.ndarray) -> np.ndarray:
-    """Exact repeats (all columns equal, as written) among ``rows``, the first occurrence not counted."""
-    key = np.zeros(len(rows), dtype=np.int64)
-    bound = 1
-    for column in columns:
-        width = len(column.uniques) + 1
-        if bound * width >= 2**62:  # re-number the combined key so it cannot overflow
-            key, distinct = pd.factorize(key)
-            key, bound = np.asarray(key, dtype=np.int64), len(distinct)
-        key = key * width + column.codes[rows] + 1
-        bound *= width
-    return pd.Series(key).duplicated(keep="first").to_numpy(dtype=bool)
+def _in_time_order(rows: np.ndarray, ticks: np.ndarray) -> np.ndarray:
+    """``rows`` stably sorted by ``ticks[rows]`` (int64 times; file order within a time).
+
+    Logs are usually exported in time order, which one comparison pass confirms. Otherwise, when the times
+    fit (whole seconds over centuries do), each time is packed with its position into one int64: a plain
+    sort of those is stable by construction and about twice as fast as a stable argsort.
+    """
+    t = ticks[rows]
+    if len(t) < 2 or bool((t[1:] >= t[:-1]).all()):
+        return rows
+    low, high = int(t.min()), int(t.max())
+    if low == _NAT_TICKS or high - low >= 2**63:
+        return rows[np.argsort(t, kind="stable")]
+    t -= low
+    for unit in (10**9, 10**6, 10**3, 1):  # the coarsest unit all times are whole multiples of
+        packed = t // unit
+        if unit == 1 or np.array_equal(packed * unit, t):
+            break
+    bits = (len(t) - 1).bit_length()
+    if ((high - low) // unit).bit_length() + bits > 63:
+        return rows[np.argsort(t, kind="stable")]
+    packed <<= bits
+    packed |= np.arange(len(packed), dtype=np.int64)
+    packed.sort()
+    packed &= (1 << bits) - 1
+    return rows[packed]
+
+
+def _shared_times(ticks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For sorted times: the positions of the rows that share their time with another row, and for each of
+    them a run number (rows of one time share it). Only these rows can be equal to another row."""
+    same = ticks[1:] == ticks[:-1]
+    shared = np.zeros(len(ticks), dtype=bool)
+    shared[1:] = same
+    shared[:-1] |= same
+    pos = np.flatnonzero(shared)
+    new = np.ones(len(pos), dtype=bool)
+    np.not_equal(ticks[pos[1:]], ticks[pos[:-1]], out=new[1:])
+    return pos, np.cumsum(new) - 1
+
+
+def _first_seen(labels: np.ndarray) -> np.ndarray:
+    """True at the first row of each label; labels must first appear in increasing order (factorize)."""
+    first = np.ones(len(labels), dtype=bool)
+    if len(labels) > 1:
+        first[1:] = labels[1:] > np.maximum.accumulate(labels)[:-1]
+    return first
+
+
+def _duplicated(columns: Sequence[_Column], rows: np.ndarray, ticks: np.ndarray) -> np.ndarray:
+    """Exact repeats (all columns equal, as written) among ``rows``, the first occurrence not counted.
+
+    ``rows`` are in stable time order and ``ticks`` are their parsed times. Equal values parse equally, so
+    only rows sharing their time with another row can repeat one, and they follow file order within a time.
+    The columns are compared on those rows only, already factorized ones first, narrowing after each column
+    to the keys seen more than once: on ten million lines almost nothing is left after the customer.
+    """
+    pos, key = _shared_times(ticks)
+    for column in sorted(columns, key=lambda c: not c.factorized):
+        if not len(pos):
+            break
+        codes, width = column.codes_at(rows[pos])
+        key, _ = pd.factorize(key * (width + 1) + codes + 1)
+        repeated = np.bincount(key)[key] > 1
+        pos, key = pos[repeated], key[repeated]
+    out = np.zeros(len(rows), dtype=bool)
+    out[pos] = ~_first_seen(key)
+    return out
 
 
 # ------------------------------------------------------------------------------------------- cleaning
@@ -531,19 +659,15 @@ def _clean(
     customer_u = customer.text.str.replace(r"^(\d+)\.0+$", r"\1", regex=True)  # Excel: 17850.0 -> 17850
     item = field_of["item"]
     item_u = item.text.str.upper() if retail else item.text  # 85123a == 85123A in Online Retail
-    time_u = _timestamps(field_of["time"], _ONLINE_RETAIL_TIME_FORMATS if retail else ())
-    time_values = field_of["time"].per_row(time_u, np.datetime64("NaT", "ns"))
+    time_values = _timestamps(field_of["time"], _ONLINE_RETAIL_TIME_FORMATS if retail else ())
     bad_time = np.isnat(time_values)
     if "quantity" in field_of:
-        q_values, q_bad, q_blank = _numbers(field_of["quantity"])
-        quantity = field_of["quantity"].per_row(np.where(q_blank, 1.0, q_values), 1.0)  # blank -> 1
-        bad_quantity = field_of["quantity"].per_row(q_bad, False)
+        quantity, bad_quantity, q_blank = _numbers(field_of["quantity"])
+        quantity[q_blank] = 1.0  # blank -> 1
     else:
         quantity, bad_quantity = np.ones(n), np.zeros(n, dtype=bool)
     if "price" in field_of:
-        p_values, p_bad, _ = _numbers(field_of["price"])
-        price = field_of["price"].per_row(p_values, np.nan)
-        bad_price = field_of["price"].per_row(p_bad, False)
+        price, bad_price, _ = _numbers(field_of["price"])
     else:
         price, bad_price = np.full(n, np.nan), np.zeros(n, dtype=bool)
 
@@ -563,9 +687,18 @@ def _clean(
         non_product = item.per_row(is_non_product(item_u).to_numpy(dtype=bool), False) & alive
         alive &= ~non_product
 
+    # The output columns are factorized now (duplicate detection compares them by code) and their raw values
+    # dropped; the hash tables of the factorizations are handed back.
+    used = {key: column for key, column in field_of.items() if key in _OUTPUT_FIELDS}
+    for column in used.values():
+        column.detach()
+    _release_memory()
+
+    # Sorted by time once, here: duplicate detection uses the order, and the output keeps it.
+    ticks = time_values.view(np.int64)
+    keep = _in_time_order(np.flatnonzero(alive), ticks)
     duplicate = np.zeros(n, dtype=bool)
-    alive_rows = np.flatnonzero(alive)
-    duplicate[alive_rows] = _duplicated(every, alive_rows)
+    duplicate[keep] = _duplicated(every, keep, ticks[keep])
     alive &= ~duplicate
 
     bad_by_column = {
@@ -581,6 +714,10 @@ def _clean(
     bad_rows = int(unparseable.sum())
     if bad_rows and bad_rows > max_bad_rows * n:
         _too_many_bad(raw, path, kind, encoding, sep, n, bad_by_column, max_bad_rows)
+
+    # Only codes and parsed values are used from here on: free the raw table before the output is built.
+    del raw, every, by_name, field_of
+    _release_memory()
 
     after = np.zeros(n, dtype=bool)
     if until is not None:
@@ -604,40 +741,58 @@ def _clean(
     if report.rows_kept == 0:
         raise DataError(f"{path}: no usable rows left after cleaning ({_summary(report)})")
 
-    keep = np.flatnonzero(alive)
-    keep = keep[np.argsort(time_values[keep], kind="stable")]  # time order, file order within a time
-    customer_ids = customer.strings(customer_u, keep)
-    timestamps = time_values[keep]
-    if "order" in field_of:
-        order_id = field_of["order"].strings(field_of["order"].text, keep)
+    keep = keep[alive[keep]]  # time order, file order within a time
+    timestamps, quantity, price = time_values[keep], quantity[keep], price[keep]
+    del time_values, ticks  # free the full-length arrays before the output is built
+    if "order" in used:
+        order_id = used["order"].strings(used["order"].text, keep).astype("str")
         if order_id.isna().any():
-            order_id = order_id.fillna(_generic_order_ids(customer_ids, timestamps))
+            generic = "order-" + _generic_order_ids(customer.codes[keep], timestamps.view(np.int64)).astype("str")
+            order_id = order_id.fillna(generic)
     else:
-        order_id = _generic_order_ids(customer_ids, timestamps)
-    if "country" in field_of:
-        country = field_of["country"].strings(field_of["country"].text, keep)
-    else:
-        country = pd.Series(np.nan, index=range(len(keep)), dtype="str")
+        order_id = _generic_order_ids(customer.codes[keep], timestamps.view(np.int64))
+    country = (
+        used["country"].strings(used["country"].text, keep) if "country" in used
+        else pd.Series(np.nan, index=range(len(keep)), dtype="str")
+    )
     interactions = pd.DataFrame({
-        "customer_id": customer_ids,
+        "customer_id": customer.strings(customer_u, keep),
         "item_id": item.strings(item_u, keep),
-        "timestamp": pd.Series(timestamps, dtype="datetime64[ns]"),
-        "quantity": pd.Series(quantity[keep], dtype="float64"),
-        "price": pd.Series(price[keep], dtype="float64"),
-        "order_id": order_id.astype("str"),
+        "timestamp": pd.Series(timestamps, dtype="datetime64[ns]", copy=False),
+        "quantity": pd.Series(quantity, dtype="float64", copy=False),
+        "price": pd.Series(price, dtype="float64", copy=False),
+        "order_id": order_id,
         "country": country,
-    })
-    items = _items(item, item_u, keep, price[keep], {k: field_of.get(k) for k in ("title", "category")})
+    }, copy=False)  # the arrays are fresh: copying (and consolidating) them only costs memory
+    items = _items(item, item_u, keep, price, {k: used.get(k) for k in ("title", "category")})
     return interactions, items, report
 
 
-def _generic_order_ids(customer: pd.Series, timestamps: np.ndarray) -> pd.Series:
-    """A generic log has no order numbers: a customer's lines with the same timestamp form one order."""
-    codes, uniques = pd.factorize(timestamps)
-    uniques = np.asarray(uniques, dtype="datetime64[ns]")
-    unit = "s" if (uniques.astype(np.int64) % 10**9 == 0).all() else "us"
-    stamps = pd.Series(np.append(np.datetime_as_string(uniques, unit=unit), "")[codes], dtype="str")
-    return customer.reset_index(drop=True).astype("str") + "|" + stamps
+def _release_memory() -> None:
+    """Hand memory Arrow has freed back to the system.
+
+    Arrow's allocator keeps freed blocks for reuse, so without this the raw table's few hundred megabytes stay
+    resident while NumPy allocates the output next to them.
+    """
+    pa.default_memory_pool().release_unused()
+
+
+def _generic_order_ids(customer_codes: np.ndarray, ticks: np.ndarray) -> pd.Series:
+    """A generic log has no order numbers: a customer's lines with the same timestamp form one order.
+
+    The orders are numbered (int64, by first appearance) rather than spelled out as strings: on ten million
+    lines the strings cost tens of seconds and gigabytes, and downstream only counts distinct orders. Rows
+    come in time order (``ticks``), so a line alone at its time is an order of its own and only the lines
+    sharing a time with another line need hashing.
+    """
+    pos, runs = _shared_times(ticks)
+    width = int(customer_codes.max()) + 2 if len(customer_codes) else 1
+    labels, _ = pd.factorize(runs * width + customer_codes[pos] + 1)
+    first = np.ones(len(ticks), dtype=bool)
+    first[pos] = _first_seen(labels)
+    number = np.cumsum(first) - 1
+    number[pos] = number[pos[first[pos]]][labels]
+    return pd.Series(number.astype(np.int64))
 
 
 def _mode(item: np.ndarray, value: np.ndarray) -> pd.Series:
@@ -655,12 +810,15 @@ def _items(
     """One row per kept item, sorted by id: most common title/category, median positive unit price."""
     item_map, item_ids = pd.factorize(item_u)  # distinct raw spelling -> cleaned id
     item_code = np.asarray(item_map, dtype=np.int64)[item.codes[keep]]
-    present = np.unique(item_code)
+    present = np.flatnonzero(np.bincount(item_code, minlength=len(item_ids)))
     ids = pd.Series(np.asarray(item_ids, dtype=object)[present], dtype="str")
     order = np.argsort(ids.to_numpy(dtype=object), kind="stable")
     present, ids = present[order], ids.iloc[order].reset_index(drop=True)
     positive = price > 0
-    median = pd.Series(price[positive]).groupby(item_code[positive]).median()
+    if positive.all():  # no filtered copies of ten million rows when there is nothing to filter
+        median = pd.Series(price, copy=False).groupby(item_code).median()
+    else:
+        median = pd.Series(price[positive]).groupby(item_code[positive]).median()
     out = pd.DataFrame({"item_id": ids})
     for key in ("title", "category"):
         column = extra.get(key)
