@@ -1,0 +1,145 @@
+"""HTTP benchmark of the API under gunicorn, against a private real Redis, with wrk on the same machine.
+
+    python bench/api_bench.py [--data ../shared/datasets/online-retail/online_retail.csv.gz] [--duration 10]
+
+For each endpoint: saturation throughput next to the app's own `/healthz` measured in the same run (the
+ratio is what is comparable on a shared, noisy machine), then a paced run at half of the endpoint's
+maximum for latency percentiles. Requests are spread over all customers / items of the model.
+Needs `wrk` (Debian package `wrk`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.train_bench import machine  # noqa: E402
+from service.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
+
+WRK = ROOT / "bench" / "wrk"
+
+
+def parse_wrk(output: str) -> dict[str, float]:
+    """Requests/s and latency percentiles (ms) from `wrk --latency` output."""
+    def ms(text: str) -> float:
+        value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    out = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))}
+    for pct in ("50", "90", "99"):
+        match = re.search(rf"^\s+{pct}(?:\.000)?%\s+([\d.]+(?:us|ms|s))", output, re.MULTILINE)
+        out[f"p{pct}"] = ms(match.group(1)) if match else float("nan")
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    out["non2xx"] = float(errors.group(1)) if errors else 0.0
+    socket_errors = re.search(r"Socket errors: (.*)", output)
+    out["socket_errors"] = socket_errors.group(1) if socket_errors else ""
+    return out
+
+
+def wrk(url: str, script: Path | None, duration: int, connections: int, env: dict[str, str],
+        delay_ms: float = 0.0) -> dict[str, float]:
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", url]
+    if script:
+        cmd[1:1] = ["-s", str(script)]
+    run_env = {**os.environ, **env, "TAILOR_BENCH_DELAY_MS": f"{delay_ms:.3f}"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=run_env, check=True)
+    return parse_wrk(proc.stdout)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--data", default=str(ROOT.parent / "shared/datasets/online-retail/online_retail.csv.gz"))
+    p.add_argument("--model", help="an existing model directory (default: train one on --data)")
+    p.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    p.add_argument("--connections", type=int, default=16)
+    p.add_argument("--workers", type=int, default=None)
+    args = p.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("wrk not found: apt-get install wrk")
+    tailor = [sys.executable, "-m", "training.cli", "--quiet"]
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        model = Path(args.model) if args.model else tmp / "model"
+        if not args.model:
+            subprocess.run([*tailor, "train", "--data", args.data, "--format", "online-retail", "--no-eval",
+                            "--out", str(model)], check=True, cwd=ROOT)
+        with EmbeddedRedis(tmp / "redis") as redis_server:
+            subprocess.run([*tailor, "publish", "--model", str(model), "--redis-url", redis_server.url],
+                           check=True, cwd=ROOT)
+            port = free_port()
+            base = f"http://127.0.0.1:{port}"
+            env = {**os.environ, "REDIS_URL": redis_server.url, "TAILOR_PUBLIC_READ": "true",
+                   "TAILOR_LOG_LEVEL": "warning"}
+            serve = [*tailor, "serve", "--bind", f"127.0.0.1:{port}"]
+            if args.workers:
+                serve += ["--workers", str(args.workers)]
+            server = subprocess.Popen(serve, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                deadline = time.monotonic() + 60
+                while True:
+                    try:
+                        if requests.get(f"{base}/readyz", timeout=1).status_code == 200:
+                            break
+                    except requests.RequestException:
+                        pass
+                    if time.monotonic() > deadline or server.poll() is not None:
+                        sys.exit("the server did not become ready")
+                    time.sleep(0.2)
+                report = run_all(base, model, tmp, args)
+            finally:
+                server.terminate()
+                server.wait(timeout=30)
+    print(report)
+
+
+def run_all(base: str, model: Path, tmp: Path, args: argparse.Namespace) -> str:
+    customers = tmp / "customers.txt"
+    customers.write_text("\n".join(np.load(model / "customer_ids.npy")) + "\n")
+    items = tmp / "items.txt"
+    items.write_text("\n".join(np.load(model / "item_ids.npy")) + "\n")
+    cases = [
+        ("customer recommendations", WRK / "customers.lua",
+         {"TAILOR_BENCH_IDS": str(customers), "TAILOR_BENCH_PATH": "/v1/customers/%s/recommendations?n=10"}),
+        ("similar items", WRK / "customers.lua",
+         {"TAILOR_BENCH_IDS": str(items), "TAILOR_BENCH_PATH": "/v1/items/%s/similar?n=10"}),
+        ("basket recommendations", WRK / "basket.lua", {"TAILOR_BENCH_IDS": str(items)}),
+        ("events (batches of 100)", WRK / "events.lua",
+         {"TAILOR_BENCH_IDS": str(customers), "TAILOR_BENCH_ITEMS": str(items), "TAILOR_BENCH_BATCH": "100"}),
+    ]
+    c, d = args.connections, args.duration
+    wrk(f"{base}/healthz", None, 3, c, {})  # warm-up
+    lines = [f"Machine: {machine()}; date {date.today().isoformat()}; wrk -t1 -c{c}, {d} s per run; "
+             f"`{' '.join(['python', 'bench/api_bench.py', *sys.argv[1:]])}`", "",
+             "| endpoint | max req/s | /healthz req/s (same run) | ratio | paced req/s (½ max) | p50 ms | p99 ms | "
+             "non-2xx |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, script, env in cases:
+        wrk(base + "/", script, 2, c, env)  # warm-up of this endpoint
+        health_before = wrk(f"{base}/healthz", None, d, c, {})
+        endpoint = wrk(base + "/", script, d, c, env)
+        health_after = wrk(f"{base}/healthz", None, d, c, {})
+        health = (health_before["rps"] + health_after["rps"]) / 2
+        target = endpoint["rps"] / 2
+        paced = wrk(base + "/", script, d, c, env, delay_ms=1000.0 * c / target)
+        unit = " (batches; x100 events)" if "events" in name else ""
+        lines.append(f"| {name}{unit} | {endpoint['rps']:,.0f} | {health:,.0f} | **{endpoint['rps'] / health:.2f}** | "
+                     f"{paced['rps']:,.0f} | {paced['p50']:.1f} | **{paced['p99']:.1f}** | "
+                     f"{int(endpoint['non2xx'] + paced['non2xx'])} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,276 @@
+"""One shared suite run against every registered recommender (in the spirit of implicit's test mixin).
+
+The evaluator, the batch export and the service all use the same model object, so every model must score
+any history (batch or single customer, known or new, empty), survive the arrays round trip through Redis
+exactly, and rank sensibly on data with an obvious structure.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+
+from training.history import PurchaseHistory
+from training.models import ALGORITHMS, DEFAULT_ALGORITHM, HYPERPARAMETERS, Reason, Recommender, create, load
+from training.models.ease import MAX_ITEMS
+from training.models.hybrid import HybridRecommender
+
+N_ITEMS = 40
+GROUP = 10  # items 0-9 are bought together by group A, 10-19 by group B; 20-39 are rare noise
+NOW = 20_000.0
+
+# Small, fast settings; every other parameter keeps its default.
+FAST: dict[str, dict[str, Any]] = {
+    "als": {"factors": 8, "iterations": 10},
+    "bpr": {"factors": 8, "iterations": 60, "learning_rate": 0.05},
+    "item-knn": {"neighbours": 20},
+    "ease": {"regularization": 10.0},
+    "hybrid": {"regularization": 10.0},
+}
+CASES = [pytest.param((name, FAST.get(name, {})), id=name) for name in ALGORITHMS] + [
+    pytest.param(("hybrid", {"cf": "item-knn", "neighbours": 20}), id="hybrid-item-knn"),
+    pytest.param(("item-knn", {"similarity": "cosine", "neighbours": 20}), id="item-knn-cosine"),
+]
+COLLABORATIVE = {"als", "bpr", "item-knn", "ease", "hybrid"}
+
+
+def make_history(n_customers: int = 120, seed: int = 7) -> PurchaseHistory:
+    """Two customer groups with disjoint baskets plus a little noise; orders and recency vary."""
+    rng = np.random.default_rng(seed)
+    rows, cols = [], []
+    for customer in range(n_customers):
+        base = 0 if customer % 2 == 0 else GROUP
+        basket = rng.choice(GROUP, size=rng.integers(4, 8), replace=False) + base
+        noise = rng.choice(np.arange(2 * GROUP, N_ITEMS), size=rng.integers(0, 2), replace=False)
+        items = np.concatenate([basket, noise])
+        rows.extend([customer] * len(items))
+        cols.extend(items.tolist())
+    rows_a, cols_a = np.asarray(rows), np.asarray(cols)
+    orders = rng.integers(1, 6, len(rows_a)).astype(float)
+    last_day = NOW - rng.integers(0, 200, len(rows_a))
+    return PurchaseHistory.from_entries(
+        rows_a, cols_a, orders, orders * 3, last_day, (n_customers, N_ITEMS), NOW
+    )
+
+
+def single(items: list[int], orders: list[float] | None = None, age: float = 5.0) -> PurchaseHistory:
+    """The history of one (possibly new) customer."""
+    n = len(items)
+    counts = np.asarray(orders if orders is not None else [1.0] * n)
+    return PurchaseHistory.from_entries(
+        np.zeros(n, dtype=np.int64), np.asarray(items, dtype=np.int64), counts, counts,
+        np.full(n, NOW - age), (1, N_ITEMS), NOW,
+    )
+
+
+@pytest.fixture(scope="module")
+def history() -> PurchaseHistory:
+    return make_history()
+
+
+@pytest.fixture(scope="module", params=CASES)
+def fitted(request: pytest.FixtureRequest, history: PurchaseHistory) -> Recommender:
+    name, params = request.param
+    model = create(name, **params)
+    model.fit(history)
+    return model
+
+
+def round_trip(model: Recommender) -> Recommender:
+    """What the artifact / Redis path does: JSON params, arrays through .npz bytes, rebuild by name."""
+    params = json.loads(json.dumps(model.params))
+    buffer = io.BytesIO()
+    np.savez(buffer, **model.arrays())
+    buffer.seek(0)
+    with np.load(buffer, allow_pickle=False) as stored:
+        arrays = {key: stored[key] for key in stored.files}
+    return load(model.name, params, arrays)
+
+
+def test_registry_covers_required_algorithms() -> None:
+    assert {"als", "bpr", "item-knn", "popular", "ease", "buy-again", "hybrid"} <= set(ALGORITHMS)
+    assert DEFAULT_ALGORITHM == "hybrid"
+    for name, cls in ALGORITHMS.items():
+        assert cls.name == name
+        assert set(HYPERPARAMETERS[name]) == set(create(name).params)
+
+
+def test_scores_shape_dtype_finite(fitted: Recommender, history: PurchaseHistory) -> None:
+    scores = fitted.score(history)
+    assert scores.shape == history.shape
+    assert scores.dtype == np.float32
+    assert np.isfinite(scores).all()
+
+
+def test_arrays_are_plain_numeric_and_params_json(fitted: Recommender) -> None:
+    arrays = fitted.arrays()
+    for key, value in arrays.items():
+        assert isinstance(value, np.ndarray), key
+        assert value.dtype.kind in "biuf", (key, value.dtype)
+    json.dumps(fitted.params)
+
+
+def test_round_trip_gives_identical_scores(fitted: Recommender, history: PurchaseHistory) -> None:
+    rebuilt = round_trip(fitted)
+    np.testing.assert_array_equal(rebuilt.score(history), fitted.score(history))
+    assert rebuilt.params == fitted.params
+
+
+def test_one_customer_scores_like_the_batch(fitted: Recommender, history: PurchaseHistory) -> None:
+    """The service scores one history at a time; batch export scores chunks. Same numbers either way."""
+    batch = fitted.score(history)
+    for row in (0, 1, 57):
+        np.testing.assert_allclose(fitted.score(history.rows([row]))[0], batch[row], rtol=1e-5, atol=1e-6)
+
+
+def test_similar_items_exclude_the_item(fitted: Recommender) -> None:
+    for item in (0, 13, 39):
+        ids, scores = fitted.similar_items(item, 5)
+        assert len(ids) == len(scores) <= 5
+        assert item not in ids
+        assert ((ids >= 0) & (ids < N_ITEMS)).all()
+        assert (np.diff(scores) <= 0).all()
+
+
+def test_empty_history_is_scored(fitted: Recommender) -> None:
+    scores = fitted.score(PurchaseHistory.empty(3, N_ITEMS, NOW))
+    assert scores.shape == (3, N_ITEMS)
+    assert np.isfinite(scores).all()
+
+
+def test_recommends_the_customers_group(fitted: Recommender) -> None:
+    """A new customer with a few group-A items gets the other group-A items first."""
+    if fitted.name not in COLLABORATIVE:
+        pytest.skip("not a collaborative model")
+    bought = [0, 1, 2, 3]
+    scores = fitted.score(single(bought))[0]
+    scores[bought] = -np.inf
+    top = np.argsort(-scores)[:4]
+    assert np.isin(top, np.arange(GROUP)).sum() >= 3, top
+
+
+def test_purchase_changes_the_answer_without_refit(fitted: Recommender) -> None:
+    if fitted.name == "popular":
+        pytest.skip("popularity ignores the customer")
+    before = fitted.score(single([0, 1]))[0]
+    after = fitted.score(single([0, 1, 12]))[0]
+    assert not np.allclose(before, after)
+
+
+def test_buy_again_ranks_frequent_and_recent_first() -> None:
+    model = create("buy-again", half_life=30.0)
+    model.fit(make_history())
+    frequent = model.score(single([5, 6], orders=[6.0, 1.0]))[0]
+    assert frequent[5] > frequent[6] > 0
+    assert (frequent[np.setdiff1d(np.arange(N_ITEMS), [5, 6])] == 0).all()
+    old = PurchaseHistory.from_entries(
+        np.zeros(2, dtype=np.int64), np.asarray([5, 6]), np.ones(2), np.ones(2),
+        np.asarray([NOW - 300, NOW - 1]), (1, N_ITEMS), NOW,
+    )
+    recent = model.score(old)[0]
+    assert recent[6] > recent[5]
+
+
+def test_hybrid_puts_the_customers_staples_first(history: PurchaseHistory) -> None:
+    model = create("hybrid", **FAST["hybrid"])
+    model.fit(history)
+    scores = model.score(single([3, 25], orders=[8.0, 1.0]))[0]
+    assert int(np.argmax(scores)) == 3
+
+
+def test_hybrid_weights_mean_the_same_for_every_customer(history: PurchaseHistory) -> None:
+    """The rebuy part is scaled per customer, so a big wholesaler's 50 orders do not drown the CF part."""
+    model = create("hybrid", **FAST["hybrid"])
+    model.fit(history)
+    bound = 1.0 + model.params["cf_weight"] + model.params["popularity_weight"] + 1e-6
+    for orders in (1.0, 50.0):
+        scores = model.score(single([3, 4], orders=[orders, orders]))[0]
+        assert scores.max() <= bound
+        assert scores[3] >= 1.0
+
+
+def test_hybrid_switches_to_sparse_cf_for_large_catalogues(history: PurchaseHistory) -> None:
+    model = create("hybrid", ease_max_items=N_ITEMS - 1)
+    model.fit(history)
+    assert model.params["cf"] == "item-knn"
+    assert "cf_weights" not in model.arrays()
+    assert "cf_similarity_data" in model.arrays()
+    small = create("hybrid")
+    small.fit(history)
+    assert small.params["cf"] == "ease"
+
+
+def test_hybrid_refit_resolves_cf_again(history: PurchaseHistory) -> None:
+    model = create("hybrid", ease_max_items=N_ITEMS)
+    model.fit(history)
+    assert model.params["cf"] == "ease"
+    wider = PurchaseHistory.from_entries(
+        np.array([0, 1]), np.array([0, N_ITEMS]), np.ones(2), np.ones(2), np.full(2, NOW), (2, N_ITEMS + 1), NOW
+    )
+    model.fit(wider)
+    assert model.params["cf"] == "item-knn"
+
+
+def test_hybrid_popularity_falls_back_to_all_time() -> None:
+    stale = PurchaseHistory.from_entries(
+        np.array([0, 1, 2]), np.array([5, 5, 7]), np.ones(3), np.ones(3), np.full(3, NOW - 100), (3, N_ITEMS), NOW
+    )
+    model = create("hybrid", popularity_window_days=14.0)
+    model.fit(stale)
+    newcomer = model.score(PurchaseHistory.empty(1, N_ITEMS, NOW))[0]
+    assert int(np.argmax(newcomer)) == 5
+
+
+def test_hybrid_from_unresolved_params(history: PurchaseHistory) -> None:
+    model = create("hybrid", ease_max_items=N_ITEMS - 1)
+    model.fit(history)
+    rebuilt = HybridRecommender.from_arrays({**model.params, "cf": "auto"}, model.arrays())
+    np.testing.assert_array_equal(rebuilt.score(history), model.score(history))
+
+
+def test_explain_reasons(history: PurchaseHistory) -> None:
+    model = create("hybrid", **FAST["hybrid"])
+    model.fit(history)
+    customer = PurchaseHistory.from_entries(
+        np.zeros(3, dtype=np.int64), np.asarray([0, 1, 2]), np.asarray([3.0, 1.0, 1.0]),
+        np.ones(3), np.asarray([NOW - 10, NOW - 70, NOW - 40]), (1, N_ITEMS), NOW,
+    )
+    repeat = model.explain(customer, 0, 0)
+    assert repeat == Reason("repeat-purchase", related_item=0, period_days=30.0)  # (60 days) / (3 - 1)
+    assert model.explain(customer, 0, 1) == Reason("repeat-purchase", related_item=1, period_days=None)
+    scores = model.score(customer)[0]
+    scores[[0, 1, 2]] = -np.inf
+    best_new = int(np.argmax(scores))
+    reason = model.explain(customer, 0, best_new)
+    assert reason is not None and reason.kind == "bought-with" and reason.related_item in (0, 1, 2)
+
+
+def test_explain_never_fails(fitted: Recommender, history: PurchaseHistory) -> None:
+    for item in (0, 15, 39):
+        reason = fitted.explain(history, 0, item)
+        assert reason is None or isinstance(reason, Reason)
+
+
+def test_unknown_names_are_rejected() -> None:
+    with pytest.raises(ValueError, match="unknown parameter"):
+        create("als", factor=10)
+    with pytest.raises(ValueError, match="unknown algorithm"):
+        create("svd")
+    with pytest.raises(ValueError, match="must be one of"):
+        create("item-knn", similarity="jaccard")
+
+
+def test_params_are_converted_from_cli_strings() -> None:
+    model = create("als", factors="16", regularization="0.5")
+    assert model.params["factors"] == 16 and model.params["regularization"] == 0.5
+    assert HYPERPARAMETERS["als"]["half_life"].flag == "--half-life"
+
+
+def test_ease_refuses_huge_catalogues() -> None:
+    wide = PurchaseHistory.empty(2, MAX_ITEMS + 1, NOW)
+    with pytest.raises(ValueError, match="item-knn"):
+        create("ease").fit(wide)
