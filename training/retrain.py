@@ -19,8 +19,7 @@ import redis
 from service import keys
 from training.artifact import write_artifact
 from training.data import PurchaseLog
-from training.evaluate import EvaluationResult, ModelReport, make_split, run
-from training.models import BASELINE_ALGORITHM, create
+from training.evaluate import ModelReport, evaluate
 from training.pipeline import PhaseTimer, train_artifact
 from training.publish import log_event, publish_model
 from training.threads import limit_blas_threads
@@ -88,25 +87,20 @@ def retrain(
     """Evaluate candidate vs active on one holdout, then publish the refitted candidate if it passes."""
     current = active_manifest(client)
     with timer.phase("evaluate") as info, limit_blas_threads():
-        split = make_split(log.interactions, holdout_days)
-        candidate_report = run(create(algorithm, **params), split)
-        evaluation = EvaluationResult(
-            model=candidate_report, baseline=run(create(BASELINE_ALGORITHM), split), k=10,
-            holdout_days=float(holdout_days), cutoff=split.cutoff.isoformat(), train_rows=split.train_rows,
-            holdout_rows=split.holdout_rows, customers=len(split.rows), items=int(split.train.shape[1]),
-        )
-        candidate = _summary(candidate_report)
+        # evaluate() splits deterministically, so both configurations see exactly the same holdout.
+        evaluation = evaluate(log.interactions, algorithm, params, holdout_days=holdout_days)
+        candidate = _summary(evaluation.model)
         active = None
         if current is not None:
             same = current["algorithm"] == algorithm and current["params"] == candidate["params"]
             active = dict(candidate) if same else _summary(
-                run(create(current["algorithm"], **current["params"]), split))
+                evaluate(log.interactions, current["algorithm"], current["params"], holdout_days=holdout_days).model)
             active["version"] = current["version"]
         info["detail"] = f"candidate vs {current['version'] if current else 'no active model'}"
     passes, reason = gate(candidate, active, tolerance)
     outcome = RetrainOutcome(published=False, reason=reason, candidate=candidate, active=active,
                              details={"tolerance": tolerance, "forced": force and not passes,
-                                      "holdout_cutoff": split.cutoff.isoformat()})
+                                      "holdout_cutoff": evaluation.cutoff})
     if not passes and not force:
         log_event(client, "retrain-rejected", current["version"] if current else "-", **outcome.log_fields())
         return outcome
