@@ -86,6 +86,19 @@ def test_top_k_best_first_with_stable_ties() -> None:
     np.testing.assert_array_equal(top_k(scores, 9), [[1, 3, 2, 0, 4], [4, 0, 1, 2, 3]])
 
 
+def test_top_k_on_wide_catalogues_matches_a_full_sort() -> None:
+    rng = np.random.default_rng(1)
+    scores = rng.random((20, 30_011), dtype=np.float32)  # ragged tail after the last full block
+    scores[0, -3:] = 2.0  # best items in the tail
+    scores[1, :] = -np.inf
+    scores[1, [5, 29_000]] = [1.0, 3.0]  # fewer finite scores than k
+    expected = np.argsort(-scores, axis=1, kind="stable")[:, :10]
+    got = top_k(scores, 10)
+    np.testing.assert_array_equal(got[0], expected[0])
+    np.testing.assert_array_equal(got[2:], expected[2:])
+    assert list(got[1][:2]) == [29_000, 5] and len(set(got[1])) == 10
+
+
 # -- split rules --------------------------------------------------------------------------------------
 
 LOG = log([

@@ -1,0 +1,298 @@
+"""The honest evaluator: a time split, the whole catalogue, and the popularity baseline beside every run.
+
+The last ``holdout_days`` of the log are hidden; models are fitted on what came before and rank every item
+of the catalogue (no sampled negatives) for every customer who bought before the cutoff and bought a
+known item after it. Two views are reported because they answer different questions:
+
+* **overall** - truth is everything bought in the holdout and nothing is filtered: "does the list contain
+  what the customer buys next?" (re-orders count, which is most of this business);
+* **discovery** - truth is only items the customer had never bought, and already-bought items are removed
+  from the ranking: "does the model find new products?" (customers with nothing new are skipped).
+
+Models are scored through ``Recommender.score`` on the training histories, i.e. exactly what is served.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from training.history import PurchaseHistory
+from training.matrix import build_history, history_for
+from training.models import BASELINE_ALGORITHM, DEFAULT_ALGORITHM, create
+from training.models.base import Recommender
+
+CELLS_PER_CHUNK = 1 << 23  # scores materialized at once (rows x items), ~32 MB of float32
+BLOCK = 128  # top_k narrows wide rows to whole blocks of this many items first
+MAX_CUSTOMERS = 50_000  # beyond this, a fixed random sample of customers is scored (never of items)
+METRICS = ("precision", "recall", "ndcg", "map", "hit_rate", "coverage")
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """Ranking quality at k, averaged over the customers of one view (coverage: over the catalogue)."""
+
+    precision: float
+    recall: float
+    ndcg: float
+    map: float
+    hit_rate: float
+    coverage: float
+    customers: int
+
+
+@dataclass(frozen=True)
+class Split:
+    """Training histories and held-out truth, aligned on the training index."""
+
+    train: PurchaseHistory
+    customer_ids: np.ndarray
+    item_ids: np.ndarray
+    truth: sp.csr_matrix  # training customers x training items, 1 where bought in the holdout
+    cutoff: pd.Timestamp
+    train_rows: int
+    holdout_rows: int
+    rows: np.ndarray  # customers evaluated (sorted training row indices)
+    eligible: int  # customers with history before the cutoff and a known item after it
+
+
+@dataclass(frozen=True)
+class ModelReport:
+    """One algorithm's metrics in both views, its fitted params (as the manifest records them), timings."""
+
+    algorithm: str
+    params: dict[str, Any]
+    overall: Metrics
+    discovery: Metrics
+    fit_seconds: float
+    score_seconds: float
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """One evaluation run: the model and the popularity baseline on the same split."""
+
+    model: ModelReport
+    baseline: ModelReport
+    k: int
+    holdout_days: float
+    cutoff: str
+    train_rows: int
+    holdout_rows: int
+    customers: int
+    eligible_customers: int
+    items: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serializable dict (for the model manifest and ``--json``)."""
+        return asdict(self)
+
+    def format(self) -> str:
+        """A terminal table: metrics of the model and the baseline, in both views."""
+        sampled = (
+            f" (random sample of {self.eligible_customers})" if self.customers < self.eligible_customers else ""
+        )
+        head = (
+            f"holdout: last {self.holdout_days:g} days (cutoff {self.cutoff}), {self.customers} customers"
+            f"{sampled}, {self.items} items, ranking the whole catalogue at k={self.k}"
+        )
+        names = [m if m == "coverage" else f"{m}@{self.k}" for m in METRICS]
+        width = max(len(self.model.algorithm), len(self.baseline.algorithm), 9)
+        lines = [head]
+        for view in ("overall", "discovery"):
+            customers = getattr(self.model, view).customers
+            lines.append("")
+            lines.append(f"{view} ({customers} customers)")
+            lines.append(f"  {'algorithm':<{width}}  " + "  ".join(f"{n:>12}" for n in names))
+            for report in (self.model, self.baseline):
+                metrics = getattr(report, view)
+                values = "  ".join(f"{getattr(metrics, m):>12.4f}" for m in METRICS)
+                lines.append(f"  {report.algorithm:<{width}}  {values}")
+        lines.append("")
+        lines.append(
+            f"fit {self.model.fit_seconds:.2f}s, scoring {self.model.score_seconds:.2f}s "
+            f"({self.model.algorithm}); baseline fit {self.baseline.fit_seconds:.2f}s"
+        )
+        return "\n".join(lines)
+
+
+def split_log(
+    interactions: pd.DataFrame, holdout_days: float = 30
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.Timestamp]:
+    """(before, holdout, cutoff) with cutoff = latest timestamp - ``holdout_days``; holdout >= cutoff."""
+    if holdout_days <= 0:
+        raise ValueError("holdout_days must be positive")
+    if len(interactions) == 0:
+        raise ValueError("cannot evaluate an empty purchase log")
+    cutoff = pd.Timestamp(interactions["timestamp"].max()) - pd.Timedelta(days=holdout_days)
+    after = (interactions["timestamp"] >= cutoff).to_numpy()
+    return interactions.loc[~after], interactions.loc[after], cutoff
+
+
+def make_split(
+    interactions: pd.DataFrame,
+    holdout_days: float = 30,
+    max_customers: int | None = MAX_CUSTOMERS,
+    seed: int = 0,
+) -> Split:
+    """Train histories (recency measured at the cutoff) and the truth of the holdout on their index.
+
+    Customers evaluated are those with history before the cutoff and a known item after it; above
+    ``max_customers`` a fixed-seed uniform sample of them keeps a huge log's evaluation to minutes.
+    """
+    before, after, cutoff = split_log(interactions, holdout_days)
+    if len(before) == 0:
+        raise ValueError(f"no purchases before the cutoff {cutoff}; use a shorter holdout")
+    train, customer_ids, item_ids = build_history(before, now=cutoff)
+    holdout = history_for(after, customer_ids, item_ids, now=cutoff)
+    truth = sp.csr_matrix(
+        (np.ones(holdout.orders.nnz, dtype=np.float32), holdout.orders.indices, holdout.orders.indptr),
+        shape=holdout.shape,
+    )
+    eligible = np.flatnonzero(np.diff(truth.indptr) > 0)
+    rows = eligible
+    if max_customers is not None and len(eligible) > max_customers:
+        rows = np.sort(np.random.default_rng(seed).choice(eligible, size=max_customers, replace=False))
+    return Split(train, customer_ids, item_ids, truth, cutoff, len(before), len(after), rows, len(eligible))
+
+
+def ranking_metrics(ranked: np.ndarray, truth: sp.csr_matrix, n_items: int) -> Metrics:
+    """Metrics of top-k lists ``ranked`` (rows x k item indices, best first) against binary ``truth`` rows.
+
+    precision = hits / k; recall = hits / |truth|; NDCG with binary gains and the ideal DCG of
+    min(|truth|, k) hits; MAP = sum of precision at each hit / min(|truth|, k); hit rate = share of
+    customers with a hit; coverage = distinct recommended items / catalogue size.
+    """
+    n_rows, k = ranked.shape
+    sizes = np.diff(truth.indptr).astype(np.float64)
+    if n_rows == 0:
+        return Metrics(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0)
+    hits = _hits(ranked, truth)
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    ideal = np.cumsum(discounts)[np.minimum(sizes, k).astype(np.int64) - 1]
+    n_hits = hits.sum(axis=1)
+    precision_at = np.cumsum(hits, axis=1) / np.arange(1, k + 1)
+    average_precision = (precision_at * hits).sum(axis=1) / np.minimum(sizes, k)
+    return Metrics(
+        precision=float(np.mean(n_hits / k)),
+        recall=float(np.mean(n_hits / sizes)),
+        ndcg=float(np.mean((hits * discounts).sum(axis=1) / ideal)),
+        map=float(np.mean(average_precision)),
+        hit_rate=float(np.mean(n_hits > 0)),
+        coverage=float(len(np.unique(ranked)) / n_items) if n_items else 0.0,
+        customers=int(n_rows),
+    )
+
+
+def _hits(ranked: np.ndarray, truth: sp.csr_matrix) -> np.ndarray:
+    """Boolean (rows x k): is ranked[r, j] in truth row r (binary search in the sorted truth indices)."""
+    truth = sp.csr_matrix(truth)
+    truth.sort_indices()
+    offset = np.arange(ranked.shape[0], dtype=np.int64)[:, None] * (truth.shape[1] + 1)
+    keys = np.repeat(np.arange(truth.shape[0], dtype=np.int64), np.diff(truth.indptr)) * (truth.shape[1] + 1)
+    keys += truth.indices
+    wanted = (offset + ranked).ravel()
+    pos = np.minimum(np.searchsorted(keys, wanted), max(len(keys) - 1, 0))
+    found = keys[pos] == wanted if len(keys) else np.zeros(len(wanted), dtype=bool)
+    return found.reshape(ranked.shape)
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Row-wise indices of the k highest scores, best first (ties inside the top k: lower index first).
+
+    On wide catalogues a full-row partition dominates the evaluation, so the search is first narrowed to
+    the k blocks with the highest maxima (they must hold the top k) plus the ragged tail.
+    """
+    k = min(k, scores.shape[1])
+    cols = None
+    if scores.shape[1] >= 8 * k * BLOCK:
+        cols = _candidates(scores, k)
+        scores = np.take_along_axis(scores, cols, axis=1)
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    part.sort(axis=1)
+    order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
+    best = np.take_along_axis(part, order, axis=1)
+    return best if cols is None else np.take_along_axis(cols, best, axis=1)
+
+
+def _candidates(scores: np.ndarray, k: int) -> np.ndarray:
+    """Sorted column indices per row that contain its top k: the k best blocks by maximum, plus the tail."""
+    n_rows, n_items = scores.shape
+    full = n_items // BLOCK * BLOCK
+    block_max = scores[:, :full].reshape(n_rows, -1, BLOCK).max(axis=2)
+    blocks = np.argpartition(-block_max, k - 1, axis=1)[:, :k]
+    cols = (blocks[:, :, None] * BLOCK + np.arange(BLOCK)).reshape(n_rows, -1)
+    cols.sort(axis=1)
+    tail = np.broadcast_to(np.arange(full, n_items), (n_rows, n_items - full))
+    return np.hstack([cols, tail])
+
+
+def evaluate_model(model: Recommender, split: Split, k: int = 10) -> tuple[Metrics, Metrics]:
+    """(overall, discovery) metrics of a fitted model on a split, scoring in memory-bounded chunks."""
+    rows = split.rows
+    n_items = split.train.shape[1]
+    chunk = max(1, CELLS_PER_CHUNK // max(n_items, 1))
+    overall, discovery = [], []
+    for start in range(0, len(rows), chunk):
+        batch = rows[start : start + chunk]
+        history = split.train.rows(batch)
+        scores = np.asarray(model.score(history), dtype=np.float32)
+        overall.append(top_k(scores, k))
+        bought = history.orders
+        scores[np.repeat(np.arange(len(batch)), np.diff(bought.indptr)), bought.indices] = -np.inf
+        discovery.append(top_k(scores, k))
+    truth = split.truth[rows]
+    bought = split.train.orders[rows]
+    new = truth - truth.multiply(bought > 0)
+    new.eliminate_zeros()
+    new = sp.csr_matrix(new)
+    empty = np.zeros((0, min(k, n_items)), dtype=np.int64)
+    ranked = np.vstack(overall) if overall else empty
+    ranked_new = np.vstack(discovery) if discovery else empty
+    keep = np.flatnonzero(np.diff(new.indptr) > 0)
+    return (
+        ranking_metrics(ranked, truth, n_items),
+        ranking_metrics(ranked_new[keep], new[keep], n_items),
+    )
+
+
+def run(model: Recommender, split: Split, k: int = 10) -> ModelReport:
+    """Fit ``model`` on the split's training histories and evaluate it."""
+    started = time.perf_counter()
+    model.fit(split.train)
+    fitted = time.perf_counter()
+    overall, discovery = evaluate_model(model, split, k)
+    return ModelReport(
+        model.name, dict(model.params), overall, discovery, fitted - started, time.perf_counter() - fitted
+    )
+
+
+def evaluate(
+    interactions: pd.DataFrame,
+    algorithm: str = DEFAULT_ALGORITHM,
+    params: dict[str, Any] | None = None,
+    holdout_days: float = 30,
+    k: int = 10,
+    max_customers: int | None = MAX_CUSTOMERS,
+) -> EvaluationResult:
+    """Hold out the last ``holdout_days``, fit ``algorithm`` and the popularity baseline, report both."""
+    split = make_split(interactions, holdout_days, max_customers)
+    model = run(create(algorithm, **(params or {})), split, k)
+    baseline = run(create(BASELINE_ALGORITHM), split, k)
+    return EvaluationResult(
+        model=model,
+        baseline=baseline,
+        k=k,
+        holdout_days=float(holdout_days),
+        cutoff=split.cutoff.isoformat(),
+        train_rows=split.train_rows,
+        holdout_rows=split.holdout_rows,
+        customers=len(split.rows),
+        eligible_customers=split.eligible,
+        items=int(split.train.shape[1]),
+    )

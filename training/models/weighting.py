@@ -1,0 +1,135 @@
+"""Shared building blocks: confidence weighting, time decay, per-customer normalization, sparse <-> arrays.
+
+A purchase history carries order counts, units and the day of the latest purchase; models turn that into
+one confidence per (customer, item). How much a repeat purchase counts (``weighting``) and how fast an
+old purchase fades (``half_life`` in days) are model parameters, chosen by measurement (docs/QUALITY.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
+
+from training.history import PurchaseHistory
+from training.models.base import top_n
+
+WEIGHTINGS = ("binary", "orders", "log", "bm25")
+BM25_K1 = 1.2
+BM25_B = 0.75
+
+
+def decay(history: PurchaseHistory, half_life: float | None) -> np.ndarray:
+    """Per-entry recency factor 0.5 ** (days since the latest purchase / half_life); 1 when disabled."""
+    if not half_life or half_life <= 0:
+        return np.ones(history.last_day.nnz, dtype=np.float32)
+    age = np.maximum(history.now_day - history.last_day.data, 0.0)
+    return np.exp2(-age / float(half_life)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Weighting:
+    """How purchases become confidences: weighted order count times time decay.
+
+    ``binary`` ignores repeats, ``orders`` counts them linearly, ``log`` uses 1 + log(orders) (a repeat
+    counts, but ten orders are not ten times the evidence), ``bm25`` saturates repeats, normalizes by
+    basket size and down-weights items everybody buys. The bm25 statistics are learned once at fit time
+    (``fit``) and shipped in ``arrays()`` so a served history is weighted exactly like the training data.
+    """
+
+    scheme: str = "log"
+    half_life: float | None = None
+    idf: np.ndarray | None = None
+    avg_length: float = 1.0
+
+    @classmethod
+    def fit(cls, history: PurchaseHistory, scheme: str = "log", half_life: float | None = None) -> Weighting:
+        if scheme not in WEIGHTINGS:
+            raise ValueError(f"unknown weighting {scheme!r}; expected one of {', '.join(WEIGHTINGS)}")
+        if scheme != "bm25":
+            return cls(scheme, half_life)
+        buyers = np.bincount(history.orders.indices, minlength=history.shape[1]).astype(np.float64)
+        n = max(history.shape[0], 1)
+        idf = np.log1p((n - buyers + 0.5) / (buyers + 0.5)).astype(np.float32)
+        lengths = np.diff(history.orders.indptr)
+        avg_length = float(lengths[lengths > 0].mean()) if lengths.any() else 1.0
+        return cls(scheme, half_life, idf, avg_length)
+
+    def apply(self, history: PurchaseHistory) -> sp.csr_matrix:
+        """One float32 confidence per purchased (customer, item), same sparsity as the history."""
+        orders = history.orders.data.astype(np.float32)
+        if self.scheme == "binary":
+            values = np.ones_like(orders)
+        elif self.scheme == "orders":
+            values = orders
+        elif self.scheme == "log":
+            values = 1.0 + np.log(np.maximum(orders, 1.0))
+        else:
+            lengths = np.diff(history.orders.indptr)
+            norm = (1.0 - BM25_B) + BM25_B * np.repeat(lengths, lengths) / self.avg_length
+            idf = self.idf if self.idf is not None else np.ones(history.shape[1], dtype=np.float32)
+            values = orders * (BM25_K1 + 1.0) / (BM25_K1 * norm + orders) * idf[history.orders.indices]
+        values = values * decay(history, self.half_life)
+        weighted = sp.csr_matrix(
+            (values.astype(np.float32), history.orders.indices, history.orders.indptr), shape=history.shape
+        )
+        weighted.has_sorted_indices = history.orders.has_sorted_indices
+        return weighted
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        if self.idf is None:
+            return {}
+        return {"weighting_idf": self.idf, "weighting_avg_length": np.asarray([self.avg_length])}
+
+    @classmethod
+    def from_arrays(cls, scheme: str, half_life: float | None, arrays: dict[str, np.ndarray]) -> Weighting:
+        if "weighting_idf" not in arrays:
+            return cls(scheme, half_life)
+        return cls(scheme, half_life, arrays["weighting_idf"], float(arrays["weighting_avg_length"][0]))
+
+
+def minmax_rows(scores: np.ndarray) -> np.ndarray:
+    """Scale every row to [0, 1] in place (constant rows become 0) so blends weigh customers alike."""
+    low = scores.min(axis=1, keepdims=True)
+    high = scores.max(axis=1, keepdims=True)
+    span = high - low
+    span[span <= 0] = np.inf
+    scores -= low
+    scores /= span
+    return scores
+
+
+def sparse_arrays(prefix: str, matrix: sp.csr_matrix) -> dict[str, np.ndarray]:
+    """A CSR matrix as plain arrays (``PREFIX_data`` / ``_indices`` / ``_indptr`` / ``_shape``)."""
+    matrix = sp.csr_matrix(matrix)
+    return {
+        f"{prefix}_data": np.asarray(matrix.data, dtype=np.float32),
+        f"{prefix}_indices": np.asarray(matrix.indices, dtype=np.int32),
+        f"{prefix}_indptr": np.asarray(matrix.indptr, dtype=np.int64),
+        f"{prefix}_shape": np.asarray(matrix.shape, dtype=np.int64),
+    }
+
+
+def sparse_from_arrays(prefix: str, arrays: dict[str, np.ndarray]) -> sp.csr_matrix:
+    shape = tuple(int(v) for v in arrays[f"{prefix}_shape"])
+    return sp.csr_matrix(
+        (arrays[f"{prefix}_data"], arrays[f"{prefix}_indices"], arrays[f"{prefix}_indptr"]), shape=shape
+    )
+
+
+@contextmanager
+def single_threaded_blas() -> Iterator[None]:
+    """implicit runs its own threads; a multi-threaded BLAS underneath makes it up to 10x slower."""
+    with threadpool_limits(1, "blas"):
+        yield
+
+
+def positive_top_n(row: np.ndarray, n: int, item: int) -> tuple[np.ndarray, np.ndarray]:
+    """The n best positively related items of one similarity row, never ``item`` itself."""
+    ranked, scores = top_n(row, n, np.asarray([item]))
+    keep = scores > 0
+    return ranked[keep], scores[keep]
