@@ -8,9 +8,9 @@ gunicorn (``tailor serve``).
 from __future__ import annotations
 
 import logging
-import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 if TYPE_CHECKING:  # the training job imports service.keys / service.codec: keep `import service` light
     from flask import Flask
@@ -42,22 +42,13 @@ class Tailor:
         self.gateway.close()
 
 
-def configure_logging(level: str) -> None:
-    """JSON-free plain logs on stderr for the ``tailor`` loggers; never per request."""
-    logger = logging.getLogger("tailor")
-    logger.setLevel(level.upper())
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"))
-        logger.addHandler(handler)
-        logger.propagate = False
-
-
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the app; ``config`` overrides environment variables by name (e.g. ``{"REDIS_URL": ...}``)."""
     from flask import Flask
 
+    from service import logs, observability
     from service.api import BLUEPRINTS
+    from service.api.console import console_blueprint
     from service.api.docs import docs_blueprint
     from service.api.framework import TailorApi
     from service.auth import KeyRing
@@ -68,7 +59,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from service.store import ModelStore
 
     settings = Settings.load(config)
-    configure_logging(settings.log_level)
+    logs.register_secrets([*settings.api_keys, urlsplit(settings.redis_url).password or ""])
+    logs.configure_logging(settings.log_level, settings.log_format)
     app = Flask(__name__)
     app.config.update(
         API_TITLE="Tailor", API_VERSION=API_VERSION, OPENAPI_VERSION="3.0.3",
@@ -87,10 +79,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         settings=settings, keys=KeyRing.from_config(settings.api_keys, settings.public_read), gateway=gateway,
         store=store, repository=repository, engine=Engine(store, repository, settings),
     )
+    observability.install(app, app.extensions["tailor"])
     api = TailorApi(app)
     for blueprint in BLUEPRINTS:
         api.register_blueprint(blueprint)
     app.register_blueprint(docs_blueprint())
+    app.register_blueprint(console_blueprint())
     if not settings.api_keys and not settings.public_read:
         logging.getLogger("tailor").warning(
             "no TAILOR_API_KEYS and TAILOR_PUBLIC_READ is off: every /v1 request will get 401")

@@ -57,6 +57,23 @@ def _clock(text: str) -> str:
     return value
 
 
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = text.strip().lower()
+        if value not in allowed:
+            raise ValueError(f"expected one of {', '.join(allowed)}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < 1:
+        raise ValueError(f"must be in [0, 1), got {text!r}")
+    return value
+
+
 def parse_api_keys(text: str) -> dict[str, str]:
     """``k1:read,k2:marketing`` -> {key: scope}; a key may itself contain ':' (the last one separates)."""
     keys: dict[str, str] = {}
@@ -127,12 +144,27 @@ SETTINGS: tuple[Setting, ...] = (
             "expiry of a customer's session interactions (views, carts, clicks)"),
     Setting("TAILOR_SESSION_MAX_ITEMS", "session_max_items", "50", _positive_int,
             "most recent session items used for session recommendations"),
+    Setting("TAILOR_ANSWER_CACHE_SIZE", "answer_cache_size", "10000", _non_negative_int,
+            "finished answers remembered per worker (0 = off); a customer's is reused only while their data "
+            "read from Redis on that request is unchanged, and never with `TAILOR_CLOCK=wall`"),
     Setting("TAILOR_BIND", "bind", "127.0.0.1:8000", str, "`tailor serve` listen address"),
     Setting("TAILOR_WORKERS", "workers", "0", _non_negative_int,
             "gunicorn worker processes (0 = 2 x cores + 1)"),
     Setting("TAILOR_WORKER_CLASS", "worker_class", "gthread", str, "gunicorn worker class (`gthread` or `sync`)"),
     Setting("TAILOR_THREADS", "threads", "4", _positive_int, "threads per worker with `gthread`"),
     Setting("TAILOR_LOG_LEVEL", "log_level", "info", str, "log level of the service and gunicorn"),
+    Setting("TAILOR_LOG_FORMAT", "log_format", "json", _choice("json", "text"),
+            "`json`: one JSON object per line (time, level, logger, message, request_id, ...); `text`: plain"),
+    Setting("TAILOR_ACCESS_LOG", "access_log", "true", _bool,
+            "one log line per request (method, path, status, duration_ms, request_id)"),
+    Setting("TAILOR_METRICS_SCOPE", "metrics_scope", "public", _choice("public", *SCOPES),
+            "who may read `GET /metrics`: `public` (no key; restrict it on the network) or a key scope"),
+    Setting("PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir", "", str,
+            "metric files shared by gunicorn workers (emptied at start; empty = a fresh temporary directory)"),
+    Setting("TAILOR_KEEP_VERSIONS", "keep_versions", "3", _positive_int,
+            "`tailor publish` / `retrain`: model versions kept in Redis for rollback (never the active one)"),
+    Setting("TAILOR_RETRAIN_TOLERANCE", "retrain_tolerance", "0.02", _fraction,
+            "`tailor retrain`: allowed relative NDCG drop of the candidate vs the active model"),
 )
 
 
@@ -160,11 +192,18 @@ class Settings:
     live_ttl_days: float
     session_ttl_s: int
     session_max_items: int
+    answer_cache_size: int
     bind: str
     workers: int
     worker_class: str
     threads: int
     log_level: str
+    log_format: str
+    access_log: bool
+    metrics_scope: str
+    prometheus_multiproc_dir: str
+    keep_versions: int
+    retrain_tolerance: float
 
     @classmethod
     def load(cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -197,6 +236,18 @@ class Settings:
                 value = _mask_url(value)
             out[setting.env] = value
         return out
+
+
+def setting_value(env: str, environ: Mapping[str, str] | None = None) -> Any:
+    """One setting, parsed (for the CLI, which must not fail on an unrelated variable); ``ConfigError``."""
+    setting = next((s for s in SETTINGS if s.env == env), None)
+    if setting is None:
+        raise ConfigError(f"unknown setting: {env}")
+    raw = (os.environ if environ is None else environ).get(env, setting.default)
+    try:
+        return setting.parse(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{env}={'***' if setting.secret else repr(raw)}: {exc}") from None
 
 
 def _mask_url(url: str) -> str:

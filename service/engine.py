@@ -17,16 +17,17 @@ from typing import Any
 
 import numpy as np
 
+from service.answers import AnswerMemo
 from service.config import Settings
 from service.domain.customer import CustomerState, basket_history, purchase_history
 from service.domain.events import Event
 from service.domain.profile import StageRules, build_profile
 from service.domain.ranking import Filters, item_indices, rank_list, rank_scores, reason_text, resolve_filters
 from service.errors import NoActiveModel, NotFound, Unavailable
+from service.observability import count_fallback
 from service.repository import IngestResult, Repository
 from service.store import LoadedModel, ModelStore, PopularList, ServingState
 from training.history import SECONDS_PER_DAY, PurchaseHistory
-from training.models.base import Reason, Recommender
 
 SOURCE_PERSONALIZED = "personalized"
 SOURCE_SESSION = "session"
@@ -44,6 +45,9 @@ class Engine:
         self.repository = repository
         self.settings = settings
         self.rules = StageRules(settings.lapsed_days, settings.repeat_min_orders)
+        self.answers = AnswerMemo(settings.answer_cache_size)
+        # With the wall clock "now" moves between requests, so an answer is no function of its inputs alone.
+        self.memoise = settings.clock == "data"
 
     # -- helpers --------------------------------------------------------------------------------------
     def serving(self) -> ServingState:
@@ -90,7 +94,7 @@ class Engine:
         m = state.model
         scores = m.model.score(history)
         idx, values = rank_scores(scores[0], n, filters, m.category_codes)
-        reasons = explain(m.model, history, idx)
+        reasons = m.model.explain_many(history, 0, idx)
         texts = {int(i): reason_text(r, m.item_ids, phrase) for i, r in zip(idx.tolist(), reasons, strict=True)}
         return self._items(m, idx, values, texts.__getitem__)
 
@@ -103,9 +107,22 @@ class Engine:
         m = state.model
         filters = self._filters(state, exclude, category, exclude_category)
         try:
-            customer = self.repository.customer(customer_id, m.version)
+            customer, seen = self.repository.customer_read(customer_id, m.version)
         except Unavailable:
+            count_fallback()
             return {"customer_id": customer_id, **self._popular_answer(state, n, filters, SOURCE_FALLBACK)}
+        key = ("customer", customer_id, n, exclude_purchased, tuple(exclude), category, exclude_category)
+        answer = self.answers.get(state, key, seen) if self.memoise else None
+        if answer is None:
+            answer = self._customer_answer(state, customer, n, exclude_purchased, filters)
+            if self.memoise:
+                self.answers.put(state, key, answer, seen)
+        return answer
+
+    def _customer_answer(self, state: ServingState, customer: CustomerState, n: int, exclude_purchased: bool,
+                         filters: Filters) -> dict[str, Any]:
+        m = state.model
+        customer_id = customer.customer_id
         if not customer.known and not customer.has_events:
             return {"customer_id": customer_id, **self._popular_answer(state, n, filters, SOURCE_POPULAR)}
         session = not customer.known
@@ -131,6 +148,16 @@ class Engine:
                    category: str | None = None, exclude_category: str | None = None) -> dict[str, Any]:
         """Recommendations from the given items alone (anonymous visitor, basket); basket items excluded."""
         state = self.serving()
+        key = ("basket", tuple(items), n, tuple(exclude), category, exclude_category)
+        answer = self.answers.get(state, key) if self.memoise else None
+        if answer is None:
+            answer = self._basket_answer(state, items, n, exclude, category, exclude_category)
+            if self.memoise:
+                self.answers.put(state, key, answer)
+        return answer
+
+    def _basket_answer(self, state: ServingState, items: Sequence[str], n: int, exclude: Sequence[str],
+                       category: str | None, exclude_category: str | None) -> dict[str, Any]:
         m = state.model
         basket = np.unique(item_indices(items, m.item_index))
         filters = self._filters(state, exclude, category, exclude_category).with_blocked(basket)
@@ -148,6 +175,15 @@ class Engine:
         if index is None:
             raise NotFound(f"item {item_id!r} is not in the catalogue of model {m.version}",
                            details={"item_id": item_id})
+        key = ("similar", index, n)
+        answer = self.answers.get(state, key)
+        if answer is None:
+            answer = self._similar_answer(state, item_id, index, n)
+            self.answers.put(state, key, answer)
+        return answer
+
+    def _similar_answer(self, state: ServingState, item_id: str, index: int, n: int) -> dict[str, Any]:
+        m = state.model
         extra = min(len(state.inactive), 1000)
         idx, scores = m.model.similar_items(index, n + extra)
         idx, scores = np.asarray(idx, dtype=np.int64), np.asarray(scores, dtype=np.float64)
@@ -191,15 +227,6 @@ class Engine:
         override = self.repository.set_item_override(item_id, active)
         self.store.apply_override(item_id, override)
         return self.item(item_id)
-
-
-def explain(model: Recommender, history: PurchaseHistory, items: np.ndarray) -> list[Reason | None]:
-    """Reasons for the ranked items: one vectorised ``explain_many`` call when the model offers it,
-    else ``explain`` per item (the cost of reasons grows with n then)."""
-    many = getattr(model, "explain_many", None)
-    if many is not None:
-        return list(many(history, 0, items))
-    return [model.explain(history, 0, int(i)) for i in items.tolist()]
 
 
 def _you_ordered(_index: int) -> str:

@@ -4,11 +4,17 @@ Read from the same environment variables as the service (see ``service.config``)
 ``TAILOR_WORKERS`` (0 = 2 x cores + 1), ``TAILOR_WORKER_CLASS``, ``TAILOR_THREADS``, ``TAILOR_LOG_LEVEL``.
 BLAS/OpenMP pools are pinned to one thread per worker before numpy loads: parallelism comes from the
 worker processes, and a BLAS pool per worker would oversubscribe the cores.
+
+Metrics: ``on_starting`` (in the master, before any worker exists) points ``PROMETHEUS_MULTIPROC_DIR`` at
+an emptied directory (a fresh temporary one when unset), so every worker writes its metric files there and
+``GET /metrics`` adds them up; ``child_exit`` drops a dead worker's live gauges. gunicorn's own log lines
+use the service's formatter (``TAILOR_LOG_FORMAT``), with secrets redacted.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 from typing import Any
 
 from service.config import Settings
@@ -38,6 +44,39 @@ errorlog = "-"
 proc_name = "tailor-api"
 # Each worker loads the model itself after the fork; nothing heavy is loaded in the arbiter.
 preload_app = False
+
+
+logconfig_dict: dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"tailor": {"()": f"service.logs.{'Json' if _settings.log_format == 'json' else 'Text'}"
+                                    "Formatter"}},
+    "handlers": {"error_console": {"class": "logging.StreamHandler", "formatter": "tailor",
+                                   "stream": "ext://sys.stderr"}},
+    "root": {"level": "WARNING", "handlers": ["error_console"]},
+    "loggers": {"gunicorn.error": {"level": _settings.log_level.upper(), "handlers": ["error_console"],
+                                   "propagate": False, "qualname": "gunicorn.error"}},
+}
+
+
+def on_starting(server: Any) -> None:
+    """Prepare the shared metrics directory before the first worker is forked (workers inherit the env).
+
+    The files of a previous run are removed: their counters would otherwise be added to this run's.
+    """
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="tailor-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    os.makedirs(directory, exist_ok=True)
+    for name in os.listdir(directory):
+        if name.endswith(".db"):
+            os.unlink(os.path.join(directory, name))
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """A worker exited: its live gauges (the model version it served) must no longer be reported."""
+    from service.observability import mark_worker_dead
+
+    mark_worker_dead(worker.pid)
 
 
 def post_worker_init(worker: Any) -> None:

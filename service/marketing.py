@@ -28,6 +28,7 @@ from service.domain.profile import STAGES, build_profile
 from service.domain.promotions import PromotionBook
 from service.domain.targeting import CustomerFacts
 from service.errors import NoActiveModel
+from service.observability import count_decision, count_impressions
 from service.store import ServingState
 from training.embeddings import customer_embedding
 from training.history import PurchaseHistory
@@ -169,6 +170,7 @@ class Marketing:
         candidates = self.call(lambda: self.promotions.candidates(self.reads, facts, state.model, scores,
                                                                   state.inactive_set))
         served = self.call(lambda: self.promotions.serve(self.writes, candidates, customer_id, n)) if candidates else []
+        count_impressions(s.candidate.promotion.promotion_id for s in served)
         return {"customer_id": customer_id, "model_version": state.model.version,
                 "source": "personalized" if scores is not None else "popular",
                 "journey_stage": facts.stage, "promotions": [s.to_answer() for s in served]}
@@ -212,6 +214,7 @@ class Marketing:
 
         answer = self.call(lambda: self.messages.decide(self.writes, slot, facts, space=m.version,
                                                         sticky_raw=sticky_raw, values=values))
+        count_decision(slot_name, answer["variant"]["id"], "sticky" if answer["sticky"] else answer["policy"])
         return {"customer_id": customer_id, "model_version": m.version, **answer}
 
     def _first_recommendation(self, state: ServingState, history: PurchaseHistory | None,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from service import keys
+from service.answers import fingerprint
 from service.config import Settings
 from service.domain.customer import (
     CustomerState,
@@ -26,10 +27,18 @@ from service.domain.customer import (
 )
 from service.domain.events import Event, stream_fields, unique_by_id
 from service.domain.feedback import apply_feedback
+from service.domain.targeting import Lua, execute
 from service.errors import Unavailable
 from service.redis_client import RedisGateway
 
 log = logging.getLogger("tailor.repository")
+
+#: Set fields of one customer hash, refresh its expiry and return its length (one key: cluster-safe).
+_TOUCH = Lua("""
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return redis.call('HLEN', KEYS[1])
+""")
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,10 @@ class Repository:
     # -- customers ------------------------------------------------------------------------------------
     def customer(self, customer_id: str, version: str) -> CustomerState:
         """Record + live overlay + session in one round trip; ``Unavailable`` when Redis is not answering."""
+        return self.customer_read(customer_id, version)[0]
+
+    def customer_read(self, customer_id: str, version: str) -> tuple[CustomerState, bytes]:
+        """``customer`` plus a fingerprint of the raw values read (equal fingerprints: equal data)."""
         def fetch() -> list[Any]:
             pipe = self.gateway.reads.pipeline(transaction=False)
             pipe.get(keys.customer_history(version, customer_id))
@@ -59,8 +72,9 @@ class Repository:
             return pipe.execute()
 
         blob, live, session = self.gateway.call(fetch)
-        return CustomerState(customer_id, decode_record(blob), parse_live(live) if live else [],
-                             parse_session(session, self.settings.session_max_items) if session else [])
+        state = CustomerState(customer_id, decode_record(blob), parse_live(live) if live else [],
+                              parse_session(session, self.settings.session_max_items) if session else [])
+        return state, fingerprint(blob, live, session)
 
     # -- events ---------------------------------------------------------------------------------------
     def ingest(self, events: Sequence[Event]) -> IngestResult:
@@ -94,30 +108,35 @@ class Repository:
         return IngestResult(len(events), len(fresh), len(events) - len(fresh))
 
     def _write(self, events: list[Event], now: float) -> None:
+        """One pipeline: an XADD per event, then one ``_TOUCH`` script per customer hash (its fields, its
+        expiry and, for sessions, its new length) instead of an HSET per event plus EXPIRE and HLEN."""
         s = self.settings
         pipe = self.gateway.writes.pipeline(transaction=False)
-        live_customers: set[str] = set()
-        session_customers: list[str] = []
+        live: dict[str, list[str]] = {}
+        session: dict[str, list[str]] = {}
         for event in events:
             pipe.xadd(keys.EVENTS_STREAM, stream_fields(event, now), maxlen=s.events_maxlen, approximate=True)
             if event.is_purchase:
-                pipe.hset(keys.customer_live(event.customer_id), event.event_id,
-                          live_value(event.item_id or "", event.day, float(event.quantity or 1.0), event.price))
-                live_customers.add(event.customer_id)
+                live.setdefault(event.customer_id, []).extend((event.event_id, live_value(
+                    event.item_id or "", event.day, float(event.quantity or 1.0), event.price)))
             elif event.is_session:
-                pipe.hset(keys.customer_session(event.customer_id), event.item_id or "",
-                          session_value(event.day, event.type))
-                if event.customer_id not in session_customers:
-                    session_customers.append(event.customer_id)
-        for customer_id in live_customers:
-            pipe.expire(keys.customer_live(customer_id), int(s.live_ttl_days * 86_400))
-        for customer_id in session_customers:
-            pipe.expire(keys.customer_session(customer_id), s.session_ttl_s)
-        for customer_id in session_customers:
-            pipe.hlen(keys.customer_session(customer_id))
-        results = pipe.execute()
-        lengths = results[len(results) - len(session_customers):] if session_customers else []
-        oversized = [c for c, n in zip(session_customers, lengths, strict=True) if n > 2 * s.session_max_items]
+                session.setdefault(event.customer_id, []).extend((event.item_id or "",
+                                                                   session_value(event.day, event.type)))
+        scripted: dict[int, tuple[Lua, list[str], list[Any]]] = {}
+
+        def touch(key: str, ttl: int, fields: list[str]) -> None:
+            script_keys, args = [key], [ttl, *fields]
+            scripted[len(pipe)] = (_TOUCH, script_keys, args)
+            _TOUCH.queue(pipe, script_keys, args)
+
+        live_ttl = int(s.live_ttl_days * 86_400)
+        for customer_id, fields in live.items():
+            touch(keys.customer_live(customer_id), live_ttl, fields)
+        first_session = len(pipe)
+        for customer_id, fields in session.items():
+            touch(keys.customer_session(customer_id), s.session_ttl_s, fields)
+        lengths = execute(self.gateway.writes, pipe, scripted)[first_session:]
+        oversized = [c for c, n in zip(session, lengths, strict=True) if n > 2 * s.session_max_items]
         for customer_id in oversized:
             self._trim_session(customer_id)
         apply_feedback(self.gateway.writes, events)

@@ -14,7 +14,8 @@ def gunicorn_options(bind: str | None = None, workers: int | None = None) -> dic
 
     options = {name: getattr(gunicorn_conf, name) for name in (
         "bind", "workers", "worker_class", "threads", "keepalive", "timeout", "graceful_timeout", "loglevel",
-        "accesslog", "errorlog", "proc_name", "preload_app", "post_worker_init")}
+        "accesslog", "errorlog", "proc_name", "preload_app", "post_worker_init", "on_starting", "child_exit",
+        "logconfig_dict")}
     if bind:
         options["bind"] = bind
     if workers is not None:

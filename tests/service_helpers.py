@@ -128,8 +128,11 @@ def make_app(redis_url: str) -> Iterator[Callable[..., Flask]]:
     apps: list[Flask] = []
 
     def factory(**overrides: Any) -> Flask:
+        # Generous Redis timeouts: on a loaded CI machine a 50 ms read timeout turns into a (legitimate) 503,
+        # which would make functional tests flaky; the resilience tests set short timeouts themselves.
         config = {"REDIS_URL": redis_url, "TAILOR_API_KEYS": API_KEYS, "TAILOR_PUBLIC_READ": "false",
-                  "TAILOR_MODEL_POLL_S": "0.05", **overrides}
+                  "TAILOR_MODEL_POLL_S": "0.05", "TAILOR_REDIS_TIMEOUT_MS": "2000",
+                  "TAILOR_REDIS_WRITE_TIMEOUT_MS": "5000", **overrides}
         app = create_app(config)
         app.testing = True
         apps.append(app)

@@ -255,6 +255,15 @@ def test_explain_never_fails(fitted: Recommender, history: PurchaseHistory) -> N
         assert reason is None or isinstance(reason, Reason)
 
 
+def test_explain_many_matches_explain(fitted: Recommender, history: PurchaseHistory) -> None:
+    """The service's one-pass reasons are exactly the per-item ones (repeat, bought-with, none)."""
+    items = np.arange(N_ITEMS)
+    for row in (0, 1, 5):
+        customer = history.rows([row])
+        assert fitted.explain_many(customer, 0, items) == [fitted.explain(customer, 0, i) for i in range(N_ITEMS)]
+    assert fitted.explain_many(history.rows([0]), 0, np.empty(0, dtype=np.int64)) == []
+
+
 def test_unknown_names_are_rejected() -> None:
     with pytest.raises(ValueError, match="unknown parameter"):
         create("als", factor=10)

@@ -350,8 +350,15 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
     if args.redis_url is None and args.events_from is None:
         args.events_from = os.environ.get("REDIS_URL")
-    tolerance = args.tolerance if args.tolerance is not None else float(
-        os.environ.get("TAILOR_RETRAIN_TOLERANCE", "0.02"))
+    if args.tolerance is not None:
+        tolerance = args.tolerance
+    else:
+        from service.config import ConfigError, setting_value
+
+        try:
+            tolerance = float(setting_value("TAILOR_RETRAIN_TOLERANCE"))
+        except ConfigError as exc:
+            raise CliError(str(exc)) from None
     if not 0 <= tolerance < 1:
         raise CliError(f"--tolerance must be in [0, 1), got {tolerance}")
     params = _hyperparameters(args)

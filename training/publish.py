@@ -25,7 +25,6 @@ from service.codec import CustomerRecord, array_to_bytes, pack_customer
 from training.artifact import Artifact, ArtifactError, read_artifact
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-DEFAULT_KEEP = 3
 PIPELINE_BATCH = 2_000
 
 
@@ -78,9 +77,20 @@ def model_blobs(artifact: Artifact) -> dict[str, bytes]:
     return blobs
 
 
+def default_keep() -> int:
+    """``TAILOR_KEEP_VERSIONS`` (see ``service.config``); a bad value is a ``PublishError`` before any upload."""
+    from service.config import ConfigError, setting_value
+
+    try:
+        return int(setting_value("TAILOR_KEEP_VERSIONS"))
+    except ConfigError as exc:
+        raise PublishError(str(exc)) from None
+
+
 def publish_model(client: redis.Redis, model_dir: str | Path, *, activate: bool = True, keep: int | None = None,
                   progress: bool = False) -> str:
     """Upload ``model_dir`` as a new version, then (optionally) activate it; return the version id."""
+    keep = keep if keep is not None else default_keep()
     artifact = read_artifact(model_dir, verify=True)
     version = artifact.version
     try:
@@ -89,7 +99,7 @@ def publish_model(client: redis.Redis, model_dir: str | Path, *, activate: bool 
         _upload(client, artifact, progress)
         if activate:
             activate_version(client, version, action="publish")
-        prune(client, keep if keep is not None else int(os.environ.get("TAILOR_KEEP_VERSIONS", DEFAULT_KEEP)))
+        prune(client, keep)
     except redis.RedisError as exc:
         _remove_version_keys(client, version, quiet=True)
         raise PublishError(f"publishing {version} failed, active model unchanged: {exc}") from None

@@ -10,6 +10,7 @@ import flask
 from service.api.events_schemas import EventBatch, IngestResultSchema
 from service.api.framework import Blueprint, json_response
 from service.errors import InvalidInput
+from service.observability import count_events
 
 blp = Blueprint("events", __name__, url_prefix="/v1/events", description="Behaviour events (the feedback loop)")
 
@@ -33,4 +34,6 @@ def post_events(body: dict[str, Any]) -> flask.Response:
     if len(events) > limit:
         raise InvalidInput(f"at most {limit} events per request",
                            details={"json": {"events": [f"at most {limit} events per request"]}})
-    return json_response(asdict(tailor.engine.ingest(events)))
+    result = tailor.engine.ingest(events)
+    count_events((event.type for event in events), result.accepted, result.duplicates)
+    return json_response(asdict(result))

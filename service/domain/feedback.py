@@ -17,6 +17,7 @@ import redis
 from service import keys
 from service.domain import bandit, promotions
 from service.domain.targeting import Lua, execute, parse_decision_id
+from service.observability import count_feedback
 
 FEEDBACK_TYPES = frozenset({"click", "conversion"})
 
@@ -26,6 +27,7 @@ def apply_feedback(client: redis.Redis, events: Iterable[Any]) -> list[str]:
     ``customer_id``); returns one outcome per applied event (see ``Bandit.reward``)."""
     pipe = client.pipeline(transaction=False)
     scripted: dict[int, tuple[Lua, list[str], list[Any]]] = {}
+    applied: list[tuple[str, str, str]] = []
     for event in events:
         decision_id = getattr(event, "decision_id", None)
         if not decision_id or event.type not in FEEDBACK_TYPES:
@@ -43,7 +45,11 @@ def apply_feedback(client: redis.Redis, events: Iterable[Any]) -> list[str]:
             script_keys = [keys.promotion_stats(target), keys.promotion_decision(target, decision_id)]
         args = [event.type, event.customer_id or ""]
         scripted[len(scripted)] = (lua, script_keys, args)
+        applied.append((kind, target, event.type))
         lua.queue(pipe, script_keys, args)
     if not scripted:
         return []
-    return [r.decode() if isinstance(r, bytes) else str(r) for r in execute(client, pipe, scripted)]
+    outcomes = [r.decode() if isinstance(r, bytes) else str(r) for r in execute(client, pipe, scripted)]
+    for (kind, target, event_type), outcome in zip(applied, outcomes, strict=True):
+        count_feedback(kind, target, event_type, outcome)
+    return outcomes

@@ -58,6 +58,11 @@ class Recommender(ABC):
         """Why ``item`` ranks high for customer ``row``; None when the model cannot say."""
         return None
 
+    def explain_many(self, history: PurchaseHistory, row: int, items: np.ndarray) -> list[Reason | None]:
+        """``explain`` for each of ``items`` (the service explains every answer it ranks); models override
+        it to weight the customer's history once instead of once per item."""
+        return [self.explain(history, row, int(item)) for item in np.asarray(items).tolist()]
+
 
 def top_n(scores: np.ndarray, n: int, exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Indices and scores of the n best items of one score row, best first, skipping ``exclude``."""

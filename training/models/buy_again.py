@@ -50,6 +50,31 @@ def repeat_reason(history: PurchaseHistory, row: int, item: int) -> Reason | Non
     return Reason("repeat-purchase", related_item=item, period_days=reorder_period(history, row, item))
 
 
+def repeat_reasons(history: PurchaseHistory, row: int, items: np.ndarray) -> list[Reason | None]:
+    """``repeat_reason`` for each of ``items`` with one pass over the customer's history row."""
+    items = np.asarray(items, dtype=np.int64)
+    start, end = history.orders.indptr[row], history.orders.indptr[row + 1]
+    cols = history.orders.indices[start:end]
+    out: list[Reason | None] = [None] * len(items)
+    if not len(cols) or not len(items):
+        return out
+    match = cols[:, None] == items[None, :]
+    found = np.flatnonzero(match.any(axis=0))
+    if not len(found):
+        return out
+    first = match.argmax(axis=0)
+    orders = history.orders.data[start:end]
+    days = history.last_day.data[start:end]
+    earliest = days.min()
+    for k in found.tolist():
+        at = int(first[k])
+        count = float(orders[at])
+        span = float(days[at] - earliest)
+        period = round(span / (count - 1), 1) if count >= 2 and span > 0 else None
+        out[k] = Reason("repeat-purchase", related_item=int(items[k]), period_days=period)
+    return out
+
+
 class BuyAgainRecommender(TunableRecommender):
     """Only the customer's own purchases: weighted order count x recency decay (nothing else ranks)."""
 
@@ -84,3 +109,6 @@ class BuyAgainRecommender(TunableRecommender):
 
     def explain(self, history: PurchaseHistory, row: int, item: int) -> Reason | None:
         return repeat_reason(history, row, item)
+
+    def explain_many(self, history: PurchaseHistory, row: int, items: np.ndarray) -> list[Reason | None]:
+        return repeat_reasons(history, row, items)

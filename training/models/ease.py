@@ -61,6 +61,29 @@ def contributions(
     return int(cols[best]), float(parts[best])
 
 
+def contributions_many(
+    weighted_row: sp.csr_matrix, weights: np.ndarray | sp.csr_matrix, items: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``contributions`` for each of ``items`` from one (history items x items) block of ``weights``:
+    the related history item per item (-1 where there is none) and its contribution."""
+    items = np.asarray(items, dtype=np.int64)
+    cols, values = weighted_row.indices, weighted_row.data
+    if not len(cols) or not len(items):
+        return np.full(len(items), -1, dtype=np.int64), np.zeros(len(items), dtype=np.float32)
+    sparse = sp.issparse(weights)
+    block = np.asarray(weights[cols][:, items].toarray()) if sparse else weights[np.ix_(cols, items)]
+    parts = values[:, None] * block
+    parts[cols[:, None] == items[None, :]] = -np.inf
+    best = parts.argmax(axis=0)
+    return cols[best].astype(np.int64), parts[best, np.arange(len(items))]
+
+
+def bought_with(related: np.ndarray, parts: np.ndarray) -> list[Reason | None]:
+    """"Bought with" reasons from ``contributions_many`` (None where no history item adds to the score)."""
+    return [Reason("bought-with", related_item=r) if r >= 0 and p > 0 else None
+            for r, p in zip(related.tolist(), parts.tolist(), strict=True)]
+
+
 class EASERecommender(TunableRecommender):
     """Embarrassingly shallow autoencoder on time-decayed purchases (binary by default: measured best)."""
 
@@ -99,3 +122,6 @@ class EASERecommender(TunableRecommender):
     def explain(self, history: PurchaseHistory, row: int, item: int) -> Reason | None:
         related, part = contributions(self.weighting.apply(history.rows([row])), self.weights, item)
         return Reason("bought-with", related_item=related) if related >= 0 and part > 0 else None
+
+    def explain_many(self, history: PurchaseHistory, row: int, items: np.ndarray) -> list[Reason | None]:
+        return bought_with(*contributions_many(self.weighting.apply(history.rows([row])), self.weights, items))

@@ -22,7 +22,7 @@ import numpy as np
 
 from training.history import PurchaseHistory
 from training.models.base import Reason
-from training.models.buy_again import rebuy_scores, repeat_reason
+from training.models.buy_again import rebuy_scores, repeat_reason, repeat_reasons
 from training.models.ease import MAX_ITEMS, EASERecommender
 from training.models.item_knn import ItemKNNRecommender
 from training.models.params import Param, TunableRecommender
@@ -119,3 +119,12 @@ class HybridRecommender(TunableRecommender):
     def explain(self, history: PurchaseHistory, row: int, item: int) -> Reason | None:
         reason = repeat_reason(history, row, item) or self._cf().explain(history, row, item)
         return reason if reason is not None else Reason("popular")
+
+    def explain_many(self, history: PurchaseHistory, row: int, items: np.ndarray) -> list[Reason | None]:
+        items = np.asarray(items, dtype=np.int64)
+        reasons = repeat_reasons(history, row, items)
+        rest = [k for k, reason in enumerate(reasons) if reason is None]
+        if rest:
+            for k, reason in zip(rest, self._cf().explain_many(history, row, items[rest]), strict=True):
+                reasons[k] = reason
+        return [reason if reason is not None else Reason("popular") for reason in reasons]

@@ -15,8 +15,8 @@ from implicit.nearest_neighbours import ItemItemRecommender, bm25_weight, normal
 
 from training.history import PurchaseHistory
 from training.models.base import Reason
-from training.models.buy_again import repeat_reason
-from training.models.ease import contributions
+from training.models.buy_again import repeat_reason, repeat_reasons
+from training.models.ease import bought_with, contributions, contributions_many
 from training.models.params import Param, TunableRecommender
 from training.models.weighting import (
     BM25_B,
@@ -94,3 +94,14 @@ class ItemKNNRecommender(TunableRecommender):
             return repeat
         related, part = contributions(self.weighting.apply(history.rows([row])), self.similarity, item)
         return Reason("bought-with", related_item=related) if related >= 0 and part > 0 else None
+
+    def explain_many(self, history: PurchaseHistory, row: int, items: np.ndarray) -> list[Reason | None]:
+        items = np.asarray(items, dtype=np.int64)
+        reasons = repeat_reasons(history, row, items)
+        rest = [k for k, reason in enumerate(reasons) if reason is None]
+        if rest:
+            weighted = self.weighting.apply(history.rows([row]))
+            for k, reason in zip(rest, bought_with(*contributions_many(weighted, self.similarity, items[rest])),
+                                 strict=True):
+                reasons[k] = reason
+        return reasons

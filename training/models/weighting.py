@@ -7,6 +7,7 @@ old purchase fades (``half_life`` in days) are model parameters, chosen by measu
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -74,10 +75,10 @@ class Weighting:
             idf = self.idf if self.idf is not None else np.ones(history.shape[1], dtype=np.float32)
             values = orders * (BM25_K1 + 1.0) / (BM25_K1 * norm + orders) * idf[history.orders.indices]
         values = values * decay(history, self.half_life)
-        weighted = sp.csr_matrix(
-            (values.astype(np.float32), history.orders.indices, history.orders.indptr), shape=history.shape
-        )
-        weighted.has_sorted_indices = history.orders.has_sorted_indices
+        # A shallow copy sharing the (already valid) index arrays: the csr_matrix constructor would check
+        # them again, which costs more than the weighting itself on the service's one-row histories.
+        weighted = copy.copy(history.orders)
+        weighted.data = values.astype(np.float32)
         return weighted
 
     def arrays(self) -> dict[str, np.ndarray]:

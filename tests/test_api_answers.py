@@ -1,0 +1,105 @@
+"""The hot-path shortcuts keep every answer the same: the per-process answer memo and fast event validation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import marshmallow as ma
+import pytest
+from flask import Flask
+
+from service.answers import AnswerMemo, fingerprint
+from service.api.events_schemas import EventBatch, fast_events
+from tests.service_helpers import ApiClient, TrainedModel, event, item_ids
+
+pytest_plugins = ["tests.service_helpers"]
+
+
+class _State:
+    """Stands in for a ServingState (the memo only needs identity and a weak reference)."""
+
+
+def test_memo_answers_only_for_the_same_state_and_fingerprint():
+    memo, state, other = AnswerMemo(2), _State(), _State()
+    answer = {"items": []}
+    memo.put(state, "a", answer, b"f1")  # type: ignore[arg-type]
+    assert memo.get(state, "a", b"f1") is answer  # type: ignore[arg-type]
+    assert memo.get(state, "a", b"f2") is None  # type: ignore[arg-type]
+    assert memo.get(other, "a", b"f1") is None  # type: ignore[arg-type]
+    memo.put(other, "b", answer)  # type: ignore[arg-type]
+    assert len(memo) == 1 and memo.get(state, "a", b"f1") is None  # type: ignore[arg-type]
+
+
+def test_memo_is_bounded_lru_and_can_be_off():
+    memo, state = AnswerMemo(2), _State()
+    for key in ("a", "b"):
+        memo.put(state, key, {"k": key})  # type: ignore[arg-type]
+    assert memo.get(state, "a") is not None  # type: ignore[arg-type]
+    memo.put(state, "c", {"k": "c"})  # type: ignore[arg-type]
+    assert memo.get(state, "b") is None and memo.get(state, "a") is not None  # type: ignore[arg-type]
+    off = AnswerMemo(0)
+    off.put(state, "a", {})  # type: ignore[arg-type]
+    assert off.get(state, "a") is None and len(off) == 0  # type: ignore[arg-type]
+
+
+def test_fingerprint_sees_every_value_and_ignores_field_order():
+    base = fingerprint(b"record", {b"e1": b"[1]"}, {})
+    assert base == fingerprint(b"record", {b"e1": b"[1]"}, {})
+    assert base != fingerprint(b"record", {b"e1": b"[2]"}, {})
+    assert base != fingerprint(b"record", {}, {b"e1": b"[1]"})
+    assert base != fingerprint(None, {b"e1": b"[1]"}, {})
+    assert fingerprint(None, {b"a": b"1", b"b": b"2"}) == fingerprint(None, {b"b": b"2", b"a": b"1"})
+
+
+def test_memoised_answers_still_change_with_every_event(app: Flask, retail: TrainedModel):
+    api = ApiClient(app)
+    customer = retail.busiest_customer()
+    url = f"/v1/customers/{customer}/recommendations?n=10&exclude_purchased=true"
+    first = api.get(url).get_json()
+    assert api.get(url).get_json() == first
+    assert len(app.extensions["tailor"].engine.answers) >= 1
+    new_item = item_ids(api.get(url))[0]
+    assert api.post("/v1/events", json=[event("memo-1", customer, item_id=new_item)]).status_code == 200
+    assert new_item not in item_ids(api.get(url)), "the purchase changed the very next answer"
+
+    stranger = "memo-unknown-customer"
+    assert api.get(f"/v1/customers/{stranger}/recommendations").get_json()["source"] == "popular"
+    assert api.post("/v1/events", json=[event("memo-2", stranger, "view", item_id=new_item)]).status_code == 200
+    assert api.get(f"/v1/customers/{stranger}/recommendations").get_json()["source"] == "session"
+
+
+def test_memo_off_and_wall_clock_give_the_same_answers(make_app: Callable[..., Flask], retail: TrainedModel):
+    customer = retail.busiest_customer()
+    urls = [f"/v1/customers/{customer}/recommendations?n=7", f"/v1/items/{retail.popular_items()[0]}/similar"]
+    memo, plain = ApiClient(make_app()), ApiClient(make_app(TAILOR_ANSWER_CACHE_SIZE="0"))
+    for url in urls:
+        assert memo.get(url).get_json() == memo.get(url).get_json() == plain.get(url).get_json()
+    basket = {"items": retail.popular_items()[:2], "n": 5}
+    assert memo.post("/v1/recommendations", json=basket).get_json() == \
+        plain.post("/v1/recommendations", json=basket).get_json()
+    assert len(plain.app.extensions["tailor"].engine.answers) == 0
+    wall = make_app(TAILOR_CLOCK="wall")
+    ApiClient(wall).get(urls[0])
+    assert len(wall.extensions["tailor"].engine.answers) == 0
+
+
+@pytest.mark.parametrize("payload", [
+    [event("f1", "c1", "view", item_id="i1"), event("f2", "c2", quantity=2, price=1.5, item_id="i2")],
+    {"events": [event("f3", "c3", "click", decision_id="d1", timestamp="2011-12-10T10:00:00+02:00")]},
+])
+def test_fast_event_validation_equals_the_schema(payload):
+    assert fast_events(payload) == ma.Schema.load(EventBatch(), payload)["events"]
+
+
+@pytest.mark.parametrize("payload", [
+    [event("f1", "c1", "view")],  # item missing
+    [event("f1", "c1", quantity="2", item_id="i")],  # a string the schema may convert
+    [event("f1", " ", "click")],
+    [{**event("f1", "c1", "click"), "extra": 1}],
+    [event("f1", "c1", "click", timestamp="1900-01-01T00:00:00")],
+    [event("f1", "c1", quantity=True, item_id="i")],
+    {"events": [event("f1", "c1", "click")], "more": 1},
+    [],
+])
+def test_unusual_batches_go_through_the_schema(payload):
+    assert fast_events(payload) is None

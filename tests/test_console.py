@@ -1,0 +1,323 @@
+"""The web console at /console: the static files through the Flask test client, and the whole console end
+to end in headless Chromium against the real app (a real HTTP server on a free port) and a real Redis.
+
+The browser test needs Debian's ``chromium`` at /usr/bin/chromium and the ``playwright`` package (only its
+driver: ``playwright install`` is never needed); without either it is skipped with a message saying so.
+``TAILOR_UPDATE_SCREENSHOT=1`` also writes the screenshot of the README (docs/console.png).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import redis
+import requests
+from flask import Flask
+from werkzeug.serving import make_server
+
+from service import create_app
+from service.api.console import CONTENT_SECURITY_POLICY, STATIC_DIR
+from tests.service_helpers import API_KEYS, KEYS
+
+pytest_plugins = ["tests.service_helpers"]
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_CSV = ROOT / "data" / "sample" / "online_retail_sample.csv"
+SCREENSHOT = ROOT / "docs" / "console.png"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+#: The only absolute URL allowed in the console's files: the SVG namespace name (an identifier, not fetched).
+ALLOWED_URLS = {"http://www.w3.org/2000/svg"}
+SERIES_0_RGB = (0x1F, 0x5F, 0xBF)  # --series-0 in console.css: the first bar colour of every chart
+
+
+# ---------------------------------------------------------------- static files (Flask test client)
+
+@pytest.fixture
+def console_app(make_app: Callable[..., Flask]) -> Flask:
+    return make_app()
+
+
+def console_files() -> list[Path]:
+    return sorted(p for p in STATIC_DIR.rglob("*") if p.is_file())
+
+
+def test_console_shell_is_public_html_with_a_strict_csp(console_app: Flask) -> None:
+    client = console_app.test_client()
+    for url in ("/console", "/console/"):
+        page = client.get(url)  # no key: the shell holds no data
+        assert page.status_code == 200, url
+        assert page.mimetype == "text/html"
+        assert page.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
+        assert page.headers["X-Content-Type-Options"] == "nosniff"
+    html = page.get_data(as_text=True)
+    assert '<script type="module" src="/console/static/app.js"></script>' in html
+    assert 'for="key-input"' in html and 'for="customer-input"' in html, "inputs are labelled"
+    csp = dict(part.strip().split(" ", 1) for part in CONTENT_SECURITY_POLICY.split(";"))
+    assert csp["script-src"] == "'self'" and csp["style-src"] == "'self'" and csp["connect-src"] == "'self'"
+
+
+def test_every_asset_loads_with_the_right_type(console_app: Flask) -> None:
+    client = console_app.test_client()
+    html = client.get("/console").get_data(as_text=True)
+    assets = re.findall(r'(?:src|href)="(/console/static/[^"]+)"', html)
+    assert {"/console/static/app.js", "/console/static/console.css"} <= set(assets)
+    modules = {f"/console/static/{name}" for path in STATIC_DIR.glob("*.js")
+               for name in re.findall(r'from "\./([\w.-]+\.js)"', path.read_text())}
+    assert modules, "app.js imports its modules"
+    for url in {*assets, *modules}:
+        answer = client.get(url)
+        assert answer.status_code == 200, url
+        expected = "text/css" if url.endswith(".css") else "text/javascript"
+        assert answer.mimetype == expected, (url, answer.mimetype)  # module scripts need a JavaScript type
+    assert client.get("/console/static/missing.js").status_code == 404
+    assert client.get("/console/static/../api/console.py").status_code == 404
+
+
+def test_no_external_urls_and_nothing_a_strict_csp_would_block() -> None:
+    files = console_files()
+    assert {p.name for p in files} >= {"index.html", "app.js", "api.js", "charts.js", "dom.js", "console.css"}
+    for path in files:
+        text = path.read_text()
+        assert set(re.findall(r"https?://[^\s\"'`)]+", text)) <= ALLOWED_URLS, path.name
+        assert not re.search(r"""(?:src|href|url)\s*[=(]\s*["']?//""", text), f"protocol-relative URL in {path.name}"
+        assert "@import" not in text, path.name
+        if path.suffix == ".js":
+            assert not re.search(r"\beval\(|new Function\(|\.innerHTML\b|setAttribute\(\s*\"style\"", text), path.name
+            assert not re.search(r"import\(\s*[\"']https?:", text), path.name
+    html = (STATIC_DIR / "index.html").read_text()
+    assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html), "no inline scripts"
+    assert not re.search(r"<style\b|\sstyle=", html), "no inline styles"
+    assert not re.search(r"\son[a-z]+=", html), "no inline event handlers"
+
+
+# ---------------------------------------------------------------- end to end in headless Chromium
+
+@dataclass(frozen=True)
+class Published:
+    older: str  # popularity model, published first
+    newer: str  # item-knn model, published second: the active one
+    customer: str  # the customer with the most orders
+    items: list[str]
+    customers: list[str]
+
+
+@pytest.fixture(scope="module")
+def evaluated_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Two versions trained (and evaluated against the baseline) by ``tailor train``, as in production."""
+    from training.cli import main
+
+    root = tmp_path_factory.mktemp("console-models")
+    for algorithm in ("popular", "item-knn"):
+        assert main(["-q", "train", "--data", str(SAMPLE_CSV), "--format", "online-retail",
+                     "--algorithm", algorithm, "--out", str(root / algorithm)]) == 0
+    return root / "popular", root / "item-knn"
+
+
+@pytest.fixture
+def published(evaluated_models: tuple[Path, Path], redis_client: redis.Redis) -> Published:
+    from training.artifact import read_artifact
+    from training.publish import publish_model
+
+    older, newer = evaluated_models
+    publish_model(redis_client, older)
+    publish_model(redis_client, newer)
+    artifact = read_artifact(newer)
+    busiest = str(artifact.customer_ids[int(artifact.customers.orders.argmax())])
+    return Published(read_artifact(older).version, artifact.version, busiest,
+                     [str(i) for i in np.load(newer / "item_ids.npy")],
+                     [str(c) for c in np.load(newer / "customer_ids.npy")])
+
+
+@pytest.fixture
+def live_server(redis_url: str, published: Published) -> Iterator[str]:
+    """The real app behind a real (threaded werkzeug) HTTP server on a free port."""
+    app = create_app({"REDIS_URL": redis_url, "TAILOR_API_KEYS": API_KEYS, "TAILOR_PUBLIC_READ": "false",
+                      "TAILOR_MODEL_POLL_S": "0.05", "TAILOR_REDIS_TIMEOUT_MS": "2000",
+                      "TAILOR_REDIS_WRITE_TIMEOUT_MS": "5000"})
+    app.extensions["tailor"].store.start()
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(timeout=10)
+    app.extensions["tailor"].close()
+
+
+def seed_marketing_data(base: str, published: Published) -> None:
+    """Two promotions and a message slot, served to 40 customers, some of whom click or convert."""
+    session = requests.Session()
+
+    def call(method: str, path: str, scope: str = "marketing", **kwargs: Any) -> Any:
+        answer = session.request(method, base + path, headers={"Authorization": f"Bearer {KEYS[scope]}"},
+                                 timeout=10, **kwargs)
+        assert answer.status_code < 300, (path, answer.text)
+        return answer.json()
+
+    now = datetime.now(UTC)
+    window = {"starts_at": (now - timedelta(days=1)).isoformat(), "ends_at": (now + timedelta(days=30)).isoformat()}
+    call("PUT", "/v1/promotions/spring-sale", json={
+        "name": "Spring sale", "items": published.items[:5], "offer": {"text": "15% off", "percent_off": 15},
+        "status": "active", "budget": {"impressions": 500}, **window})
+    call("PUT", "/v1/promotions/free-shipping", json={
+        "name": "Free shipping", "items": published.items[5:10], "offer": {"text": "Free shipping over 50"},
+        "status": "active", "weight": 0.8, **window})
+    call("PUT", "/v1/messages/homepage-banner", json={"exploration": 0.2, "sticky_days": 0, "variants": [
+        {"id": "value", "content": "Save on {top_category|our best sellers}", "tone": "value"},
+        {"id": "quality", "content": "Hand-picked for you", "tone": "quality"},
+        {"id": "urgency", "content": "Only this week!", "tone": "urgency"}]})
+    events = []
+    for n, customer in enumerate(published.customers[:40]):
+        decisions = [p["decision_id"] for p in call("GET", f"/v1/customers/{customer}/promotions?n=2", "read")
+                     ["promotions"]]
+        decisions.append(call("GET", f"/v1/customers/{customer}/messages/homepage-banner", "read")["decision_id"])
+        for k, decision in enumerate(decisions):
+            kind = "click" if (n + k) % 3 == 0 else "conversion" if (n + k) % 7 == 0 else None
+            if kind:
+                events.append({"event_id": f"e-{n}-{k}", "customer_id": customer, "type": kind,
+                               "timestamp": now.isoformat(), "decision_id": decision})
+    call("POST", "/v1/events", "read", json={"events": events})
+
+
+def require_browser() -> Any:
+    """The Playwright sync API, or skip with what to install."""
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="playwright is not installed: pip install -e '.[dev]' (no browser download)")
+    if not CHROMIUM.exists():
+        pytest.skip(f"chromium not found at {CHROMIUM}: apt-get install chromium")
+    return sync_api
+
+
+def painted_bars(page: Any, scope: str) -> int:
+    """SVG bars inside ``scope`` that the browser laid out with a non-zero size."""
+    return page.evaluate("""(scope) => [...document.querySelectorAll(`${scope} svg.chart-svg rect.bar`)]
+        .filter((bar) => { const box = bar.getBoundingClientRect(); return box.width > 0 && box.height > 0; })
+        .length""", scope)
+
+
+def assert_chart_pixels(png: bytes) -> None:
+    """The chart's screenshot is not blank: many non-white pixels, a good part of them in the bar colour."""
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    pixels = np.asarray(image, dtype=np.int16).reshape(-1, 3)
+    ink = np.abs(pixels - 255).sum(axis=1) > 60
+    bar = np.abs(pixels - np.array(SERIES_0_RGB)).sum(axis=1) < 40
+    assert ink.mean() > 0.02, f"only {ink.mean():.1%} of the chart is drawn"
+    assert bar.sum() > 150, f"only {bar.sum()} pixels in the bar colour"
+
+
+@pytest.mark.slow
+def test_console_end_to_end_in_chromium(live_server: str, published: Published, tmp_path: Path) -> None:
+    sync_api = require_browser()
+    started = time.monotonic()
+    seed_marketing_data(live_server, published)
+    requested: list[str] = []
+    console_errors: list[str] = []
+    page_errors: list[str] = []
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.set_default_timeout(15_000)
+            page.on("request", lambda r: requested.append(r.url))
+            page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: page_errors.append(str(e)))
+            expect = sync_api.expect
+
+            page.goto(f"{live_server}/console")
+            # A read key is refused up front: the console needs scope marketing.
+            page.get_by_label("API key", exact=True).fill(KEYS["read"])
+            page.get_by_role("button", name="Use this key").click()
+            expect(page.locator("#key-error")).to_contain_text("marketing")
+
+            page.get_by_label("API key", exact=True).fill(KEYS["marketing"])
+            page.keyboard.press("Enter")  # the form works from the keyboard
+            expect(page.get_by_role("navigation", name="Sections")).to_be_visible()
+            assert page.evaluate("sessionStorage.getItem('tailor.console.apiKey')") == KEYS["marketing"]
+
+            # Customer lookup: profile, recommendations with reasons, then a real serve of promotions/messages.
+            page.get_by_label("Customer ID").fill(published.customer)
+            page.get_by_role("button", name="Look up").click()
+            recommendations = page.get_by_role("table", name="Recommended items with reasons")
+            expect(recommendations.locator("tbody tr")).to_have_count(10)
+            reasons = recommendations.locator("tbody tr td:last-child").all_inner_texts()
+            assert any(r != "—" for r in reasons), reasons
+            expect(page.locator(".badge.stage")).to_have_text(re.compile(r"repeat|first-time|lapsed|new"))
+            page.get_by_role("button", name="Serve promotions and messages").click()
+            expect(page.locator(".serve-result")).to_contain_text("homepage-banner")
+            page.screenshot(path=str(tmp_path / "customer.png"), full_page=True)
+
+            # Promotions and message slots: charts with painted bars, and pixels to prove it.
+            page.get_by_role("link", name="Promotions").click()
+            expect(page.locator("#promotions-result")).to_contain_text("Spring sale")
+            assert painted_bars(page, "#promotions-result") >= 8  # 2 promotions x (3 counts + 2 rates), minus zeros
+            chart = page.locator("#promotions-result figure.chart").first
+            assert_chart_pixels(chart.screenshot(path=str(tmp_path / "promotions-chart.png")))
+            page.screenshot(path=str(tmp_path / "promotions.png"), full_page=True)
+
+            page.get_by_role("link", name="Messages").click()
+            expect(page.locator("#messages-result h2")).to_contain_text("homepage-banner")
+            assert painted_bars(page, "#messages-result") >= 9
+            assert_chart_pixels(page.locator("#messages-result figure.chart").first.screenshot())
+            page.screenshot(path=str(tmp_path / "messages.png"), full_page=True)
+
+            # Models: metrics charts; a marketing key may not activate (clear 403 message) ...
+            page.get_by_role("link", name="Models").click()
+            expect(page.locator("#active-version")).to_have_text(published.newer)
+            assert painted_bars(page, "#models-result") >= 16  # 2 versions x 2 views x 2 series x 4 metrics
+            assert_chart_pixels(page.locator("#models-result figure.chart").first.screenshot())
+            page.locator(f'[data-activate="{published.older}"]').click()
+            expect(page.get_by_role("alert")).to_contain_text("needs scope “admin”")
+
+            # ... an admin key may: activate the older version, then roll back to the newer one.
+            page.get_by_role("button", name="Change key").click()
+            page.get_by_label("API key", exact=True).fill(KEYS["admin"])
+            page.get_by_role("button", name="Use this key").click()
+            expect(page.locator("#active-version")).to_have_text(published.newer)
+            page.locator(f'[data-activate="{published.older}"]').click()
+            expect(page.locator("#active-version")).to_have_text(published.older)
+            expect(page.locator("#flash")).to_contain_text(f"Version {published.older} is now active")
+            assert active_version(live_server) == published.older
+            page.get_by_role("button", name="Roll back to the previous version").click()
+            expect(page.locator("#active-version")).to_have_text(published.newer)
+            assert active_version(live_server) == published.newer
+            page.evaluate("window.scrollTo(0, 0)")
+            page.screenshot(path=str(tmp_path / "models.png"), full_page=True)
+            if os.environ.get("TAILOR_UPDATE_SCREENSHOT") == "1":
+                page.get_by_role("link", name="Promotions").click()
+                expect(page.locator("#promotions-result")).to_contain_text("Spring sale")
+                page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+            # Narrow screens: the layout reflows instead of scrolling sideways.
+            page.set_viewport_size({"width": 390, "height": 800})
+            assert page.evaluate("document.documentElement.scrollWidth") <= 390
+            page.screenshot(path=str(tmp_path / "narrow.png"), full_page=True)
+        finally:
+            browser.close()
+
+    assert not page_errors, page_errors
+    unexpected = [m for m in console_errors if not re.search(r"status of 40[13]", m)]
+    assert not unexpected, unexpected
+    assert requested and all(url.startswith(live_server) or url.startswith("data:") for url in requested), \
+        [u for u in requested if not u.startswith(live_server)]
+    print(f"console end-to-end test: {time.monotonic() - started:.1f}s")
+
+
+def active_version(base: str) -> str:
+    answer = requests.get(f"{base}/v1/models/active", headers={"Authorization": f"Bearer {KEYS['read']}"},
+                          timeout=10)
+    return answer.json()["version"]

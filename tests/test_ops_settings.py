@@ -1,0 +1,62 @@
+"""The operations settings: `tailor config` lists them masked; publish and retrain read theirs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import redis
+
+from service import keys
+from service.config import SETTINGS
+from tests.service_helpers import Models
+from training.cli import main
+from training.publish import PublishError, publish_model
+
+pytest_plugins = ["tests.service_helpers"]
+
+
+def test_tailor_config_lists_every_setting_with_secrets_masked(monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]):
+    monkeypatch.setenv("TAILOR_API_KEYS", "supersecret-key-1:admin,other-secret-2:read")
+    monkeypatch.setenv("REDIS_URL", "redis://user:hunter2-password@redis:6379/0")
+    monkeypatch.setenv("TAILOR_KEEP_VERSIONS", "5")
+    monkeypatch.setenv("TAILOR_LOG_FORMAT", "text")
+    assert main(["config", "--json"]) == 0
+    out = capsys.readouterr().out
+    config = json.loads(out)
+    assert list(config) == [s.env for s in SETTINGS]
+    assert {"TAILOR_KEEP_VERSIONS", "TAILOR_RETRAIN_TOLERANCE", "PROMETHEUS_MULTIPROC_DIR", "TAILOR_LOG_FORMAT",
+            "TAILOR_ACCESS_LOG", "TAILOR_METRICS_SCOPE"} <= set(config)
+    assert config["TAILOR_KEEP_VERSIONS"] == 5 and config["TAILOR_RETRAIN_TOLERANCE"] == 0.02
+    assert config["TAILOR_LOG_FORMAT"] == "text"
+    for secret in ("supersecret-key-1", "other-secret-2", "hunter2-password"):
+        assert secret not in out
+    assert main(["config"]) == 0
+    assert "hunter2-password" not in capsys.readouterr().out
+
+
+def test_invalid_operations_settings_are_one_line_errors(monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]):
+    monkeypatch.setenv("TAILOR_RETRAIN_TOLERANCE", "1.5")
+    assert main(["retrain", "--data", "nowhere.csv"]) == 2
+    assert "TAILOR_RETRAIN_TOLERANCE='1.5'" in capsys.readouterr().err
+    monkeypatch.setenv("TAILOR_LOG_FORMAT", "xml")
+    assert main(["config"]) == 2
+    assert "TAILOR_LOG_FORMAT" in capsys.readouterr().err
+
+
+def test_keep_versions_from_the_environment(models: Models, redis_client: redis.Redis,
+                                            monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("TAILOR_KEEP_VERSIONS", "0")
+    with pytest.raises(PublishError, match="TAILOR_KEEP_VERSIONS"):
+        publish_model(redis_client, models.retail.path)
+    assert redis_client.dbsize() == 0, "a bad setting fails before anything is uploaded"
+    monkeypatch.setenv("TAILOR_KEEP_VERSIONS", "2")
+    for model in (models.retail, models.retail_popular, models.generic):
+        publish_model(redis_client, model.path)
+    versions = {v.decode() for v in redis_client.zrange(keys.MODEL_VERSIONS, 0, -1)}
+    assert versions == {models.retail_popular.version, models.generic.version}
+    monkeypatch.setenv("TAILOR_KEEP_VERSIONS", "1")
+    publish_model(redis_client, models.retail.path)
+    assert [v.decode() for v in redis_client.zrange(keys.MODEL_VERSIONS, 0, -1)] == [models.retail.version]
