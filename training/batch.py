@@ -18,7 +18,7 @@ import pandas as pd
 from training.artifact import Artifact
 from training.history import PurchaseHistory
 
-CHUNK_ROWS = 2048
+CHUNK_CELLS = 1 << 23  # scores materialised at once (rows x items): ~32 MB of float32, whatever the catalogue
 HEADER = ("customer_id", "rank", "item_id", "score")
 
 
@@ -55,8 +55,9 @@ def recommend_known(
     artifact: Artifact, rows: np.ndarray, n: int, exclude_purchased: bool, inactive: np.ndarray
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Yield (row positions into ``rows``, top items, scores) chunk by chunk."""
-    for start in range(0, len(rows), CHUNK_ROWS):
-        chunk = rows[start:start + CHUNK_ROWS]
+    chunk_rows = max(1, CHUNK_CELLS // max(1, len(artifact.item_ids)))
+    for start in range(0, len(rows), chunk_rows):
+        chunk = rows[start:start + chunk_rows]
         history = artifact.history.rows(chunk)
         scores = artifact.model.score(history).astype(np.float32, copy=False)
         if exclude_purchased:
