@@ -233,7 +233,7 @@ class Settings:
             if setting.secret:
                 value = f"{len(value)} key(s): " + ", ".join(sorted(set(value.values()))) if value else "none"
             elif setting.env == "REDIS_URL":
-                value = _mask_url(value)
+                value = mask_url(value)
             out[setting.env] = value
         return out
 
@@ -250,7 +250,8 @@ def setting_value(env: str, environ: Mapping[str, str] | None = None) -> Any:
         raise ConfigError(f"{env}={'***' if setting.secret else repr(raw)}: {exc}") from None
 
 
-def _mask_url(url: str) -> str:
+def mask_url(url: str) -> str:
+    """The URL with its password replaced by ``***``: safe for messages, logs and `tailor config`."""
     from urllib.parse import urlsplit, urlunsplit
 
     parts = urlsplit(url)

@@ -14,7 +14,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 import redis
@@ -22,6 +21,7 @@ from tqdm import tqdm
 
 from service import keys
 from service.codec import CustomerRecord, array_to_bytes, pack_customer
+from service.config import mask_url
 from training.artifact import Artifact, ArtifactError, read_artifact
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -30,15 +30,6 @@ PIPELINE_BATCH = 2_000
 
 class PublishError(Exception):
     """Publishing or version management failed; the active model is unchanged."""
-
-
-def mask_url(url: str) -> str:
-    """The URL with any password replaced, safe for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
 
 
 def connect(url: str | None = None) -> redis.Redis:
