@@ -13,6 +13,7 @@ use the service's formatter (``TAILOR_LOG_FORMAT``), with secrets redacted.
 
 from __future__ import annotations
 
+import gc
 import os
 import tempfile
 from typing import Any
@@ -80,7 +81,14 @@ def child_exit(server: Any, worker: Any) -> None:
 
 
 def post_worker_init(worker: Any) -> None:
-    """Load the active model and start the poller before the worker takes its first request."""
+    """Load the active model and start the poller before the worker takes its first request.
+
+    Then freeze what is loaded by now (app, schemas, model lookups: ~150k objects) out of the garbage
+    collector's view: a full collection over them stalls a request for ~70 ms, and they live as long as
+    the worker anyway.
+    """
     tailor = getattr(worker.wsgi, "extensions", {}).get("tailor")
     if tailor is not None:
         tailor.store.start()
+    gc.collect()
+    gc.freeze()

@@ -59,56 +59,7 @@ def category_field(description: str) -> fields.String:
                          metadata={"description": description})
 
 
-class FastQuerySchema(ma.Schema):
-    """A query-string schema whose everyday requests skip marshmallow's machinery (tens of us a request).
-
-    When every parameter given is an integer field's plain ASCII digits or one of a boolean field's own
-    true/false words, the values are converted and validated here exactly as the fields would; anything
-    else (other fields given, unknown parameters, hooks) goes through the full ``load`` and its errors.
-    """
-
-    def load(self, data: Any, *, many: bool | None = None, partial: Any = None,
-             unknown: str | None = None) -> Any:
-        if not many and not partial and not self.many:
-            fast = self._fast_load(data)
-            if fast is not None:
-                return fast
-        return super().load(data, many=many, partial=partial, unknown=unknown)
-
-    def _fast_load(self, data: Any) -> dict[str, Any] | None:
-        fields_ = self.load_fields
-        if any(self._hooks.values()) or any(key not in fields_ for key in data):
-            return None
-        out: dict[str, Any] = {}
-        for name, field in fields_.items():
-            if field.data_key is not None or field.attribute is not None:
-                return None
-            value = data.get(name, ma.missing)
-            if value is ma.missing:
-                default = field.load_default
-                if default is ma.missing:
-                    return None
-                out[name] = default() if callable(default) else default
-                continue
-            if type(field) is fields.Integer and not field.strict and isinstance(value, str) \
-                    and len(value) <= 18 and value.isascii() and value.isdigit():
-                loaded: Any = int(value)
-            elif type(field) is fields.Boolean and value in field.truthy:
-                loaded = True
-            elif type(field) is fields.Boolean and value in field.falsy:
-                loaded = False
-            else:
-                return None
-            try:
-                for validator in field.validators:
-                    validator(loaded)
-            except ma.ValidationError:
-                return None
-            out[name] = loaded
-        return out
-
-
-class QueryFiltersSchema(FastQuerySchema):
+class QueryFiltersSchema(ma.Schema):
     """``exclude``, ``category`` and ``exclude_category`` as query parameters."""
 
     exclude = DelimitedList(IdField(), load_default=list, validate=validate.Length(max=MAX_EXCLUDE),

@@ -5,10 +5,10 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields
 
-from service.api.common_schemas import FastQuerySchema, n_field
+from service.api.common_schemas import n_field
 
 
-class SimilarQuery(FastQuerySchema):
+class SimilarQuery(ma.Schema):
     """Query of `GET /v1/items/{id}/similar`."""
 
     n = n_field()

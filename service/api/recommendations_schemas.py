@@ -5,15 +5,7 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from service.api.common_schemas import (
-    MAX_EXCLUDE,
-    MAX_ID_LENGTH,
-    FastQuerySchema,
-    IdField,
-    QueryFiltersSchema,
-    category_field,
-    n_field,
-)
+from service.api.common_schemas import MAX_EXCLUDE, MAX_ID_LENGTH, IdField, QueryFiltersSchema, category_field, n_field
 
 MAX_BASKET = 200
 
@@ -39,7 +31,7 @@ class BasketRequest(ma.Schema):
     exclude_category = category_field("no items of this category")
 
 
-class PopularQuery(FastQuerySchema):
+class PopularQuery(ma.Schema):
     """Query of `GET /v1/popular`."""
 
     n = n_field()
