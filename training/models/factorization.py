@@ -18,7 +18,8 @@ from implicit.cpu.bpr import BayesianPersonalizedRanking
 from training.history import PurchaseHistory
 from training.models.base import Reason
 from training.models.params import Param, TunableRecommender
-from training.models.weighting import WEIGHTINGS, Weighting, positive_top_n, single_threaded_blas
+from training.models.weighting import WEIGHTINGS, Weighting, positive_top_n
+from training.threads import limit_blas_threads
 
 SEED = 42
 
@@ -97,7 +98,7 @@ class ALSRecommender(_FactorizationRecommender):
 
     def fit(self, history: PurchaseHistory, *, progress: bool = False) -> None:
         self.weighting = Weighting.fit(history, self.params["weighting"], self.params["half_life"])
-        with single_threaded_blas():
+        with limit_blas_threads():
             model = AlternatingLeastSquares(
                 factors=self.params["factors"], regularization=self.params["regularization"],
                 iterations=self.params["iterations"], random_state=SEED,
@@ -134,7 +135,7 @@ class BPRRecommender(_FactorizationRecommender):
 
     def fit(self, history: PurchaseHistory, *, progress: bool = False) -> None:
         self.weighting = Weighting.fit(history, self.params["weighting"], self.params["half_life"])
-        with single_threaded_blas():
+        with limit_blas_threads():
             model = BayesianPersonalizedRanking(
                 factors=self.params["factors"], learning_rate=self.params["learning_rate"],
                 regularization=self.params["regularization"], iterations=self.params["iterations"],

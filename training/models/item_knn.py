@@ -23,10 +23,10 @@ from training.models.weighting import (
     BM25_K1,
     Weighting,
     positive_top_n,
-    single_threaded_blas,
     sparse_arrays,
     sparse_from_arrays,
 )
+from training.threads import limit_blas_threads
 
 
 def knn_similarity(
@@ -42,7 +42,7 @@ def knn_similarity(
     else:
         raise ValueError(f"unknown similarity {similarity!r}; expected cosine or bm25")
     model = ItemItemRecommender(K=neighbours)
-    with single_threaded_blas():
+    with limit_blas_threads():
         model.fit(sp.csr_matrix(weighted.T, dtype=np.float64), show_progress=progress)
     matrix = sp.csr_matrix(model.similarity, dtype=np.float32)
     matrix.sort_indices()

@@ -8,13 +8,10 @@ old purchase fades (``half_life`` in days) are model parameters, chosen by measu
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from threadpoolctl import threadpool_limits
 
 from training.history import PurchaseHistory
 from training.models.base import top_n
@@ -120,13 +117,6 @@ def sparse_from_arrays(prefix: str, arrays: dict[str, np.ndarray]) -> sp.csr_mat
     return sp.csr_matrix(
         (arrays[f"{prefix}_data"], arrays[f"{prefix}_indices"], arrays[f"{prefix}_indptr"]), shape=shape
     )
-
-
-@contextmanager
-def single_threaded_blas() -> Iterator[None]:
-    """implicit runs its own threads; a multi-threaded BLAS underneath makes it up to 10x slower."""
-    with threadpool_limits(1, "blas"):
-        yield
 
 
 def positive_top_n(row: np.ndarray, n: int, item: int) -> tuple[np.ndarray, np.ndarray]:
