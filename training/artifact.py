@@ -92,22 +92,6 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def _sparse_arrays(prefix: str, m: sp.csr_matrix) -> dict[str, np.ndarray]:
-    return {
-        f"{prefix}_data": m.data,
-        f"{prefix}_indices": m.indices,
-        f"{prefix}_indptr": m.indptr,
-        f"{prefix}_shape": np.asarray(m.shape, dtype=np.int64),
-    }
-
-
-def _sparse_from(prefix: str, arrays: Any) -> sp.csr_matrix:
-    shape = tuple(int(x) for x in arrays[f"{prefix}_shape"])
-    return sp.csr_matrix(
-        (arrays[f"{prefix}_data"], arrays[f"{prefix}_indices"], arrays[f"{prefix}_indptr"]), shape=shape
-    )
-
-
 def history_arrays(history: PurchaseHistory) -> dict[str, np.ndarray]:
     """A history as plain arrays; the three matrices share one sparsity structure, stored once."""
     return {
