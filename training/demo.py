@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import secrets
 import sys
 from pathlib import Path
 
@@ -54,6 +55,10 @@ def run_demo(bind: str = "127.0.0.1:8000", workers: int | None = None, data: Pat
 
     url = _ensure_redis()
     os.environ.setdefault("TAILOR_PUBLIC_READ", "true")
+    admin_key = None
+    if not os.environ.get("TAILOR_API_KEYS"):  # a fresh key per demo run, for the console and admin calls
+        admin_key = secrets.token_urlsafe(18)
+        os.environ["TAILOR_API_KEYS"] = f"{admin_key}:admin"
     timer = PhaseTimer()
     print(f"training on {data}", file=sys.stderr)
     with timer.phase("read"):
@@ -66,6 +71,8 @@ def run_demo(bind: str = "127.0.0.1:8000", workers: int | None = None, data: Pat
     busiest = int(artifact.customers.orders.argmax())
     popular_item = artifact.item_ids[artifact.popular["global"]["items"][0]]
     print(examples(f"http://{bind}", str(artifact.customer_ids[busiest]), str(popular_item)), file=sys.stderr)
+    if admin_key:
+        print(f"  Console: http://{bind}/console  (admin key for this run: {admin_key})", file=sys.stderr)
     return serve(bind=bind, workers=workers)
 
 
