@@ -10,8 +10,11 @@ import redis
 
 from service import keys
 from tests.conftest import SAMPLE_CSV
+from tests.service_helpers import ApiClient
 from training.cli import EXIT_REJECTED, main
 from training.retrain import gate
+
+pytest_plugins = ["tests.service_helpers"]
 
 
 def _retrain(redis_url: str, out: Path, *extra: str) -> int:
@@ -28,7 +31,7 @@ def test_gate_is_relative_to_the_active_model() -> None:
 
 
 def test_worse_candidate_is_rejected_unless_forced(redis_url: str, redis_client: redis.Redis, tmp_path: Path,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+                                                   capsys: pytest.CaptureFixture[str], make_app) -> None:
     assert _retrain(redis_url, tmp_path) == 0
     good = redis_client.get(keys.ACTIVE_MODEL)
     assert _retrain(redis_url, tmp_path, "--algorithm", "popular") == EXIT_REJECTED
@@ -37,6 +40,9 @@ def test_worse_candidate_is_rejected_unless_forced(redis_url: str, redis_client:
     history = [json.loads(x) for x in redis_client.lrange(keys.MODEL_HISTORY, 0, -1)]
     assert history[0]["action"] == "retrain-rejected" and history[0]["published"] is False
     assert history[0]["candidate"]["ndcg"]["overall"] < history[0]["active"]["ndcg"]["overall"]
+    shown = ApiClient(make_app()).get("/v1/models").get_json()["history"]
+    assert shown[0]["action"] == "retrain-rejected"
+    assert "below the active model's" in shown[0]["reason"]
     assert _retrain(redis_url, tmp_path, "--algorithm", "popular", "--force") == 0
     assert redis_client.get(keys.ACTIVE_MODEL) != good
     latest = json.loads(redis_client.lindex(keys.MODEL_HISTORY, 0))
