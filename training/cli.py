@@ -345,11 +345,11 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     import time
 
     from training.pipeline import PhaseTimer
-    from training.publish import connect
+    from training.publish import DEFAULT_REDIS_URL, connect
     from training.retrain import retrain
 
-    if args.redis_url is None and args.events_from is None:
-        args.events_from = os.environ.get("REDIS_URL")
+    # The feedback loop: unless told otherwise, learn from the events stream of the Redis we publish to.
+    args.events_from = args.events_from or args.redis_url or os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
     if args.tolerance is not None:
         tolerance = args.tolerance
     else:
