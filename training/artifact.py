@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from training import models
 from training.history import PurchaseHistory
-from training.models import ALGORITHMS
 from training.models.base import Recommender
 
 FORMAT_VERSION = 1
@@ -193,10 +193,11 @@ def verify_files(model_dir: str | os.PathLike, manifest: dict[str, Any]) -> None
 
 
 def load_model(manifest: dict[str, Any], arrays: Any) -> Recommender:
-    algorithm = manifest["algorithm"]
-    if algorithm not in ALGORITHMS:
-        raise ArtifactError(f"unknown algorithm {algorithm!r} in manifest")
-    return ALGORITHMS[algorithm].from_arrays(manifest["params"], {k: arrays[k] for k in arrays.files})
+    """The fitted model of a manifest, from an ``np.load``-like mapping of its arrays (no refit)."""
+    try:
+        return models.load(manifest["algorithm"], manifest["params"], {k: arrays[k] for k in arrays.files})
+    except ValueError as exc:
+        raise ArtifactError(f"manifest: {exc}") from None
 
 
 def read_artifact(model_dir: str | os.PathLike, *, verify: bool = False) -> Artifact:

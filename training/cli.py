@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from training.threads import pin_env_threads
+from training.threads import limit_blas_threads, pin_env_threads
 
 EXIT_USAGE = 2
 EXIT_REJECTED = 3  # retrain: the quality gate kept the active model
@@ -206,18 +206,12 @@ def _read_phase(args: argparse.Namespace, timer):
 def _evaluate(args: argparse.Namespace, log, params: dict[str, Any], timer):
     from training.evaluate import evaluate
 
-    with timer.phase("evaluate") as info, _blas_limit():
+    with timer.phase("evaluate") as info, limit_blas_threads():
         result = evaluate(log.interactions, args.algorithm, params, holdout_days=args.holdout_days)
         info["detail"] = f"holdout {args.holdout_days:g} days"
     if not args.quiet or not args.json:
         print(result.format(), file=sys.stderr if args.json else sys.stdout)
     return result
-
-
-def _blas_limit():
-    from training.threads import limit_blas_threads
-
-    return limit_blas_threads()
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -62,7 +62,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def customer_table(interactions: pd.DataFrame, customer_ids: np.ndarray) -> CustomerTable:
+def customer_table(interactions: pd.DataFrame, customer_ids: np.ndarray, history: PurchaseHistory) -> CustomerTable:
     """Orders, spend, first/last purchase and main country per customer, aligned with ``customer_ids``."""
     df = interactions
     rows = pd.Index(customer_ids).get_indexer(df["customer_id"])
@@ -72,9 +72,8 @@ def customer_table(interactions: pd.DataFrame, customer_ids: np.ndarray) -> Cust
     order_counts = np.bincount(orders["row"].to_numpy(), minlength=n).astype(np.int32)
     days = to_day(df["timestamp"])
     first_day = np.full(n, np.inf)
-    last_day = np.full(n, -np.inf)
     np.minimum.at(first_day, rows, days)
-    np.maximum.at(last_day, rows, days)
+    last_day = history.last_day.max(axis=1).toarray().ravel().astype(np.float64)  # already in the history
     countries: list[str] = []
     country_idx = np.full(n, -1, dtype=np.int32)
     if "country" in df and df["country"].notna().any():
@@ -151,7 +150,7 @@ def train_artifact(
         model.fit(history, progress=not timer.quiet)
         info["detail"] = algorithm
     with timer.phase("extras"):
-        customers = customer_table(interactions, customer_ids)
+        customers = customer_table(interactions, customer_ids, history)
         items = item_metadata(log.items, item_ids)
         popular = popular_lists(history, customers)
         embeddings = item_embeddings(history)
