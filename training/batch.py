@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from training.artifact import Artifact
+from training.evaluate import top_k
 from training.history import PurchaseHistory
 
 CHUNK_CELLS = 1 << 23  # scores materialised at once (rows x items): ~32 MB of float32, whatever the catalogue
@@ -31,28 +32,14 @@ def read_customer_ids(lines: Iterable[str]) -> list[str]:
     return ids
 
 
-def top_n_rows(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row-wise top n (indices, scores), best first; -inf entries sort last and are dropped by callers."""
-    n = min(n, scores.shape[1])
-    part = np.argpartition(-scores, n - 1, axis=1)[:, :n]
-    part_scores = np.take_along_axis(scores, part, axis=1)
-    order = np.argsort(-part_scores, axis=1, kind="stable")
-    return np.take_along_axis(part, order, axis=1), np.take_along_axis(part_scores, order, axis=1)
-
-
 def mask_purchased(scores: np.ndarray, history: PurchaseHistory) -> None:
     """Set already-bought items to -inf in place (discovery mode)."""
     rows, cols = history.orders.nonzero()
     scores[rows, cols] = -np.inf
 
 
-def mask_inactive(scores: np.ndarray, inactive: np.ndarray) -> None:
-    if len(inactive):
-        scores[:, inactive] = -np.inf
-
-
 def recommend_known(
-    artifact: Artifact, rows: np.ndarray, n: int, exclude_purchased: bool, inactive: np.ndarray
+    artifact: Artifact, rows: np.ndarray, n: int, exclude_purchased: bool
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Yield (row positions into ``rows``, top items, scores) chunk by chunk."""
     chunk_rows = max(1, CHUNK_CELLS // max(1, len(artifact.item_ids)))
@@ -62,9 +49,8 @@ def recommend_known(
         scores = artifact.model.score(history).astype(np.float32, copy=False)
         if exclude_purchased:
             mask_purchased(scores, history)
-        mask_inactive(scores, inactive)
-        items, item_scores = top_n_rows(scores, n)
-        yield np.arange(start, start + len(chunk)), items, item_scores
+        items = top_k(scores, n)
+        yield np.arange(start, start + len(chunk)), items, np.take_along_axis(scores, items, axis=1)
 
 
 def _write_block(out: TextIO, customers: np.ndarray, items: np.ndarray, scores: np.ndarray,
@@ -91,8 +77,8 @@ def export_recommendations(
 
     index = pd.Index(artifact.customer_ids)
     positions = index.get_indexer(pd.Index(customer_ids, dtype=object))
-    inactive = np.asarray([i for i, item in enumerate(artifact.items) if item.get("active") is False], dtype=np.int64)
-    fallback = _fallback(artifact, n, exclude=inactive)
+    fallback = _fallback(artifact, n)
+    ids = np.asarray(customer_ids, dtype=object)
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(HEADER)
     known = np.flatnonzero(positions >= 0)
@@ -101,11 +87,10 @@ def export_recommendations(
     # Known customers are ranked in chunks; unknown ones in between get the popularity fallback, keeping
     # the output in input order.
     cursor = 0
-    for local, items, scores in recommend_known(artifact, positions[known], n, exclude_purchased, inactive):
+    for local, items, scores in recommend_known(artifact, positions[known], n, exclude_purchased):
         block = known[local]
         rows_written += _write_fallback(writer, customer_ids, range(cursor, block[0]), fallback)
-        rows_written += _write_block(out, np.asarray(customer_ids, dtype=object)[block], items, scores,
-                                     artifact.item_ids)
+        rows_written += _write_block(out, ids[block], items, scores, artifact.item_ids)
         bar.update(block[-1] + 1 - cursor)
         cursor = block[-1] + 1
     rows_written += _write_fallback(writer, customer_ids, range(cursor, len(customer_ids)), fallback)
@@ -115,12 +100,10 @@ def export_recommendations(
             "rows": rows_written}
 
 
-def _fallback(artifact: Artifact, n: int, exclude: np.ndarray) -> list[tuple[str, float]]:
+def _fallback(artifact: Artifact, n: int) -> list[tuple[str, float]]:
     popular = artifact.popular["global"]
-    excluded = set(exclude.tolist())
-    pairs = [(artifact.item_ids[i], float(s)) for i, s in zip(popular["items"], popular["recent_buyers"],
-                                                              strict=True) if i not in excluded]
-    return pairs[:n]
+    return [(artifact.item_ids[i], float(s)) for i, s in zip(popular["items"][:n], popular["recent_buyers"][:n],
+                                                             strict=True)]
 
 
 def _write_fallback(writer: csv.writer, customer_ids: list[str], positions: range,
