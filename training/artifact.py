@@ -82,6 +82,11 @@ def new_version_id(created_at: datetime, fingerprint: str) -> str:
     return f"{created_at:%Y%m%dT%H%M%SZ}-{fingerprint[:8]}-{secrets.token_hex(2)}"
 
 
+def default_model_dir(version: str, root: str | os.PathLike = "var") -> Path:
+    """Where a model goes when no --out is given: ``var/models/VERSION``."""
+    return Path(root) / "models" / version
+
+
 def library_versions() -> dict[str, str]:
     versions = {}
     for name in LIBRARIES:

@@ -215,7 +215,7 @@ def _evaluate(args: argparse.Namespace, log, params: dict[str, Any], timer):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from training.artifact import write_artifact
+    from training.artifact import default_model_dir, write_artifact
     from training.pipeline import PhaseTimer, train_artifact
 
     if not args.out and not args.publish:
@@ -225,7 +225,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     log = _read_phase(args, timer)
     evaluation = None if args.no_eval else _evaluate(args, log, params, timer).to_dict()
     artifact = train_artifact(log, args.algorithm, params, timer=timer, evaluation=evaluation, until=args.until)
-    out = Path(args.out) if args.out else _default_out_dir(artifact.version)
+    out = Path(args.out) if args.out else default_model_dir(artifact.version)
     with timer.phase("write") as info:
         write_artifact(out, artifact)
         info["detail"] = str(out)
@@ -239,10 +239,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     elif not args.quiet:
         print(f"model {artifact.version} written to {out}")
     return 0
-
-
-def _default_out_dir(version: str) -> Path:
-    return Path("var") / "models" / version
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

@@ -12,8 +12,9 @@ import secrets
 import sys
 from pathlib import Path
 
-from training.artifact import write_artifact
+from training.artifact import default_model_dir, write_artifact
 from training.data import load_purchase_log
+from training.models import DEFAULT_ALGORITHM
 from training.pipeline import PhaseTimer, train_artifact
 from training.publish import connect, publish_model
 
@@ -63,8 +64,8 @@ def run_demo(bind: str = "127.0.0.1:8000", workers: int | None = None, data: Pat
     print(f"training on {data}", file=sys.stderr)
     with timer.phase("read"):
         log = load_purchase_log(data, fmt="online-retail")
-    artifact = train_artifact(log, _default_algorithm(), {}, timer=timer)
-    model_dir = VAR / "models" / artifact.version
+    artifact = train_artifact(log, DEFAULT_ALGORITHM, {}, timer=timer)
+    model_dir = default_model_dir(artifact.version, VAR)
     write_artifact(model_dir, artifact)
     version = publish_model(connect(url), model_dir)
     print(f"published model {version}", file=sys.stderr)
@@ -75,8 +76,3 @@ def run_demo(bind: str = "127.0.0.1:8000", workers: int | None = None, data: Pat
         print(f"  Console: http://{bind}/console  (admin key for this run: {admin_key})", file=sys.stderr)
     return serve(bind=bind, workers=workers)
 
-
-def _default_algorithm() -> str:
-    from training.models import DEFAULT_ALGORITHM
-
-    return DEFAULT_ALGORITHM
