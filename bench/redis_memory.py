@@ -27,9 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from service import keys  # noqa: E402
-from service.domain.events import Event  # noqa: E402
+from service.domain.events import Event, stream_fields  # noqa: E402
 from service.embedded_redis import EmbeddedRedis  # noqa: E402
-from service.repository import stream_fields  # noqa: E402
 
 
 def measure_model(client: redis.Redis, url: str, model_dir: str) -> dict[str, Any]:

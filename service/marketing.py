@@ -27,7 +27,6 @@ from service.domain.messages import MessageBoard
 from service.domain.profile import STAGES, build_profile
 from service.domain.promotions import PromotionBook
 from service.domain.targeting import CustomerFacts
-from service.errors import NoActiveModel
 from service.observability import count_decision, count_impressions
 from service.store import ServingState
 from training.embeddings import customer_embedding
@@ -67,12 +66,6 @@ class Marketing:
         """Run a Redis interaction under the gateway's breaker (``Unavailable`` -> 503)."""
         return self.tailor.gateway.call(fn)
 
-    def serving(self) -> ServingState:
-        state = self.tailor.store.current()
-        if state is None:
-            raise NoActiveModel("no model version is active yet: publish one with `tailor publish`")
-        return state
-
     def item_embeddings(self, version: str) -> np.ndarray | None:
         """The version's item embeddings (bandit context), fetched once per version and process."""
         if version in self._embeddings:
@@ -90,9 +83,10 @@ class Marketing:
             self._embeddings[version] = value
         return value
 
-    def _read_customer(self, state: ServingState, customer_id: str,
-                       extra: Callable[[redis.client.Pipeline], None] | None = None) -> tuple[CustomerState, list]:
-        """Record + live purchases + session (+ the caller's extra reads of the same hash slot), one trip."""
+    def _read_customer_and_sticky(self, state: ServingState, customer_id: str, slot_name: str
+                                  ) -> tuple[CustomerState, bytes | None]:
+        """``Repository.customer``'s reads plus the customer's sticky record of the slot (same hash slot), one
+        trip. (``Repository.customer_read`` cannot take extra reads yet, hence the copy of its pipeline.)"""
         version = state.model.version
 
         def fetch() -> list[Any]:
@@ -100,18 +94,20 @@ class Marketing:
             pipe.get(keys.customer_history(version, customer_id))
             pipe.hgetall(keys.customer_live(customer_id))
             pipe.hgetall(keys.customer_session(customer_id))
-            if extra is not None:
-                extra(pipe)
+            pipe.get(keys.message_sticky(customer_id, slot_name))
             return pipe.execute()
 
-        blob, live, session, *rest = self.call(fetch)
+        blob, live, session, sticky_raw = self.call(fetch)
         customer = CustomerState(customer_id, decode_record(blob), parse_live(live) if live else [],
                                  parse_session(session, self.tailor.settings.session_max_items) if session else [])
-        return customer, rest
+        return customer, sticky_raw
 
-    def _facts(self, state: ServingState, customer: CustomerState
+    def _facts(self, state: ServingState, customer: CustomerState, *, embed: bool
                ) -> tuple[CustomerFacts, PurchaseHistory | None]:
-        """What targeting needs about the customer, and their history in the model's items (None if empty)."""
+        """What targeting needs about the customer, and their history in the model's items (None if empty).
+
+        The embedding (only the message bandit's context uses it) is computed when ``embed`` is set.
+        """
         m = state.model
         engine = self.tailor.engine
         now = engine.now_day(m, customer)
@@ -121,7 +117,7 @@ class Marketing:
         history = purchase_history(customer, m.item_index, m.n_items, m.data_end_day, now)
         has_history = history.orders.nnz > 0
         embedding = None
-        if has_history:
+        if has_history and embed:
             item_embeddings = self.item_embeddings(m.version)
             if item_embeddings is not None and item_embeddings.shape[0] == m.n_items:
                 embedding = customer_embedding(item_embeddings, history.orders.indices, history.orders.data)
@@ -163,9 +159,9 @@ class Marketing:
 
     def customer_promotions(self, customer_id: str, n: int) -> dict[str, Any]:
         """Live, eligible promotions within caps and budgets, best first; serving counts the impressions."""
-        state = self.serving()
-        customer, _ = self._read_customer(state, customer_id)
-        facts, history = self._facts(state, customer)
+        state = self.tailor.engine.serving()
+        customer = self.tailor.repository.customer(customer_id, state.model.version)
+        facts, history = self._facts(state, customer, embed=False)
         scores = self._scores(state, history)
         candidates = self.call(lambda: self.promotions.candidates(self.reads, facts, state.model, scores,
                                                                   state.inactive_set))
@@ -194,11 +190,10 @@ class Marketing:
 
     def customer_message(self, customer_id: str, slot_name: str) -> dict[str, Any]:
         """The slot's variant for the customer, chosen by the bandit (or kept from a sticky decision)."""
-        state = self.serving()
+        state = self.tailor.engine.serving()
         slot = self.call(lambda: self.messages.live_slot(self.reads, slot_name))
-        sticky_key = keys.message_sticky(customer_id, slot_name)
-        customer, (sticky_raw,) = self._read_customer(state, customer_id, lambda pipe: pipe.get(sticky_key))
-        facts, history = self._facts(state, customer)
+        customer, sticky_raw = self._read_customer_and_sticky(state, customer_id, slot_name)
+        facts, history = self._facts(state, customer, embed=True)
         m = state.model
 
         def values(names: set[str]) -> dict[str, Any]:
@@ -234,7 +229,6 @@ class Marketing:
             if index not in state.inactive_set:
                 return int(index)
         return None
-
 
     # -- counters for a metrics exporter ---------------------------------------------------------------
     def counters(self) -> dict[str, dict[str, dict[str, float]]]:

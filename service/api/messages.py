@@ -15,15 +15,10 @@ from service.api.messages_schemas import (
     SlotReportSchema,
     SlotSchema,
 )
+from service.api.promotions import board
 from service.api.promotions_schemas import DeleteQuery
-from service.marketing import Marketing, marketing
 
 blp = Blueprint("messages", __name__, url_prefix="/v1", description="Personalized message variants")
-
-
-def board() -> Marketing:
-    app = flask.current_app
-    return marketing(app.extensions["tailor"], app.extensions)
 
 
 @blp.route("/messages/<slot>", methods=["PUT"])

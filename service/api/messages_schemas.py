@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from service.api.promotions_schemas import RateSchema
+from service.api.promotions_schemas import DefinitionBody, RateSchema
 from service.domain import messages
-
-READ_ONLY = ("slot", "created_at", "updated_at")
 
 
 class VariantBody(ma.Schema):
@@ -22,7 +18,9 @@ class VariantBody(ma.Schema):
         "description": "tag such as value, quality, emotional, urgency, support"})
 
 
-class SlotBody(ma.Schema):
+class SlotBody(DefinitionBody):
+    READ_ONLY = ("slot", "created_at", "updated_at")
+
     variants = fields.List(fields.Nested(VariantBody), required=True,
                            validate=validate.Length(messages.MIN_VARIANTS, messages.MAX_VARIANTS))
     exploration = fields.Float(load_default=0.1, allow_nan=False, validate=validate.Range(0, 1), metadata={
@@ -30,12 +28,6 @@ class SlotBody(ma.Schema):
     sticky_days = fields.Float(load_default=7.0, allow_nan=False,
                                validate=validate.Range(0, messages.MAX_STICKY_DAYS), metadata={
         "description": "how long a customer keeps the same variant; 0 = decide afresh every time"})
-
-    @ma.pre_load
-    def _drop_read_only(self, data: Any, **_: Any) -> Any:
-        if isinstance(data, dict):
-            return {k: v for k, v in data.items() if k not in READ_ONLY}
-        return data
 
 
 class SlotSchema(SlotBody):

@@ -23,6 +23,7 @@ blp = Blueprint("promotions", __name__, url_prefix="/v1", description="Targeted 
 
 
 def board() -> Marketing:
+    """The app's promotions and message slots (``service.marketing``), for this module and ``messages``."""
     app = flask.current_app
     return marketing(app.extensions["tailor"], app.extensions)
 

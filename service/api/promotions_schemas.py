@@ -17,10 +17,6 @@ from service.api.common_schemas import MAX_ID_LENGTH, IdField
 from service.domain import promotions
 from service.domain.profile import STAGES
 
-#: Read-only fields of a definition that a client may send back unchanged (they are ignored).
-READ_ONLY = ("promotion_id", "created_at", "updated_at")
-
-
 #: Promotion times outside these years are certainly typos (and far-off years overflow date arithmetic).
 EARLIEST_YEAR, LATEST_YEAR = 2000, 2200
 
@@ -36,6 +32,19 @@ def _sane_time(value: datetime) -> None:
         year = 0
     if not EARLIEST_YEAR <= year <= LATEST_YEAR:
         raise ma.ValidationError(f"must be between the years {EARLIEST_YEAR} and {LATEST_YEAR}")
+
+
+class DefinitionBody(ma.Schema):
+    """A definition's body (promotion, message slot): ``READ_ONLY`` fields that a client sends back
+    unchanged from a ``GET`` are dropped before loading."""
+
+    READ_ONLY: tuple[str, ...] = ()
+
+    @ma.pre_load
+    def _drop_read_only(self, data: Any, **_: Any) -> Any:
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if k not in self.READ_ONLY}
+        return data
 
 
 class OfferSchema(ma.Schema):
@@ -67,7 +76,9 @@ class BudgetSchema(ma.Schema):
     redemptions = fields.Integer(load_default=None, allow_none=True, strict=True, validate=validate.Range(min=0))
 
 
-class PromotionBody(ma.Schema):
+class PromotionBody(DefinitionBody):
+    READ_ONLY = ("promotion_id", "created_at", "updated_at")
+
     name = fields.String(required=True, validate=validate.Length(1, 200))
     items = fields.List(IdField(), load_default=list, validate=validate.Length(max=promotions.MAX_ITEMS),
                         metadata={"description": "target item ids (checked against the active model)"})
@@ -85,12 +96,6 @@ class PromotionBody(ma.Schema):
         "description": "total impressions and/or redemptions, after which the promotion is not served"})
     weight = _number(load_default=1.0, validate=validate.Range(0, promotions.MAX_WEIGHT, min_inclusive=False))
     status = fields.String(load_default="draft", validate=validate.OneOf(promotions.STATUSES))
-
-    @ma.pre_load
-    def _drop_read_only(self, data: Any, **_: Any) -> Any:
-        if isinstance(data, dict):
-            return {k: v for k, v in data.items() if k not in READ_ONLY}
-        return data
 
 
 class OfferOut(ma.Schema):

@@ -41,9 +41,9 @@ import redis
 
 from service import keys
 from service.domain.profile import STAGES
-from service.domain.targeting import CustomerFacts, Lua, new_decision_id
+from service.domain.targeting import CustomerFacts, Lua, as_text, new_decision_id
+from training.embeddings import EMBEDDING_DIM
 
-EMBEDDING_DIM = 16
 #: Scale of the posterior that Thompson sampling draws from. The Bernoulli noise of click rates around 5-10%
 #: is ~0.25, but sampling the exact posterior is known to over-explore (Chapelle & Li, 2011, scale the
 #: variance down as well), and a slot's uniform share already keeps measuring every variant: 0.15 learned
@@ -57,7 +57,7 @@ COUNTRY_BUCKETS = 8
 CONTEXT_DIM = 1 + len(STAGES) + COUNTRY_BUCKETS + 1 + EMBEDDING_DIM
 
 
-def context_vector(customer: CustomerFacts, stages: Sequence[str] = STAGES) -> np.ndarray | None:
+def context_vector(customer: CustomerFacts) -> np.ndarray | None:
     """The customer's context, or None when there is no embedding (no purchase history the model knows)."""
     embedding = customer.embedding
     if embedding is None or not np.any(embedding):
@@ -65,9 +65,9 @@ def context_vector(customer: CustomerFacts, stages: Sequence[str] = STAGES) -> n
     x = np.zeros(CONTEXT_DIM, dtype=np.float64)
     x[0] = 1.0
     offset = 1
-    if customer.stage in stages:
-        x[offset + stages.index(customer.stage)] = 1.0
-    offset += len(stages)
+    if customer.stage in STAGES:
+        x[offset + STAGES.index(customer.stage)] = 1.0
+    offset += len(STAGES)
     if customer.country:
         x[offset + zlib.crc32(customer.country.casefold().encode()) % COUNTRY_BUCKETS] = 1.0
     offset += COUNTRY_BUCKETS
@@ -255,6 +255,11 @@ return 'rewarded'
 """)
 
 
+def reward_keys(slot: str, decision_id: str) -> list[str]:
+    """KEYS of ``DECIDE`` and ``REWARD``: the slot's stats and model, and the decision."""
+    return [keys.message_stats(slot), keys.message_model(slot), keys.message_decision(slot, decision_id)]
+
+
 @dataclass(frozen=True)
 class SlotModel:
     """One process's view of a slot's learned state (recomputed at most every ``poll_s``)."""
@@ -346,8 +351,7 @@ class Bandit:
         """Queue the decision's Lua script on ``pipe``; returns what ``targeting.execute`` needs to retry."""
         k = len(variants)
         x = b"" if choice.context is None else pack_context(choice.context)
-        script_keys = [keys.message_stats(slot), keys.message_model(slot), keys.message_decision(slot,
-                                                                                                 choice.decision_id)]
+        script_keys = reward_keys(slot, choice.decision_id)
         args = [variants[choice.variant], customer_id, int(now_s * 1000), self.attribution_s,
                 1 if choice.explore else 0, repr(choice.propensity), repr(choice.learned / choice.propensity),
                 repr((1.0 / k) / choice.propensity), choice.space, CONTEXT_DIM, x]
@@ -364,6 +368,4 @@ class Bandit:
         """
         if event_type not in ("click", "conversion"):
             return "ignored"
-        result = REWARD(client, [keys.message_stats(slot), keys.message_model(slot),
-                                 keys.message_decision(slot, decision_id)], [event_type, customer_id or ""])
-        return result.decode() if isinstance(result, bytes) else str(result)
+        return as_text(REWARD(client, reward_keys(slot, decision_id), [event_type, customer_id or ""]))

@@ -14,9 +14,8 @@ from typing import Any
 
 import redis
 
-from service import keys
 from service.domain import bandit, promotions
-from service.domain.targeting import Lua, execute, parse_decision_id
+from service.domain.targeting import Lua, as_text, execute, parse_decision_id
 from service.observability import count_feedback
 
 FEEDBACK_TYPES = frozenset({"click", "conversion"})
@@ -37,19 +36,16 @@ def apply_feedback(client: redis.Redis, events: Iterable[Any]) -> list[str]:
             continue
         kind, target = parsed
         if kind == "message":
-            lua = bandit.REWARD
-            script_keys = [keys.message_stats(target), keys.message_model(target),
-                           keys.message_decision(target, decision_id)]
+            lua, script_keys = bandit.REWARD, bandit.reward_keys(target, decision_id)
         else:
-            lua = promotions.FEEDBACK
-            script_keys = [keys.promotion_stats(target), keys.promotion_decision(target, decision_id)]
+            lua, script_keys = promotions.FEEDBACK, promotions.feedback_keys(target, decision_id)
         args = [event.type, event.customer_id or ""]
         scripted[len(scripted)] = (lua, script_keys, args)
         applied.append((kind, target, event.type))
         lua.queue(pipe, script_keys, args)
     if not scripted:
         return []
-    outcomes = [r.decode() if isinstance(r, bytes) else str(r) for r in execute(client, pipe, scripted)]
+    outcomes = [as_text(r) for r in execute(client, pipe, scripted)]
     for (kind, target, event_type), outcome in zip(applied, outcomes, strict=True):
         count_feedback(kind, target, event_type, outcome)
     return outcomes

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -33,13 +32,12 @@ from service.domain.targeting import (
     CustomerFacts,
     DefinitionError,
     DefinitionStore,
+    as_time,
     check_identifier,
     execute,
+    is_number,
     isoformat,
-    parse_time,
-    purge_keys,
 )
-from service.errors import NotFound
 
 MIN_VARIANTS, MAX_VARIANTS = 2, 20
 MAX_CONTENT = 2_000
@@ -153,19 +151,14 @@ class MessageSlot:
 
     @classmethod
     def from_document(cls, doc: Mapping[str, Any]) -> MessageSlot:
-        def when(value: Any) -> datetime | None:
-            if value is None:
-                return None
-            return value if isinstance(value, datetime) else parse_time(str(value))
-
         return cls(
             slot=str(doc["slot"]),
             variants=tuple(Variant(str(v["id"]), str(v.get("content", "")), v.get("tone"))
                            for v in doc.get("variants") or ()),
             exploration=0.1 if doc.get("exploration") is None else doc["exploration"],
             sticky_days=7.0 if doc.get("sticky_days") is None else doc["sticky_days"],
-            created_at=when(doc.get("created_at")),
-            updated_at=when(doc.get("updated_at")),
+            created_at=as_time(doc.get("created_at")),
+            updated_at=as_time(doc.get("updated_at")),
         )
 
     def to_document(self) -> dict[str, Any]:
@@ -180,8 +173,7 @@ class MessageSlot:
 
 
 def _number_in(value: Any, low: float, high: float) -> bool:
-    return (isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-            and low <= value <= high)
+    return is_number(value) and low <= value <= high
 
 
 def validate(slot: MessageSlot) -> None:
@@ -245,7 +237,7 @@ class MessageBoard:
                  clock: Callable[[], float] = time.time) -> None:
         self.store: DefinitionStore[MessageSlot] = DefinitionStore(
             keys.MESSAGE_SLOTS, keys.MESSAGE_SLOTS_DELETED, keys.MESSAGE_SLOTS_REV, MessageSlot.from_document,
-            poll_s=poll_s)
+            poll_s=poll_s, noun="message slot", id_field="slot")
         self.bandit = bandit or Bandit(poll_s=poll_s)
         self.clock = clock
 
@@ -266,10 +258,7 @@ class MessageBoard:
         return slot, is_new
 
     def get(self, client: redis.Redis, slot_name: str, *, deleted_ok: bool = False) -> tuple[MessageSlot, bool]:
-        doc, deleted = self.store.load(client, slot_name)
-        if doc is None or (deleted and not deleted_ok):
-            raise NotFound(f"message slot {slot_name!r} does not exist", details={"slot": slot_name})
-        return MessageSlot.from_document(doc), deleted
+        return self.store.get(client, slot_name, deleted_ok=deleted_ok)
 
     def list(self, client: redis.Redis) -> list[MessageSlot]:
         docs = self.store.load_all(client)
@@ -277,21 +266,19 @@ class MessageBoard:
 
     def delete(self, client: redis.Redis, slot_name: str, *, purge: bool = False) -> None:
         """Delete (the report stays readable) or, with ``purge``, remove the slot and all its data."""
-        if purge:
-            found = self.store.forget(client, slot_name)
-            removed = purge_keys(client, keys.message_pattern(slot_name))
-            self.bandit.invalidate(slot_name)
-            if not found and not removed:
-                raise NotFound(f"message slot {slot_name!r} does not exist", details={"slot": slot_name})
+        if not purge:
+            self.store.remove(client, slot_name)
             return
-        if not self.store.delete(client, slot_name):
-            raise NotFound(f"message slot {slot_name!r} does not exist", details={"slot": slot_name})
+        try:
+            self.store.remove(client, slot_name, purge_pattern=keys.message_pattern(slot_name))
+        finally:
+            self.bandit.invalidate(slot_name)
 
     def live_slot(self, client: redis.Redis, slot_name: str) -> MessageSlot:
         """The slot from this process's cache (at most ``poll_s`` old); ``NotFound`` if there is none."""
         slot = self.store.cached(client).get(slot_name)
         if slot is None:
-            raise NotFound(f"message slot {slot_name!r} does not exist", details={"slot": slot_name})
+            raise self.store.not_found(slot_name)
         return slot
 
     # -- deciding -------------------------------------------------------------------------------------
@@ -305,12 +292,10 @@ class MessageBoard:
         """
         now = self.clock()
         sticky = Sticky.decode(sticky_raw) if slot.sticky_days > 0 else None
-        if sticky is not None and slot.variant(sticky.variant) is not None \
-                and now - sticky.at < slot.sticky_days * 86_400:
-            client.hincrby(keys.message_stats(slot.slot), f"impressions:{sticky.variant}", 1)
-            variant = slot.variant(sticky.variant)
-            return self._answer(slot, variant, sticky.decision_id, sticky.propensity, sticky.explore, True,
-                                values)  # type: ignore[arg-type]
+        if sticky is not None and now - sticky.at < slot.sticky_days * 86_400 \
+                and (kept := slot.variant(sticky.variant)) is not None:
+            client.hincrby(keys.message_stats(slot.slot), f"impressions:{kept.id}", 1)
+            return self._answer(slot, kept, sticky.decision_id, sticky.propensity, sticky.explore, True, values)
         ids = slot.variant_ids
         choice = self.bandit.choose(client, slot.slot, ids, slot.exploration, customer, space)
         pipe = client.pipeline(transaction=False)

@@ -32,14 +32,14 @@ from service.domain.targeting import (
     DefinitionError,
     DefinitionStore,
     Lua,
+    as_text,
+    as_time,
     check_identifier,
     execute,
+    is_number,
     isoformat,
     new_decision_id,
-    parse_time,
-    purge_keys,
 )
-from service.errors import NotFound
 
 STATUSES = ("draft", "active", "paused")
 MAX_ITEMS = 1_000
@@ -57,6 +57,14 @@ class Offer:
     text: str
     percent_off: float | None = None
     amount_off: float | None = None
+
+    def to_document(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"text": self.text}
+        if self.percent_off is not None:
+            doc["percent_off"] = self.percent_off
+        if self.amount_off is not None:
+            doc["amount_off"] = self.amount_off
+        return doc
 
 
 @dataclass(frozen=True)
@@ -130,17 +138,12 @@ class Promotion:
         def opt_tuple(value: Any) -> tuple[str, ...] | None:
             return None if value is None else tuple(str(v) for v in value)
 
-        def when(value: Any) -> datetime | None:
-            if value is None:
-                return None
-            return value if isinstance(value, datetime) else parse_time(str(value))
-
         return cls(
             promotion_id=str(doc["promotion_id"]),
             name=str(doc.get("name", "")),
             offer=Offer(str(offer.get("text", "")), offer.get("percent_off"), offer.get("amount_off")),
-            starts_at=when(doc["starts_at"]),  # type: ignore[arg-type]
-            ends_at=when(doc["ends_at"]),  # type: ignore[arg-type]
+            starts_at=as_time(doc["starts_at"]),  # type: ignore[arg-type]
+            ends_at=as_time(doc["ends_at"]),  # type: ignore[arg-type]
             items=tuple(dict.fromkeys(str(i) for i in doc.get("items") or ())),
             categories=tuple(dict.fromkeys(str(c) for c in doc.get("categories") or ())),
             eligibility=Eligibility(
@@ -154,17 +157,12 @@ class Promotion:
             budget=None if budget is None else Budget(budget.get("impressions"), budget.get("redemptions")),
             weight=1.0 if doc.get("weight") is None else doc["weight"],
             status=str(doc.get("status") or "draft"),
-            created_at=when(doc.get("created_at")),
-            updated_at=when(doc.get("updated_at")),
+            created_at=as_time(doc.get("created_at")),
+            updated_at=as_time(doc.get("updated_at")),
         )
 
     def to_document(self) -> dict[str, Any]:
         """JSON-ready, in the contract's field names (also what ``GET`` answers)."""
-        offer: dict[str, Any] = {"text": self.offer.text}
-        if self.offer.percent_off is not None:
-            offer["percent_off"] = self.offer.percent_off
-        if self.offer.amount_off is not None:
-            offer["amount_off"] = self.offer.amount_off
         e = self.eligibility
         eligibility: dict[str, Any] = {}
         if e.journey_stages is not None:
@@ -179,8 +177,8 @@ class Promotion:
             eligibility["customers"] = sorted(e.customers)
         doc: dict[str, Any] = {
             "promotion_id": self.promotion_id, "name": self.name, "items": list(self.items),
-            "categories": list(self.categories), "offer": offer, "starts_at": isoformat(self.starts_at),
-            "ends_at": isoformat(self.ends_at), "eligibility": eligibility,
+            "categories": list(self.categories), "offer": self.offer.to_document(),
+            "starts_at": isoformat(self.starts_at), "ends_at": isoformat(self.ends_at), "eligibility": eligibility,
             "cap": None if self.cap is None else {"impressions": self.cap.impressions, "days": self.cap.days},
             "budget": None if self.budget is None else {
                 k: v for k, v in (("impressions", self.budget.impressions),
@@ -190,10 +188,6 @@ class Promotion:
             "updated_at": None if self.updated_at is None else isoformat(self.updated_at),
         }
         return doc
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _is_int(value: Any) -> bool:
@@ -231,9 +225,9 @@ def validate(promotion: Promotion, catalogue: Catalogue | None, stages: Sequence
     offer = p.offer
     if not offer.text.strip() or len(offer.text) > 500:
         errors["offer.text"] = "required, at most 500 characters"
-    if offer.percent_off is not None and not (_is_number(offer.percent_off) and 0 < offer.percent_off <= 100):
+    if offer.percent_off is not None and not (is_number(offer.percent_off) and 0 < offer.percent_off <= 100):
         errors["offer.percent_off"] = "a number in (0, 100]"
-    if offer.amount_off is not None and not (_is_number(offer.amount_off) and offer.amount_off > 0):
+    if offer.amount_off is not None and not (is_number(offer.amount_off) and offer.amount_off > 0):
         errors["offer.amount_off"] = "a number > 0"
     if offer.percent_off is not None and offer.amount_off is not None:
         errors["offer"] = "give percent_off or amount_off, not both"
@@ -250,20 +244,20 @@ def validate(promotion: Promotion, catalogue: Catalogue | None, stages: Sequence
         errors["eligibility.countries"] = "country names must not be empty"
     if e.min_orders is not None and not (_is_int(e.min_orders) and e.min_orders >= 0):
         errors["eligibility.min_orders"] = "an integer >= 0"
-    if e.min_spend is not None and not (_is_number(e.min_spend) and e.min_spend >= 0):
+    if e.min_spend is not None and not (is_number(e.min_spend) and e.min_spend >= 0):
         errors["eligibility.min_spend"] = "a number >= 0"
     if e.customers is not None and (len(e.customers) > MAX_CUSTOMERS or any(not c for c in e.customers)):
         errors["eligibility.customers"] = f"at most {MAX_CUSTOMERS} non-empty customer ids"
     if p.cap is not None:
         if not (_is_int(p.cap.impressions) and p.cap.impressions >= 1):
             errors["cap.impressions"] = "an integer >= 1"
-        if not (_is_number(p.cap.days) and 0 < p.cap.days <= MAX_CAP_DAYS):
+        if not (is_number(p.cap.days) and 0 < p.cap.days <= MAX_CAP_DAYS):
             errors["cap.days"] = f"a number in (0, {MAX_CAP_DAYS:g}]"
     if p.budget is not None:
         for name, value in (("impressions", p.budget.impressions), ("redemptions", p.budget.redemptions)):
             if value is not None and not (_is_int(value) and value >= 0):
                 errors[f"budget.{name}"] = "an integer >= 0"
-    if not (_is_number(p.weight) and 0 < p.weight <= MAX_WEIGHT):
+    if not (is_number(p.weight) and 0 < p.weight <= MAX_WEIGHT):
         errors["weight"] = f"a number in (0, {MAX_WEIGHT:g}]"
     if p.status not in STATUSES:
         errors["status"] = f"one of {', '.join(STATUSES)}"
@@ -293,7 +287,8 @@ class TargetIndex:
         self._max = max_entries
         self._lock = threading.Lock()
 
-    def targets(self, promotion: Promotion, catalogue: Catalogue, inactive: frozenset[int]) -> np.ndarray:
+    def targets(self, promotion: Promotion, catalogue: Catalogue, inactive: np.ndarray) -> np.ndarray:
+        """The promotion's target item indices minus ``inactive`` (an int64 array)."""
         key = (catalogue.version, promotion.promotion_id, promotion.updated_at)
         found = self._cache.get(key)
         if found is None:
@@ -306,8 +301,8 @@ class TargetIndex:
                 if len(self._cache) >= self._max:
                     self._cache.clear()
                 self._cache[key] = found
-        if inactive and len(found):
-            found = found[~np.isin(found, np.fromiter(inactive, dtype=np.int64, count=len(inactive)))]
+        if len(inactive) and len(found):
+            found = found[~np.isin(found, inactive)]
         return found
 
     def sample(self, catalogue: Catalogue) -> np.ndarray:
@@ -366,8 +361,9 @@ def rank(promotions: Iterable[Promotion], customer: CustomerFacts, catalogue: Ca
         ref = np.sort(row[index.sample(catalogue)])
     ranks = index.popularity_rank(catalogue)
     n_popular = len(catalogue.popular.items)
+    blocked = np.fromiter(inactive, dtype=np.int64, count=len(inactive))  # once, not per promotion
     for p in live:
-        targets = index.targets(p, catalogue, inactive)
+        targets = index.targets(p, catalogue, blocked)
         if not len(targets):
             continue
         if ref is not None:
@@ -434,6 +430,11 @@ return 'counted'
 """)
 
 
+def feedback_keys(promotion_id: str, decision_id: str) -> list[str]:
+    """KEYS of ``FEEDBACK``."""
+    return [keys.promotion_stats(promotion_id), keys.promotion_decision(promotion_id, decision_id)]
+
+
 @dataclass(frozen=True)
 class Served:
     candidate: Candidate
@@ -441,7 +442,7 @@ class Served:
 
     def to_answer(self) -> dict[str, Any]:
         p = self.candidate.promotion
-        return {"promotion_id": p.promotion_id, "name": p.name, "offer": p.to_document()["offer"],
+        return {"promotion_id": p.promotion_id, "name": p.name, "offer": p.offer.to_document(),
                 "score": self.candidate.score, "reason": self.candidate.reason, "decision_id": self.decision_id,
                 "item_id": self.candidate.item}
 
@@ -460,7 +461,8 @@ class PromotionBook:
     def __init__(self, *, poll_s: float = 0.5, attribution_days: float = 7.0,
                  clock: Callable[[], float] = time.time) -> None:
         self.store: DefinitionStore[Promotion] = DefinitionStore(
-            keys.PROMOTIONS, keys.PROMOTIONS_DELETED, keys.PROMOTIONS_REV, Promotion.from_document, poll_s=poll_s)
+            keys.PROMOTIONS, keys.PROMOTIONS_DELETED, keys.PROMOTIONS_REV, Promotion.from_document, poll_s=poll_s,
+            noun="promotion", id_field="promotion_id")
         self.index = TargetIndex()
         self.attribution_s = int(attribution_days * 86_400)
         self.clock = clock
@@ -484,10 +486,7 @@ class PromotionBook:
         return promotion, is_new
 
     def get(self, client: redis.Redis, promotion_id: str, *, deleted_ok: bool = False) -> tuple[Promotion, bool]:
-        doc, deleted = self.store.load(client, promotion_id)
-        if doc is None or (deleted and not deleted_ok):
-            raise NotFound(f"promotion {promotion_id!r} does not exist", details={"promotion_id": promotion_id})
-        return Promotion.from_document(doc), deleted
+        return self.store.get(client, promotion_id, deleted_ok=deleted_ok)
 
     def list(self, client: redis.Redis) -> list[Promotion]:
         docs = self.store.load_all(client)
@@ -495,14 +494,8 @@ class PromotionBook:
 
     def delete(self, client: redis.Redis, promotion_id: str, *, purge: bool = False) -> None:
         """Delete (reports stay readable) or, with ``purge``, remove the definition and all its data."""
-        if purge:
-            found = self.store.forget(client, promotion_id)
-            removed = purge_keys(client, keys.promotion_pattern(promotion_id))
-            if not found and not removed:
-                raise NotFound(f"promotion {promotion_id!r} does not exist", details={"promotion_id": promotion_id})
-            return
-        if not self.store.delete(client, promotion_id):
-            raise NotFound(f"promotion {promotion_id!r} does not exist", details={"promotion_id": promotion_id})
+        self.store.remove(client, promotion_id,
+                          purge_pattern=keys.promotion_pattern(promotion_id) if purge else None)
 
     # -- serving --------------------------------------------------------------------------------------
     def candidates(self, client: redis.Redis, customer: CustomerFacts, catalogue: Catalogue | None,
@@ -538,7 +531,7 @@ class PromotionBook:
                 scripted[i] = (SERVE, keys_, args)
             results = execute(client, pipe, scripted)
             for candidate, decision_id, result in zip(batch, ids, results, strict=True):
-                outcome = result.decode() if isinstance(result, bytes) else str(result)
+                outcome = as_text(result)
                 if outcome == "ok":
                     served.append(Served(candidate, decision_id))
                 elif outcome == "budget":
@@ -554,10 +547,7 @@ class PromotionBook:
         """
         if event_type not in ("click", "conversion"):
             return "ignored"
-        result = FEEDBACK(client, [keys.promotion_stats(promotion_id), keys.promotion_decision(promotion_id,
-                                                                                               decision_id)],
-                          [event_type, customer_id or ""])
-        return result.decode() if isinstance(result, bytes) else str(result)
+        return as_text(FEEDBACK(client, feedback_keys(promotion_id, decision_id), [event_type, customer_id or ""]))
 
     # -- reports --------------------------------------------------------------------------------------
     def report(self, client: redis.Redis, promotion_id: str) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import secrets
 import threading
@@ -23,7 +24,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import numpy as np
 import redis
 
-from service.errors import InvalidInput
+from service.errors import InvalidInput, NotFound
 
 #: Promotion ids and slot names: they become part of Redis keys and decision ids, so no braces, colons,
 #: glob characters or spaces.
@@ -93,8 +94,9 @@ def check_identifier(value: str, field: str) -> None:
         raise DefinitionError({field: IDENTIFIER_RULE}, location="path")
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
+def is_number(value: Any) -> bool:
+    """A finite int or float (not a bool): what definitions accept as numbers."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def isoformat(moment: datetime) -> str:
@@ -106,6 +108,18 @@ def parse_time(text: str) -> datetime:
     """ISO 8601 to an aware datetime; a time without an offset is taken as UTC."""
     moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def as_time(value: Any) -> datetime | None:
+    """A definition's time as stored (str) or loaded by its schema (datetime); None stays None."""
+    if value is None:
+        return None
+    return value if isinstance(value, datetime) else parse_time(str(value))
+
+
+def as_text(result: Any) -> str:
+    """A Lua script's status reply as a string."""
+    return result.decode() if isinstance(result, bytes) else str(result)
 
 
 # -- decision ids --------------------------------------------------------------------------------------
@@ -180,7 +194,10 @@ class DefinitionStore(Generic[T]):
     """
 
     def __init__(self, defs_key: str, deleted_key: str, rev_key: str, parse: Callable[[dict[str, Any]], T],
-                 *, poll_s: float = 0.5, clock: Callable[[], float] = time.monotonic) -> None:
+                 *, poll_s: float = 0.5, clock: Callable[[], float] = time.monotonic,
+                 noun: str = "definition", id_field: str = "id") -> None:
+        self.noun = noun
+        self.id_field = id_field
         self.defs_key = defs_key
         self.deleted_key = deleted_key
         self.rev_key = rev_key
@@ -222,7 +239,29 @@ class DefinitionStore(Generic[T]):
         self._stale = True
         return bool(live or deleted)
 
+    def remove(self, client: redis.Redis, def_id: str, *, purge_pattern: str | None = None) -> None:
+        """Delete (reports stay readable) or, given ``purge_pattern``, forget the definition and delete every
+        key matching the pattern; ``NotFound`` when there was nothing to delete."""
+        if purge_pattern is None:
+            found = self.delete(client, def_id)
+        else:
+            found = self.forget(client, def_id)
+            found = bool(purge_keys(client, purge_pattern)) or found
+        if not found:
+            raise self.not_found(def_id)
+
+    def not_found(self, def_id: str) -> NotFound:
+        return NotFound(f"{self.noun} {def_id!r} does not exist", details={self.id_field: def_id})
+
     # reads
+    def get(self, client: redis.Redis, def_id: str, *, deleted_ok: bool = False) -> tuple[T, bool]:
+        """(parsed definition, deleted) straight from Redis; ``NotFound`` when unknown (or deleted, unless
+        ``deleted_ok``)."""
+        doc, deleted = self.load(client, def_id)
+        if doc is None or (deleted and not deleted_ok):
+            raise self.not_found(def_id)
+        return self.parse(doc), deleted
+
     def load(self, client: redis.Redis, def_id: str) -> tuple[dict[str, Any] | None, bool]:
         """(document, deleted) straight from Redis; (None, False) when unknown."""
         pipe = client.pipeline(transaction=False)

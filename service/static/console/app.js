@@ -163,6 +163,22 @@ function messageLine(m) {
     h("div", {}, `“${m.variant.content}”`), h("div", { class: "muted" }, how)];
 }
 
+// ---------------------------------------------------------------- reports (promotions and message slots)
+
+/** Impressions, clicks and conversions of report rows (promotions or variants), one group per row. */
+const countsChart = (title, labels, rows) => barChart({
+  title, categories: labels, format: formats.count,
+  series: ["impressions", "clicks", "conversions"].map((key) => ({ name: key, values: rows.map((r) => r[key]) })),
+});
+
+/** Click and conversion rates of report rows with their 95% intervals. */
+const ratesChart = (title, labels, rows) => barChart({
+  title, categories: labels, format: formats.percent,
+  series: [["click_rate", "click rate"], ["conversion_rate", "conversion rate"]].map(([key, name]) => ({
+    name, values: rows.map((r) => r[key].value), low: rows.map((r) => r[key].low), high: rows.map((r) => r[key].high),
+  })),
+});
+
 // ---------------------------------------------------------------- promotions
 
 async function renderPromotions() {
@@ -172,20 +188,10 @@ async function renderPromotions() {
   const reports = settled.map((r) => (r.status === "fulfilled" ? r.value : null));
   const shown = reports.filter(Boolean);
   const labels = shown.map((r) => r.name || r.promotion_id);
-  const rate = (key, part) => shown.map((r) => r[key][part]);
   return [
     h("div", { class: "grid two" },
-      card("Reach", barChart({
-        title: "Impressions, clicks and conversions per promotion", categories: labels, format: formats.count,
-        series: ["impressions", "clicks", "conversions"].map((key) => ({ name: key, values: shown.map((r) => r[key]) })),
-      })),
-      card("Rates", barChart({
-        title: "Click and conversion rate per impression, with 95% intervals", categories: labels,
-        format: formats.percent,
-        series: [["click_rate", "click rate"], ["conversion_rate", "conversion rate"]].map(([key, name]) => ({
-          name, values: rate(key, "value"), low: rate(key, "low"), high: rate(key, "high"),
-        })),
-      }))),
+      card("Reach", countsChart("Impressions, clicks and conversions per promotion", labels, shown)),
+      card("Rates", ratesChart("Click and conversion rate per impression, with 95% intervals", labels, shown))),
     card("All promotions", table("Promotions",
       ["Promotion", "Status", "Runs", "Offer", "Weight", "Impressions", "Budget left"],
       promotions.map((p, index) => {
@@ -218,7 +224,6 @@ function slotCard(report) {
   const variants = report.variants;
   const labels = variants.map((v) => (v.tone && v.tone !== v.id ? `${v.id} (${v.tone})` : v.id) +
     (v.removed ? " – removed" : ""));
-  const rate = (key, part) => variants.map((v) => v[key][part]);
   const ips = report.off_policy;
   const shares = report.policy;
   const estimates = [
@@ -231,16 +236,8 @@ function slotCard(report) {
     h("p", { class: "meta" }, `exploration ${formats.percent(report.exploration)} · sticky ${report.sticky_days} days · ` +
       `${formats.count(ips.decisions)} decisions` + (ips.lift != null ? ` · lift over uniform ×${ips.lift.toFixed(2)}` : "")),
     h("div", { class: "grid two" },
-      barChart({
-        title: "Impressions, clicks and conversions per variant", categories: labels, format: formats.count,
-        series: ["impressions", "clicks", "conversions"].map((key) => ({ name: key, values: variants.map((v) => v[key]) })),
-      }),
-      barChart({
-        title: "Click and conversion rate per decision, 95% intervals", categories: labels, format: formats.percent,
-        series: [["click_rate", "click rate"], ["conversion_rate", "conversion rate"]].map(([key, name]) => ({
-          name, values: rate(key, "value"), low: rate(key, "low"), high: rate(key, "high"),
-        })),
-      }),
+      countsChart("Impressions, clicks and conversions per variant", labels, variants),
+      ratesChart("Click and conversion rate per decision, 95% intervals", labels, variants),
       barChart({
         title: "Reward rate: learned policy vs uniform random, 95% intervals", format: formats.percent,
         categories: estimates.map(([name]) => name),
