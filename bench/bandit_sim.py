@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import threading
@@ -53,6 +52,7 @@ from scipy.cluster.vq import kmeans2
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.train_bench import machine  # noqa: E402
 from service.domain.profile import StageRules, journey_stage  # noqa: E402
 from service.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
 from service.store import iso_to_day  # noqa: E402
@@ -324,19 +324,6 @@ def sensitivity(world: World, arrivals: np.ndarray, redis_url: str, exploration:
 
 
 # -- reporting -----------------------------------------------------------------------------------------
-def machine() -> str:
-    mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores ({cpu}), {mem_gb:.0f} GB RAM, Linux, Python {platform.python_version()}"
-
-
 def verdict(results: dict[str, Any]) -> list[str]:
     """The issue's target at 20k decisions: >= 1.2x the best single variant and >= 85% of the oracle."""
     r = results.get(str(CHECKPOINTS[1]))

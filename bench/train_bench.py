@@ -46,9 +46,17 @@ def phases_table(summary: dict) -> str:
 
 
 def machine() -> str:
+    """Cores, CPU model, RAM and Python: the line every benchmark report starts with."""
     mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{os.cpu_count()} cores, {mem_gb:.0f} GB RAM, {platform.processor() or platform.machine()}, " \
-           f"Python {platform.python_version()}"
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores ({cpu}), {mem_gb:.0f} GB RAM, Linux, Python {platform.python_version()}"
 
 
 def main() -> None:
