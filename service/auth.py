@@ -14,9 +14,10 @@ from dataclasses import dataclass
 
 import flask
 
+from service.config import SCOPES
 from service.errors import Forbidden, Unauthorized
 
-RANK = {"read": 1, "marketing": 2, "admin": 3}
+RANK = {scope: rank for rank, scope in enumerate(SCOPES, start=1)}
 
 
 @dataclass(frozen=True)

@@ -50,13 +50,6 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
-def _clock(text: str) -> str:
-    value = text.strip().lower()
-    if value not in {"data", "wall"}:
-        raise ValueError(f"expected 'data' or 'wall', got {text!r}")
-    return value
-
-
 def _choice(*allowed: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
         value = text.strip().lower()
@@ -102,6 +95,13 @@ class Setting:
     help: str
     secret: bool = False
 
+    def value(self, raw: str) -> Any:
+        """``raw`` parsed; ``ConfigError`` naming the variable (never showing a secret's value)."""
+        try:
+            return self.parse(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{self.env}={'***' if self.secret else repr(raw)}: {exc}") from None
+
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("REDIS_URL", "redis_url", "redis://127.0.0.1:6379/0", str,
@@ -126,7 +126,7 @@ SETTINGS: tuple[Setting, ...] = (
             "seconds the circuit stays open before a request tries Redis again"),
     Setting("TAILOR_MODEL_POLL_S", "model_poll_s", "0.25", _positive_float,
             "how often each process checks the active model version and item overrides"),
-    Setting("TAILOR_CLOCK", "clock", "data", _clock,
+    Setting("TAILOR_CLOCK", "clock", "data", _choice("data", "wall"),
             "`data`: \"now\" is the end of the model's data (or a later event); `wall`: the system clock"),
     Setting("TAILOR_LAPSED_DAYS", "lapsed_days", "180", _positive_float,
             "journey stage `lapsed`: no purchase for this many days"),
@@ -218,11 +218,7 @@ class Settings:
             raw = overrides.get(setting.env, env.get(setting.env, setting.default))
             if not isinstance(raw, str):
                 raw = ",".join(f"{k}:{v}" for k, v in raw.items()) if isinstance(raw, dict) else str(raw)
-            try:
-                values[setting.attr] = setting.parse(raw)
-            except ValueError as exc:
-                shown = "***" if setting.secret else repr(raw)
-                raise ConfigError(f"{setting.env}={shown}: {exc}") from None
+            values[setting.attr] = setting.value(raw)
         return cls(**values)
 
     def masked(self) -> dict[str, Any]:
@@ -243,11 +239,7 @@ def setting_value(env: str, environ: Mapping[str, str] | None = None) -> Any:
     setting = next((s for s in SETTINGS if s.env == env), None)
     if setting is None:
         raise ConfigError(f"unknown setting: {env}")
-    raw = (os.environ if environ is None else environ).get(env, setting.default)
-    try:
-        return setting.parse(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{env}={'***' if setting.secret else repr(raw)}: {exc}") from None
+    return setting.value((os.environ if environ is None else environ).get(env, setting.default))
 
 
 def mask_url(url: str) -> str:

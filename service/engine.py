@@ -47,7 +47,7 @@ class Engine:
         self.rules = StageRules(settings.lapsed_days, settings.repeat_min_orders)
         self.answers = AnswerMemo(settings.answer_cache_size)
         # With the wall clock "now" moves between requests, so an answer is no function of its inputs alone.
-        self.memoise = settings.clock == "data"
+        self.memoise = settings.clock == "data" and settings.answer_cache_size > 0
 
     # -- helpers --------------------------------------------------------------------------------------
     def serving(self) -> ServingState:
@@ -107,16 +107,17 @@ class Engine:
         m = state.model
         filters = self._filters(state, exclude, category, exclude_category)
         try:
-            customer, seen = self.repository.customer_read(customer_id, m.version)
+            customer, seen = self.repository.customer_read(customer_id, m.version, fingerprinted=self.memoise)
         except Unavailable:
             count_fallback()
             return {"customer_id": customer_id, **self._popular_answer(state, n, filters, SOURCE_FALLBACK)}
+        if seen is None:
+            return self._customer_answer(state, customer, n, exclude_purchased, filters)
         key = ("customer", customer_id, n, exclude_purchased, tuple(exclude), category, exclude_category)
-        answer = self.answers.get(state, key, seen) if self.memoise else None
+        answer = self.answers.get(state, key, seen)
         if answer is None:
             answer = self._customer_answer(state, customer, n, exclude_purchased, filters)
-            if self.memoise:
-                self.answers.put(state, key, answer, seen)
+            self.answers.put(state, key, answer, seen)
         return answer
 
     def _customer_answer(self, state: ServingState, customer: CustomerState, n: int, exclude_purchased: bool,
@@ -129,7 +130,6 @@ class Engine:
         now = self.now_day(m, customer)
         history = purchase_history(customer, m.item_index, m.n_items, m.data_end_day, now,
                                    include_session=session)
-        bought = history.orders.indices
         if session:
             bought = item_indices((p.item_id for p in customer.live_after(m.data_end_day)), m.item_index)
             viewed = item_indices((s.item_id for s in customer.session), m.item_index)
@@ -137,6 +137,7 @@ class Engine:
             bought_set = set(bought.tolist())
             phrase: Callable[[int], str] = lambda i: "you ordered" if i in bought_set else "you viewed"  # noqa: E731
         else:
+            bought = history.orders.indices
             phrase = _you_ordered
         if exclude_purchased and len(bought):
             filters = filters.with_blocked(bought)
@@ -159,7 +160,7 @@ class Engine:
     def _basket_answer(self, state: ServingState, items: Sequence[str], n: int, exclude: Sequence[str],
                        category: str | None, exclude_category: str | None) -> dict[str, Any]:
         m = state.model
-        basket = np.unique(item_indices(items, m.item_index))
+        basket = item_indices(items, m.item_index)  # basket_history dedupes; blocking tolerates repeats
         filters = self._filters(state, exclude, category, exclude_category).with_blocked(basket)
         if not len(basket):
             return self._popular_answer(state, n, filters, SOURCE_POPULAR)
@@ -170,11 +171,7 @@ class Engine:
     def similar(self, item_id: str, *, n: int) -> dict[str, Any]:
         """Items bought by the same customers; 404 for an item the model does not know."""
         state = self.serving()
-        m = state.model
-        index = m.item_index.get(item_id)
-        if index is None:
-            raise NotFound(f"item {item_id!r} is not in the catalogue of model {m.version}",
-                           details={"item_id": item_id})
+        index = _index_of(state.model, item_id)
         key = ("similar", index, n)
         answer = self.answers.get(state, key)
         if answer is None:
@@ -215,18 +212,24 @@ class Engine:
     def item(self, item_id: str) -> dict[str, Any]:
         state = self.serving()
         m = state.model
-        index = m.item_index.get(item_id)
-        if index is None:
-            raise NotFound(f"item {item_id!r} is not in the catalogue of model {m.version}",
-                           details={"item_id": item_id})
+        index = _index_of(m, item_id)
         return {**m.item_meta[index], "active": index not in state.inactive_set, "model_version": m.version}
 
     def set_item_active(self, item_id: str, active: bool) -> dict[str, Any]:
         """Admin: (de)activate an item everywhere; this process applies it at once, others within a poll."""
-        self.item(item_id)
+        _index_of(self.serving().model, item_id)
         override = self.repository.set_item_override(item_id, active)
         self.store.apply_override(item_id, override)
         return self.item(item_id)
+
+
+def _index_of(model: LoadedModel, item_id: str) -> int:
+    """The item's index in ``model``; ``NotFound`` (404) for an item its catalogue lacks."""
+    index = model.item_index.get(item_id)
+    if index is None:
+        raise NotFound(f"item {item_id!r} is not in the catalogue of model {model.version}",
+                       details={"item_id": item_id})
+    return index
 
 
 def _you_ordered(_index: int) -> str:

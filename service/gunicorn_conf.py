@@ -38,7 +38,6 @@ threads = _settings.threads if worker_class == "gthread" else 1
 keepalive = 5
 timeout = 30
 graceful_timeout = 10
-max_requests = 0
 loglevel = _settings.log_level
 accesslog = None
 errorlog = "-"

@@ -30,6 +30,7 @@ from service.domain.feedback import apply_feedback
 from service.domain.targeting import Lua, execute
 from service.errors import Unavailable
 from service.redis_client import RedisGateway
+from training.history import SECONDS_PER_DAY
 
 log = logging.getLogger("tailor.repository")
 
@@ -60,10 +61,12 @@ class Repository:
     # -- customers ------------------------------------------------------------------------------------
     def customer(self, customer_id: str, version: str) -> CustomerState:
         """Record + live overlay + session in one round trip; ``Unavailable`` when Redis is not answering."""
-        return self.customer_read(customer_id, version)[0]
+        return self.customer_read(customer_id, version, fingerprinted=False)[0]
 
-    def customer_read(self, customer_id: str, version: str) -> tuple[CustomerState, bytes]:
-        """``customer`` plus a fingerprint of the raw values read (equal fingerprints: equal data)."""
+    def customer_read(self, customer_id: str, version: str, *, fingerprinted: bool = True
+                      ) -> tuple[CustomerState, bytes | None]:
+        """``customer`` plus a fingerprint of the raw values read (equal fingerprints: equal data), or None
+        when not ``fingerprinted`` (nothing is memoised: hashing would be wasted on the request path)."""
         def fetch() -> list[Any]:
             pipe = self.gateway.reads.pipeline(transaction=False)
             pipe.get(keys.customer_history(version, customer_id))
@@ -74,7 +77,7 @@ class Repository:
         blob, live, session = self.gateway.call(fetch)
         state = CustomerState(customer_id, decode_record(blob), parse_live(live) if live else [],
                               parse_session(session, self.settings.session_max_items) if session else [])
-        return state, fingerprint(blob, live, session)
+        return state, fingerprint(blob, live, session) if fingerprinted else None
 
     # -- events ---------------------------------------------------------------------------------------
     def ingest(self, events: Sequence[Event]) -> IngestResult:
@@ -129,7 +132,7 @@ class Repository:
             scripted[len(pipe)] = (_TOUCH, script_keys, args)
             _TOUCH.queue(pipe, script_keys, args)
 
-        live_ttl = int(s.live_ttl_days * 86_400)
+        live_ttl = int(s.live_ttl_days * SECONDS_PER_DAY)
         for customer_id, fields in live.items():
             touch(keys.customer_live(customer_id), live_ttl, fields)
         first_session = len(pipe)

@@ -111,13 +111,6 @@ class ServingState:
     overrides: dict[str, dict[str, Any]]
     overrides_rev: int
 
-    def item_active(self, item_id: str) -> bool:
-        override = self.overrides.get(item_id)
-        if override is not None and "active" in override:
-            return bool(override["active"])
-        index = self.model.item_index.get(item_id)
-        return index is None or index not in self.model.catalogue_inactive
-
 
 def build_state(model: LoadedModel, overrides: dict[str, dict[str, Any]], rev: int) -> ServingState:
     """Combine the catalogue's active flags with the admin overrides (the override wins)."""
@@ -143,17 +136,6 @@ def _popular(entry: dict[str, Any] | None, n_items: int) -> PopularList:
     return PopularList(items[keep], scores[keep])
 
 
-def _blob_names(client: redis.Redis, version: str, manifest: dict[str, Any]) -> list[str]:
-    """Blob names of a version: from the manifest when it lists them, else by scanning the version's keys."""
-    listed = manifest.get("blobs")
-    if isinstance(listed, list) and listed:
-        return [str(name) for name in listed]
-    prefix = keys.model_blob(version, "")
-    return [key.decode()[len(prefix):] for key in client.scan_iter(match=keys.model_blob_pattern(version),
-                                                                     count=10_000)
-            if key.decode().startswith(prefix)]
-
-
 def load_version(client: redis.Redis, version: str) -> LoadedModel:
     """Rebuild ``version`` from Redis (manifest, model arrays, item ids and metadata, popular lists)."""
     from training.artifact import ArtifactError, load_model
@@ -163,7 +145,9 @@ def load_version(client: redis.Redis, version: str) -> LoadedModel:
         raise ModelLoadError(f"version {version} has no manifest (not published, or deleted)")
     try:
         manifest = json.loads(raw_manifest)
-        names = _blob_names(client, version, manifest)
+        # Every publish lists its blobs; the item embeddings are left out: only the message bandit uses
+        # them, and it reads them itself on first use (service.marketing).
+        names = [str(name) for name in manifest["blobs"] if name != "item_embeddings"]
         pipe = client.pipeline(transaction=False)
         for name in names:
             pipe.get(keys.model_blob(version, name))

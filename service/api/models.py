@@ -8,7 +8,7 @@ import flask
 
 from service.api.framework import Blueprint, json_response
 from service.api.models_schemas import ActivateRequest, ActivationSchema, ModelListSchema, ModelSummarySchema
-from service.errors import Conflict, NoActiveModel, NotFound
+from service.errors import Conflict, NotFound
 
 blp = Blueprint("models", __name__, url_prefix="/v1/models", description="Model versions")
 
@@ -37,10 +37,7 @@ def list_models() -> flask.Response:
 @blp.response(200, ModelSummarySchema)
 def active_model() -> flask.Response:
     """The version this process serves, with its metrics (answered from memory)."""
-    state = _tailor().store.current()
-    if state is None:
-        raise NoActiveModel("no model version is active yet: publish one with `tailor publish`")
-    return json_response(state.model.summary())
+    return json_response(_tailor().engine.serving().model.summary())
 
 
 @blp.route("/active", methods=["PUT"])

@@ -26,9 +26,8 @@ class Filters:
     category: int | None = None  # only items of this category code
     exclude_category: int | None = None  # no items of this category code
 
-    def with_blocked(self, *more: np.ndarray) -> Filters:
-        parts = [self.blocked, *(np.asarray(m, dtype=np.int64) for m in more)]
-        return Filters(np.concatenate(parts) if len(parts) > 1 else self.blocked, self.category,
+    def with_blocked(self, more: np.ndarray) -> Filters:
+        return Filters(np.concatenate([self.blocked, np.asarray(more, dtype=np.int64)]), self.category,
                        self.exclude_category)
 
 
@@ -66,14 +65,11 @@ def rank_scores(scores: np.ndarray, n: int, filters: Filters, category_codes: np
     if k <= 0:
         return EMPTY, np.empty(0, dtype=np.float32)
     negated = -row  # argpartition selects the k smallest quickly; from the top end, ties make it crawl
+    # numpy orders NaN after every number, so a NaN is picked only when fewer than k others remain.
     part = np.argpartition(negated, k - 1)[:k]
     order = part[np.argsort(negated[part], kind="stable")]
     values = row[order]
     keep = np.isfinite(values)
-    if not keep.all() and np.isnan(row).any():
-        # argpartition ranks NaN above everything: drop NaNs and rank again (models should not emit them).
-        row[np.isnan(row)] = -np.inf
-        return rank_scores(row, n, Filters(), category_codes)
     return order[keep], values[keep]
 
 
