@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 SCOPES = ("read", "marketing", "admin")
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"  # also the training CLI's default (tailor publish/retrain)
 
 
 class ConfigError(ValueError):
@@ -104,7 +105,7 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("REDIS_URL", "redis_url", "redis://127.0.0.1:6379/0", str,
+    Setting("REDIS_URL", "redis_url", DEFAULT_REDIS_URL, str,
             "Redis holding models, customer records, events and overrides"),
     Setting("TAILOR_API_KEYS", "api_keys", "", parse_api_keys,
             "comma-separated `KEY:SCOPE` pairs, scopes `read` < `marketing` < `admin`", secret=True),

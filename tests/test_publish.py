@@ -50,7 +50,7 @@ def test_rollback_and_activate(redis_client: redis.Redis, model_dirs: list[Path]
     assert redis_client.get(keys.ACTIVE_MODEL).decode() == second
     assert publish.rollback(redis_client) == first
     assert redis_client.get(keys.ACTIVE_MODEL).decode() == first
-    publish.activate(redis_client, second)
+    publish.activate_version(redis_client, second)
     listed = publish.list_versions(redis_client)
     assert [v["version"] for v in listed if v["active"]] == [second]
     with pytest.raises(publish.PublishError, match="is active"):
@@ -64,7 +64,7 @@ def test_rollback_and_activate(redis_client: redis.Redis, model_dirs: list[Path]
 def test_prune_keeps_newest_and_active(redis_client: redis.Redis, model_dirs: list[Path]) -> None:
     first = publish.publish_model(redis_client, model_dirs[0])
     publish.publish_model(redis_client, model_dirs[1], activate=False)
-    publish.activate(redis_client, first)
+    publish.activate_version(redis_client, first)
     removed = publish.prune(redis_client, keep=1)
     assert removed == []  # the only older version is the active one
     assert {v["version"] for v in publish.list_versions(redis_client)} == {first, _version(model_dirs[1])}

@@ -320,7 +320,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         else:
             print(publish.format_versions(versions))
     elif action == "activate":
-        publish.activate(client, args.version)
+        publish.activate_version(client, args.version)
         print(f"activated {args.version}")
     elif action == "rollback":
         print(f"rolled back to {publish.rollback(client)}")
@@ -334,8 +334,9 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     import os
     import time
 
+    from service.config import DEFAULT_REDIS_URL
     from training.pipeline import PhaseTimer
-    from training.publish import DEFAULT_REDIS_URL, connect
+    from training.publish import connect
     from training.retrain import retrain
 
     # The feedback loop: unless told otherwise, learn from the events stream of the Redis we publish to.

@@ -21,10 +21,9 @@ from tqdm import tqdm
 
 from service import keys
 from service.codec import CustomerRecord, array_to_bytes, pack_customer
-from service.config import mask_url
+from service.config import DEFAULT_REDIS_URL, mask_url
 from training.artifact import Artifact, ArtifactError, read_artifact
 
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 PIPELINE_BATCH = 2_000
 
 
@@ -131,15 +130,12 @@ def log_event(client: redis.Redis, action: str, version: str, **extra: Any) -> N
 
 
 def activate_version(client: redis.Redis, version: str, action: str = "activate") -> None:
+    """Make ``version`` the served one (one atomic SET) and log it; ``action`` names why in the history."""
     if not client.exists(keys.model_manifest(version)):
         raise PublishError(f"version {version} is not published (see `tailor models list`)")
     previous = client.get(keys.ACTIVE_MODEL)
     client.set(keys.ACTIVE_MODEL, version)
     log_event(client, action, version, previous=previous.decode() if previous else None)
-
-
-def activate(client: redis.Redis, version: str) -> None:
-    activate_version(client, version)
 
 
 def rollback(client: redis.Redis) -> str:
@@ -255,5 +251,5 @@ def format_versions(versions: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["ArtifactError", "PublishError", "activate", "connect", "delete_version", "list_versions",
+__all__ = ["ArtifactError", "PublishError", "activate_version", "connect", "delete_version", "list_versions",
            "publish_model", "rollback"]
