@@ -67,6 +67,7 @@ def main() -> None:
     p.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     p.add_argument("--connections", type=int, default=16)
     p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--only", help="comma-separated endpoint names to run (customer, similar, basket, events)")
     args = p.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk not found: apt-get install wrk")
@@ -120,6 +121,9 @@ def run_all(base: str, model: Path, tmp: Path, args: argparse.Namespace) -> str:
         ("events (batches of 100)", WRK / "events.lua",
          {"TAILOR_BENCH_IDS": str(customers), "TAILOR_BENCH_ITEMS": str(items), "TAILOR_BENCH_BATCH": "100"}),
     ]
+    if args.only:
+        wanted = args.only.split(",")
+        cases = [case for case in cases if any(case[0].startswith(w) for w in wanted)]
     c, d = args.connections, args.duration
     wrk(f"{base}/healthz", None, 3, c, {})  # warm-up
     lines = [f"Machine: {machine()}; date {date.today().isoformat()}; wrk -t1 -c{c}, {d} s per run; "

@@ -4,7 +4,8 @@ It ties the serving snapshot of the model store, the Redis repository and the pu
 together and returns plain JSON-ready dicts; HTTP (parsing, auth, status codes) stays in ``service.api``.
 
 Hot path of a customer's recommendations: one snapshot read, one pipelined Redis round trip, one
-``model.score`` of a one-row history, an in-place mask and ``top_n``, ``explain`` for the n results.
+``model.score_row`` of the customer's history, an in-place mask and ``top_n``, ``explain_row`` for the n
+results.
 When Redis does not answer (or the circuit is open) the answer comes from the popular list held in
 process memory, marked ``popular-fallback``.
 """
@@ -27,7 +28,7 @@ from service.errors import NoActiveModel, NotFound, Unavailable
 from service.observability import count_fallback
 from service.repository import IngestResult, Repository
 from service.store import LoadedModel, ModelStore, PopularList, ServingState
-from training.history import SECONDS_PER_DAY, PurchaseHistory
+from training.history import SECONDS_PER_DAY, CustomerRow
 
 SOURCE_PERSONALIZED = "personalized"
 SOURCE_SESSION = "session"
@@ -89,12 +90,12 @@ class Engine:
         return {"model_version": m.version, "source": source, "segment": segment,
                 "items": self._items(m, idx, scores, lambda _i: text)}
 
-    def _scored(self, state: ServingState, history: PurchaseHistory, n: int, filters: Filters,
+    def _scored(self, state: ServingState, history: CustomerRow, n: int, filters: Filters,
                 phrase: Callable[[int], str]) -> list[dict[str, Any]]:
         m = state.model
-        scores = m.model.score(history)
-        idx, values = rank_scores(scores[0], n, filters, m.category_codes)
-        reasons = m.model.explain_many(history, 0, idx)
+        scores = m.model.score_row(history)
+        idx, values = rank_scores(scores, n, filters, m.category_codes)
+        reasons = m.model.explain_row(history, idx)
         texts = {int(i): reason_text(r, m.item_ids, phrase) for i, r in zip(idx.tolist(), reasons, strict=True)}
         return self._items(m, idx, values, texts.__getitem__)
 
@@ -137,7 +138,7 @@ class Engine:
             bought_set = set(bought.tolist())
             phrase: Callable[[int], str] = lambda i: "you ordered" if i in bought_set else "you viewed"  # noqa: E731
         else:
-            bought = history.orders.indices
+            bought = history.items
             phrase = _you_ordered
         if exclude_purchased and len(bought):
             filters = filters.with_blocked(bought)

@@ -30,7 +30,7 @@ from service.domain.targeting import CustomerFacts
 from service.observability import count_decision, count_impressions
 from service.store import ServingState
 from training.embeddings import customer_embedding
-from training.history import PurchaseHistory
+from training.history import CustomerRow
 
 if TYPE_CHECKING:
     from service import Tailor
@@ -103,7 +103,7 @@ class Marketing:
         return customer, sticky_raw
 
     def _facts(self, state: ServingState, customer: CustomerState, *, embed: bool
-               ) -> tuple[CustomerFacts, PurchaseHistory | None]:
+               ) -> tuple[CustomerFacts, CustomerRow | None]:
         """What targeting needs about the customer, and their history in the model's items (None if empty).
 
         The embedding (only the message bandit's context uses it) is computed when ``embed`` is set.
@@ -115,12 +115,12 @@ class Marketing:
                                 countries=m.countries, data_end_day=m.data_end_day, now_day=now,
                                 rules=engine.rules, top=1)
         history = purchase_history(customer, m.item_index, m.n_items, m.data_end_day, now)
-        has_history = history.orders.nnz > 0
+        has_history = len(history.items) > 0
         embedding = None
         if has_history and embed:
             item_embeddings = self.item_embeddings(m.version)
             if item_embeddings is not None and item_embeddings.shape[0] == m.n_items:
-                embedding = customer_embedding(item_embeddings, history.orders.indices, history.orders.data)
+                embedding = customer_embedding(item_embeddings, history.items, history.orders)
         top_items = profile["top_items"]
         top_categories = profile["top_categories"]
         facts = CustomerFacts(
@@ -132,11 +132,11 @@ class Marketing:
         return facts, history if has_history else None
 
     @staticmethod
-    def _scores(state: ServingState, history: PurchaseHistory | None) -> np.ndarray | None:
+    def _scores(state: ServingState, history: CustomerRow | None) -> np.ndarray | None:
         """The customer's score row from the served model (None without a history)."""
         if history is None:
             return None
-        return np.asarray(state.model.model.score(history)[0], dtype=np.float64)
+        return np.asarray(state.model.model.score_row(history), dtype=np.float64)
 
     # -- promotions -----------------------------------------------------------------------------------
     def put_promotion(self, promotion_id: str, body: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
@@ -212,7 +212,7 @@ class Marketing:
         count_decision(slot_name, answer["variant"]["id"], "sticky" if answer["sticky"] else answer["policy"])
         return {"customer_id": customer_id, "model_version": m.version, **answer}
 
-    def _first_recommendation(self, state: ServingState, history: PurchaseHistory | None,
+    def _first_recommendation(self, state: ServingState, history: CustomerRow | None,
                               country: str | None) -> int | None:
         """An active item the customer has not bought: their best score, else the most popular."""
         m = state.model
@@ -220,7 +220,7 @@ class Marketing:
         if row is not None and history is not None:
             if len(state.inactive):
                 row[state.inactive] = -np.inf
-            row[history.orders.indices] = -np.inf
+            row[history.items] = -np.inf
             best = int(np.argmax(row))
             if np.isfinite(row[best]):
                 return best

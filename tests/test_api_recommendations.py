@@ -150,3 +150,19 @@ def test_popular_global_and_by_country(api: ApiClient, retail: TrainedModel):
     assert all(i["reason"] == "popular in United Kingdom" for i in uk["items"])
     nowhere = api.get("/v1/popular?n=5&country=Atlantis").get_json()
     assert nowhere["segment"] == "global"
+
+
+def test_repeated_queries_are_parsed_alike_and_invalid_ones_stay_rejected(api: ApiClient, retail: TrainedModel):
+    """The parser memoises valid query strings: repeats must answer exactly like the first request, an
+    invalid query must be rejected every time, and a list argument must not leak between requests."""
+    customer = retail.busiest_customer()
+    first = item_ids(api.get(f"/v1/customers/{customer}/recommendations?n=5"))
+    excluded = first[:2]
+    query = f"/v1/customers/{customer}/recommendations?n=5&exclude={','.join(excluded)}"
+    for _ in range(3):
+        again = item_ids(api.get(query))
+        assert len(again) == 5 and not set(excluded) & set(again)
+        assert item_ids(api.get(f"/v1/customers/{customer}/recommendations?n=5")) == first
+    for _ in range(2):
+        assert_error(api.get(f"/v1/customers/{customer}/recommendations?n=0"), 400, "invalid_input")
+        assert_error(api.get(f"/v1/customers/{customer}/recommendations?n=five"), 400, "invalid_input")

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from training.history import PurchaseHistory
+from training.history import CustomerRow, PurchaseHistory
 from training.models import ALGORITHMS, DEFAULT_ALGORITHM, HYPERPARAMETERS, Reason, Recommender, create, load
 from training.models.ease import MAX_ITEMS
 from training.models.hybrid import HybridRecommender
@@ -283,3 +283,20 @@ def test_ease_refuses_huge_catalogues() -> None:
     wide = PurchaseHistory.empty(2, MAX_ITEMS + 1, NOW)
     with pytest.raises(ValueError, match="item-knn"):
         create("ease").fit(wide)
+
+
+def test_score_row_matches_score(fitted: Recommender, history: PurchaseHistory) -> None:
+    """The service's single-customer path scores and explains exactly like the batch path."""
+    items = np.arange(N_ITEMS)
+    customers = [history.rows([row]) for row in (0, 1, 5, 17)] + [single([]), single([3, 12], [4.0, 1.0])]
+    for customer in customers:
+        row = CustomerRow.of(customer, 0)
+        expected = fitted.score(customer)[0]
+        scores = fitted.score_row(row)
+        assert scores.dtype == np.float32 and scores.shape == (N_ITEMS,)
+        np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-6)
+        assert fitted.explain_row(row, items) == fitted.explain_many(customer, 0, items)
+    scores = fitted.score_row(CustomerRow.of(history, 0))
+    scores[:] = 0.0  # callers may modify the answer: it must not be a view of the model
+    np.testing.assert_allclose(fitted.score_row(CustomerRow.of(history, 0)), fitted.score(history.rows([0]))[0],
+                               rtol=1e-5, atol=1e-6)

@@ -68,3 +68,45 @@ class PurchaseHistory:
     def empty(cls, n_rows: int, n_items: int, now_day: float) -> PurchaseHistory:
         z = sp.csr_matrix((n_rows, n_items), dtype=np.float32)
         return cls(z, z.copy(), z.copy(), float(now_day))
+
+
+@dataclass(frozen=True)
+class CustomerRow:
+    """One customer's history as plain arrays over sorted, unique item indices.
+
+    The service scores one customer per request; three 1 x n_items scipy matrices cost more to build than
+    the scoring itself, so models score this form directly (``Recommender.score_row``) and the batch form
+    (``PurchaseHistory``) stays for training, evaluation and export.
+    """
+
+    items: np.ndarray  # int32, sorted, unique
+    orders: np.ndarray  # float32: distinct orders containing the item
+    quantity: np.ndarray  # float32: units
+    last_day: np.ndarray  # float64: day of the latest purchase
+    now_day: float
+    n_items: int
+
+    @classmethod
+    def of(cls, history: PurchaseHistory, row: int) -> CustomerRow:
+        """Row ``row`` of a batch history (views of its arrays, no copy)."""
+        start, end = history.orders.indptr[row], history.orders.indptr[row + 1]
+        return cls(history.orders.indices[start:end], history.orders.data[start:end],
+                   history.quantity.data[start:end], history.last_day.data[start:end], history.now_day,
+                   history.shape[1])
+
+    @classmethod
+    def empty(cls, n_items: int, now_day: float) -> CustomerRow:
+        return cls(np.empty(0, dtype=np.int32), np.empty(0, dtype=np.float32), np.empty(0, dtype=np.float32),
+                   np.empty(0, dtype=np.float64), float(now_day), n_items)
+
+    def as_history(self) -> PurchaseHistory:
+        """The 1 x n_items batch form (for models without a single-row fast path)."""
+        indptr = np.asarray([0, len(self.items)], dtype=np.int64)
+        shape = (1, self.n_items)
+
+        def mat(values: np.ndarray, dtype: type) -> sp.csr_matrix:
+            return sp.csr_matrix((np.asarray(values, dtype=dtype), np.asarray(self.items, dtype=np.int32), indptr),
+                                 shape=shape)
+
+        return PurchaseHistory(mat(self.orders, np.float32), mat(self.quantity, np.float32),
+                               mat(self.last_day, np.float64), float(self.now_day))

@@ -73,9 +73,40 @@ def error_response(status: int, code: str, message: str, details: Any = None,
 
 
 class TailorParser(FlaskParser):
-    """webargs parser: orjson bodies, 415 for non-JSON bodies, 400 for validation errors."""
+    """webargs parser: orjson bodies, 415 for non-JSON bodies, 400 for validation errors.
+
+    Parsed query strings are memoised per schema: a query's arguments are a pure function of its raw
+    bytes, frontends send the same few shapes (``n=10``) again and again, and a marshmallow load costs
+    more than the rest of a cached recommendation. Only valid queries are kept (invalid ones are
+    re-validated and rejected each time); the memo is bounded and emptied when full.
+    """
 
     DEFAULT_VALIDATION_STATUS = 400
+    QUERY_MEMO_ENTRIES = 4096
+    QUERY_MEMO_MAX_BYTES = 512
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._query_memo: dict[tuple[ma.Schema, bytes, Any], dict[str, Any]] = {}
+
+    def parse(self, argmap: Any, req: flask.Request | None = None, *, location: str | None = None,
+              validate: Any = None, **kwargs: Any) -> Any:
+        if location != "query" or validate is not None or not isinstance(argmap, ma.Schema):
+            return super().parse(argmap, req, location=location, validate=validate, **kwargs)
+        raw = (req or flask.request).query_string
+        if len(raw) > self.QUERY_MEMO_MAX_BYTES:
+            return super().parse(argmap, req, location=location, **kwargs)
+        key = (argmap, raw, kwargs.get("unknown"))
+        parsed = self._query_memo.get(key)
+        if parsed is None:
+            parsed = super().parse(argmap, req, location=location, **kwargs)
+            if not isinstance(parsed, dict):
+                return parsed
+            if len(self._query_memo) >= self.QUERY_MEMO_ENTRIES:
+                self._query_memo.clear()
+            self._query_memo[key] = parsed
+        # Views get their own dict and lists: nothing they do can change the remembered arguments.
+        return {name: list(value) if isinstance(value, list) else value for name, value in parsed.items()}
 
     def _raw_load_json(self, req: flask.Request) -> Any:
         data = req.get_data(cache=True)

@@ -8,16 +8,14 @@ the record (the retraining job reads them back from the events stream), so only 
 
 from __future__ import annotations
 
-import copy
 import json
 import struct
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.sparse as sp
 
 from service.codec import CustomerRecord, unpack_customer
-from training.history import PurchaseHistory
+from training.history import CustomerRow
 
 
 @dataclass(frozen=True)
@@ -113,42 +111,8 @@ def parse_session(raw: dict[bytes, bytes], limit: int) -> list[SessionItem]:
     return out[:limit]
 
 
-class OneRowHistory(PurchaseHistory):
-    """A single customer's history. Selecting its only row returns it as is: models call
-    ``history.rows([row])`` per explained item, and copying three sparse matrices each time would cost
-    more than the scoring itself."""
-
-    def rows(self, index: np.ndarray | slice | list[int]) -> PurchaseHistory:
-        if isinstance(index, slice):
-            if index.indices(1) == (0, 1, 1):
-                return self
-        elif len(index) == 1 and int(index[0]) in (0, -1):
-            return self
-        return super().rows(index)
-
-
-def _one_row(cols: np.ndarray, orders: np.ndarray, quantity: np.ndarray, last_day: np.ndarray,
-             n_items: int, now_day: float) -> PurchaseHistory:
-    """A 1 x n_items history from sorted, unique column indices.
-
-    The three matrices share one sparsity structure: the first is built (and validated) by scipy, the
-    other two are shallow copies with their own ``data`` - a third of the cost on the request path.
-    """
-    indptr = np.asarray([0, len(cols)], dtype=np.int64)
-    first = sp.csr_matrix((np.asarray(orders, dtype=np.float32), np.asarray(cols, dtype=np.int32), indptr),
-                          shape=(1, n_items), copy=False)
-    first.has_sorted_indices = True
-
-    def sibling(values: np.ndarray, dtype: type) -> sp.csr_matrix:
-        m = copy.copy(first)
-        m.data = np.asarray(values, dtype=dtype)
-        return m
-
-    return OneRowHistory(first, sibling(quantity, np.float32), sibling(last_day, np.float64), float(now_day))
-
-
 def purchase_history(state: CustomerState, item_index: dict[str, int], n_items: int, data_end_day: float,
-                     now_day: float, *, include_session: bool = False) -> PurchaseHistory:
+                     now_day: float, *, include_session: bool = False) -> CustomerRow:
     """The customer's history aligned with the model's items: record + newer live purchases (+ session).
 
     Session items count as a single order each, so a visitor's views steer item-to-item models the way a
@@ -159,7 +123,9 @@ def purchase_history(state: CustomerState, item_index: dict[str, int], n_items: 
     if record is not None and not live and not include_session:
         valid = (record.items >= 0) & (record.items < n_items)
         if valid.all():
-            return _one_row(record.items, record.orders, record.quantity, record.last_day, n_items, now_day)
+            return CustomerRow(np.asarray(record.items, dtype=np.int32), np.asarray(record.orders, dtype=np.float32),
+                               np.asarray(record.quantity, dtype=np.float32),
+                               np.asarray(record.last_day, dtype=np.float64), float(now_day), n_items)
     entries: dict[int, list[float]] = {}
     if record is not None:
         for col, orders, quantity, day in zip(record.items.tolist(), record.orders.tolist(),
@@ -181,11 +147,12 @@ def purchase_history(state: CustomerState, item_index: dict[str, int], n_items: 
                 entries[col] = [1.0, 1.0, item.day]
     cols = np.asarray(sorted(entries), dtype=np.int32)
     values = np.asarray([entries[c] for c in cols.tolist()], dtype=np.float64).reshape(-1, 3)
-    return _one_row(cols, values[:, 0], values[:, 1], values[:, 2], n_items, now_day)
+    return CustomerRow(cols, values[:, 0].astype(np.float32), values[:, 1].astype(np.float32), values[:, 2].copy(),
+                       float(now_day), n_items)
 
 
-def basket_history(items: np.ndarray, n_items: int, now_day: float) -> PurchaseHistory:
-    """A basket (or an anonymous visitor's items) as a one-row history: one order of each, bought now."""
-    cols = np.unique(np.asarray(items, dtype=np.int64))
+def basket_history(items: np.ndarray, n_items: int, now_day: float) -> CustomerRow:
+    """A basket (or an anonymous visitor's items) as a one-customer history: one order of each, bought now."""
+    cols = np.unique(np.asarray(items, dtype=np.int64)).astype(np.int32)
     ones = np.ones(len(cols), dtype=np.float32)
-    return _one_row(cols, ones, ones, np.full(len(cols), now_day), n_items, now_day)
+    return CustomerRow(cols, ones, ones, np.full(len(cols), float(now_day)), float(now_day), n_items)

@@ -52,9 +52,10 @@ def rank_scores(scores: np.ndarray, n: int, filters: Filters, category_codes: np
                 ) -> tuple[np.ndarray, np.ndarray]:
     """The n best items of one score row that pass ``filters``, best first (non-finite scores dropped).
 
-    One copy of the row, masked in place, one ``argpartition``: this runs on every request.
+    ``scores`` is masked in place (callers pass the fresh row of ``score_row``), then one ``argpartition``:
+    this runs on every request.
     """
-    row = np.array(scores, dtype=np.float32, copy=True).ravel()
+    row = np.asarray(scores, dtype=np.float32).ravel()
     if len(filters.blocked):
         row[filters.blocked] = -np.inf
     if filters.category is not None:

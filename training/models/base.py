@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 
-from training.history import PurchaseHistory
+from training.history import CustomerRow, PurchaseHistory
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,17 @@ class Recommender(ABC):
         """``explain`` for each of ``items`` (the service explains every answer it ranks); models override
         it to weight the customer's history once instead of once per item."""
         return [self.explain(history, row, int(item)) for item in np.asarray(items).tolist()]
+
+    def score_row(self, row: CustomerRow) -> np.ndarray:
+        """``score`` of one customer as a fresh 1-D float32 array (the caller may modify it).
+
+        The service calls this once per request; models with a cheaper single-customer path override it
+        (the shared model tests check that both paths agree)."""
+        return self.score(row.as_history())[0]
+
+    def explain_row(self, row: CustomerRow, items: np.ndarray) -> list[Reason | None]:
+        """``explain_many`` for one customer given as a ``CustomerRow``."""
+        return self.explain_many(row.as_history(), 0, items)
 
 
 def top_n(scores: np.ndarray, n: int, exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

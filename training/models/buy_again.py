@@ -11,7 +11,7 @@ from typing import Any, Self
 
 import numpy as np
 
-from training.history import PurchaseHistory
+from training.history import CustomerRow, PurchaseHistory
 from training.models.base import Reason
 from training.models.params import Param, TunableRecommender
 from training.models.weighting import Weighting
@@ -52,9 +52,13 @@ def repeat_reason(history: PurchaseHistory, row: int, item: int) -> Reason | Non
 
 def repeat_reasons(history: PurchaseHistory, row: int, items: np.ndarray) -> list[Reason | None]:
     """``repeat_reason`` for each of ``items`` with one pass over the customer's history row."""
+    return repeat_reasons_row(CustomerRow.of(history, row), items)
+
+
+def repeat_reasons_row(row: CustomerRow, items: np.ndarray) -> list[Reason | None]:
+    """``repeat_reasons`` of one customer given as a ``CustomerRow``."""
     items = np.asarray(items, dtype=np.int64)
-    start, end = history.orders.indptr[row], history.orders.indptr[row + 1]
-    cols = history.orders.indices[start:end]
+    cols = row.items
     out: list[Reason | None] = [None] * len(items)
     if not len(cols) or not len(items):
         return out
@@ -63,16 +67,22 @@ def repeat_reasons(history: PurchaseHistory, row: int, items: np.ndarray) -> lis
     if not len(found):
         return out
     first = match.argmax(axis=0)
-    orders = history.orders.data[start:end]
-    days = history.last_day.data[start:end]
+    days = row.last_day
     earliest = days.min()
     for k in found.tolist():
         at = int(first[k])
-        count = float(orders[at])
+        count = float(row.orders[at])
         span = float(days[at] - earliest)
         period = round(span / (count - 1), 1) if count >= 2 and span > 0 else None
         out[k] = Reason("repeat-purchase", related_item=int(items[k]), period_days=period)
     return out
+
+
+def rebuy_row(row: CustomerRow, weighting: Weighting) -> np.ndarray:
+    """``rebuy_scores`` of one customer: float32 over the catalogue, 0 outside their purchases."""
+    scores = np.zeros(row.n_items, dtype=np.float32)
+    scores[row.items] = weighting.apply_row(row)
+    return scores
 
 
 class BuyAgainRecommender(TunableRecommender):
@@ -112,3 +122,9 @@ class BuyAgainRecommender(TunableRecommender):
 
     def explain_many(self, history: PurchaseHistory, row: int, items: np.ndarray) -> list[Reason | None]:
         return repeat_reasons(history, row, items)
+
+    def score_row(self, row: CustomerRow) -> np.ndarray:
+        return rebuy_row(row, self.weighting)
+
+    def explain_row(self, row: CustomerRow, items: np.ndarray) -> list[Reason | None]:
+        return repeat_reasons_row(row, items)

@@ -14,7 +14,7 @@ import numpy as np
 import scipy.linalg.lapack
 import scipy.sparse as sp
 
-from training.history import PurchaseHistory
+from training.history import CustomerRow, PurchaseHistory
 from training.models.base import Reason
 from training.models.params import Param, TunableRecommender
 from training.models.weighting import Weighting, positive_top_n
@@ -66,8 +66,13 @@ def contributions_many(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``contributions`` for each of ``items`` from one (history items x items) block of ``weights``:
     the related history item per item (-1 where there is none) and its contribution."""
+    return contributions_row(weighted_row.indices, weighted_row.data, weights, items)
+
+
+def contributions_row(cols: np.ndarray, values: np.ndarray, weights: np.ndarray | sp.csr_matrix,
+                      items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``contributions_many`` of one customer's history items ``cols`` with confidences ``values``."""
     items = np.asarray(items, dtype=np.int64)
-    cols, values = weighted_row.indices, weighted_row.data
     if not len(cols) or not len(items):
         return np.full(len(items), -1, dtype=np.int64), np.zeros(len(items), dtype=np.float32)
     sparse = sp.issparse(weights)
@@ -124,4 +129,13 @@ class EASERecommender(TunableRecommender):
         return Reason("bought-with", related_item=related) if related >= 0 and part > 0 else None
 
     def explain_many(self, history: PurchaseHistory, row: int, items: np.ndarray) -> list[Reason | None]:
-        return bought_with(*contributions_many(self.weighting.apply(history.rows([row])), self.weights, items))
+        return self.explain_row(CustomerRow.of(history, row), items)
+
+    def score_row(self, row: CustomerRow) -> np.ndarray:
+        """The weighted sum of the rows of the customer's items (a gather + one BLAS gemv)."""
+        if not len(row.items):
+            return np.zeros(self.weights.shape[1], dtype=np.float32)
+        return self.weighting.apply_row(row) @ self.weights[row.items]
+
+    def explain_row(self, row: CustomerRow, items: np.ndarray) -> list[Reason | None]:
+        return bought_with(*contributions_row(row.items, self.weighting.apply_row(row), self.weights, items))

@@ -20,9 +20,9 @@ from typing import Any, Self
 
 import numpy as np
 
-from training.history import PurchaseHistory
+from training.history import CustomerRow, PurchaseHistory
 from training.models.base import Reason
-from training.models.buy_again import rebuy_scores, repeat_reason, repeat_reasons
+from training.models.buy_again import rebuy_scores, repeat_reason, repeat_reasons_row
 from training.models.ease import MAX_ITEMS, EASERecommender
 from training.models.item_knn import ItemKNNRecommender
 from training.models.params import Param, TunableRecommender
@@ -121,10 +121,26 @@ class HybridRecommender(TunableRecommender):
         return reason if reason is not None else Reason("popular")
 
     def explain_many(self, history: PurchaseHistory, row: int, items: np.ndarray) -> list[Reason | None]:
+        return self.explain_row(CustomerRow.of(history, row), items)
+
+    def score_row(self, row: CustomerRow) -> np.ndarray:
+        """``score`` of one customer, the same arithmetic in the same order without the matrices."""
+        scores = minmax_rows(self._cf().score_row(row)[None, :])[0]
+        scores *= np.float32(self.params["cf_weight"])
+        if len(row.items):
+            rebuy = self.rebuy.apply_row(row)
+            top = rebuy.max(initial=0.0)
+            if top > 0:
+                rebuy /= top
+            scores[row.items] += rebuy
+        scores += np.float32(self.params["popularity_weight"]) * self.popularity
+        return scores
+
+    def explain_row(self, row: CustomerRow, items: np.ndarray) -> list[Reason | None]:
         items = np.asarray(items, dtype=np.int64)
-        reasons = repeat_reasons(history, row, items)
+        reasons = repeat_reasons_row(row, items)
         rest = [k for k, reason in enumerate(reasons) if reason is None]
         if rest:
-            for k, reason in zip(rest, self._cf().explain_many(history, row, items[rest]), strict=True):
+            for k, reason in zip(rest, self._cf().explain_row(row, items[rest]), strict=True):
                 reasons[k] = reason
         return [reason if reason is not None else Reason("popular") for reason in reasons]

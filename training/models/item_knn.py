@@ -13,10 +13,10 @@ import numpy as np
 import scipy.sparse as sp
 from implicit.nearest_neighbours import ItemItemRecommender, bm25_weight, normalize
 
-from training.history import PurchaseHistory
+from training.history import CustomerRow, PurchaseHistory
 from training.models.base import Reason
-from training.models.buy_again import repeat_reason, repeat_reasons
-from training.models.ease import bought_with, contributions, contributions_many
+from training.models.buy_again import repeat_reason, repeat_reasons_row
+from training.models.ease import bought_with, contributions, contributions_row
 from training.models.params import Param, TunableRecommender
 from training.models.weighting import (
     BM25_B,
@@ -25,6 +25,7 @@ from training.models.weighting import (
     positive_top_n,
     sparse_arrays,
     sparse_from_arrays,
+    sparse_row_sum,
 )
 from training.threads import limit_blas_threads
 
@@ -96,12 +97,17 @@ class ItemKNNRecommender(TunableRecommender):
         return Reason("bought-with", related_item=related) if related >= 0 and part > 0 else None
 
     def explain_many(self, history: PurchaseHistory, row: int, items: np.ndarray) -> list[Reason | None]:
+        return self.explain_row(CustomerRow.of(history, row), items)
+
+    def score_row(self, row: CustomerRow) -> np.ndarray:
+        return sparse_row_sum(self.similarity, row.items, self.weighting.apply_row(row))
+
+    def explain_row(self, row: CustomerRow, items: np.ndarray) -> list[Reason | None]:
         items = np.asarray(items, dtype=np.int64)
-        reasons = repeat_reasons(history, row, items)
+        reasons = repeat_reasons_row(row, items)
         rest = [k for k, reason in enumerate(reasons) if reason is None]
         if rest:
-            weighted = self.weighting.apply(history.rows([row]))
-            for k, reason in zip(rest, bought_with(*contributions_many(weighted, self.similarity, items[rest])),
-                                 strict=True):
+            related = contributions_row(row.items, self.weighting.apply_row(row), self.similarity, items[rest])
+            for k, reason in zip(rest, bought_with(*related), strict=True):
                 reasons[k] = reason
         return reasons

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from training.history import PurchaseHistory
+from training.history import CustomerRow, PurchaseHistory
 from training.models.base import top_n
 
 WEIGHTINGS = ("binary", "orders", "log", "bm25")
@@ -21,11 +21,11 @@ BM25_K1 = 1.2
 BM25_B = 0.75
 
 
-def decay(history: PurchaseHistory, half_life: float | None) -> np.ndarray:
+def decay(last_day: np.ndarray, now_day: float, half_life: float | None) -> np.ndarray:
     """Per-entry recency factor 0.5 ** (days since the latest purchase / half_life); 1 when disabled."""
     if not half_life or half_life <= 0:
-        return np.ones(history.last_day.nnz, dtype=np.float32)
-    age = np.maximum(history.now_day - history.last_day.data, 0.0)
+        return np.ones(len(last_day), dtype=np.float32)
+    age = np.maximum(now_day - np.asarray(last_day, dtype=np.float64), 0.0)
     return np.exp2(-age / float(half_life)).astype(np.float32)
 
 
@@ -57,9 +57,10 @@ class Weighting:
         avg_length = float(lengths[lengths > 0].mean()) if lengths.any() else 1.0
         return cls(scheme, half_life, idf, avg_length)
 
-    def apply(self, history: PurchaseHistory) -> sp.csr_matrix:
-        """One float32 confidence per purchased (customer, item), same sparsity as the history."""
-        orders = history.orders.data.astype(np.float32)
+    def confidences(self, orders: np.ndarray, last_day: np.ndarray, now_day: float, items: np.ndarray,
+                    lengths: np.ndarray | int) -> np.ndarray:
+        """float32 confidences of purchase entries; ``lengths`` is each entry's basket size (bm25 only)."""
+        orders = np.asarray(orders, dtype=np.float32)
         if self.scheme == "binary":
             values = np.ones_like(orders)
         elif self.scheme == "orders":
@@ -67,16 +68,25 @@ class Weighting:
         elif self.scheme == "log":
             values = 1.0 + np.log(np.maximum(orders, 1.0))
         else:
-            lengths = np.diff(history.orders.indptr)
-            norm = (1.0 - BM25_B) + BM25_B * np.repeat(lengths, lengths) / self.avg_length
-            idf = self.idf if self.idf is not None else np.ones(history.shape[1], dtype=np.float32)
-            values = orders * (BM25_K1 + 1.0) / (BM25_K1 * norm + orders) * idf[history.orders.indices]
-        values = values * decay(history, self.half_life)
+            norm = (1.0 - BM25_B) + BM25_B * np.asarray(lengths, dtype=np.float64) / self.avg_length
+            idf = self.idf[items] if self.idf is not None else np.float32(1.0)
+            values = orders * (BM25_K1 + 1.0) / (BM25_K1 * norm + orders) * idf
+        return (values * decay(last_day, now_day, self.half_life)).astype(np.float32, copy=False)
+
+    def apply(self, history: PurchaseHistory) -> sp.csr_matrix:
+        """One float32 confidence per purchased (customer, item), same sparsity as the history."""
+        lengths = np.diff(history.orders.indptr)
+        values = self.confidences(history.orders.data, history.last_day.data, history.now_day,
+                                  history.orders.indices, np.repeat(lengths, lengths) if self.scheme == "bm25" else 0)
         # A shallow copy sharing the (already valid) index arrays: the csr_matrix constructor would check
-        # them again, which costs more than the weighting itself on the service's one-row histories.
+        # them again, which costs more than the weighting itself.
         weighted = copy.copy(history.orders)
-        weighted.data = values.astype(np.float32)
+        weighted.data = values
         return weighted
+
+    def apply_row(self, row: CustomerRow) -> np.ndarray:
+        """``apply`` for one customer: a confidence per item of ``row.items``."""
+        return self.confidences(row.orders, row.last_day, row.now_day, row.items, len(row.items))
 
     def arrays(self) -> dict[str, np.ndarray]:
         if self.idf is None:
@@ -99,6 +109,19 @@ def minmax_rows(scores: np.ndarray) -> np.ndarray:
     scores -= low
     scores /= span
     return scores
+
+
+def sparse_row_sum(matrix: sp.csr_matrix, rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``weights @ matrix[rows]`` as a dense float32 row, without building scipy matrices (request path)."""
+    starts, ends = matrix.indptr[rows], matrix.indptr[np.asarray(rows, dtype=np.int64) + 1]
+    lengths = ends - starts
+    total = int(lengths.sum())
+    if not total:
+        return np.zeros(matrix.shape[1], dtype=np.float32)
+    offsets = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths) + np.arange(total)
+    summed = np.bincount(matrix.indices[offsets], weights=matrix.data[offsets] * np.repeat(weights, lengths),
+                         minlength=matrix.shape[1])
+    return summed.astype(np.float32)
 
 
 def sparse_arrays(prefix: str, matrix: sp.csr_matrix) -> dict[str, np.ndarray]:

@@ -1,0 +1,127 @@
+"""CPU cost of one request per endpoint, in process (no HTTP server, no load generator), next to /healthz.
+
+    python bench/hot_path.py --model MODEL_DIR [--requests 3000] [--profile customer]
+
+Publishes MODEL_DIR to a private Redis, builds the app with ``create_app`` and drives it through a WSGI
+environ (no test-client overhead), customers / items drawn at random from the model. Reports microseconds
+of process CPU per request for /healthz and each endpoint, with the answer memo on and off; ``--profile``
+prints the cProfile top of one endpoint. Complements bench/api_bench.py: this isolates the app's own work
+from gunicorn and the network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import pstats
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from training.threads import pin_env_threads  # noqa: E402
+
+pin_env_threads(1, openmp=True)  # as in every gunicorn worker (service.gunicorn_conf), before numpy loads
+
+import numpy as np  # noqa: E402
+
+from service import create_app  # noqa: E402
+from service.embedded_redis import EmbeddedRedis  # noqa: E402
+from training.publish import connect, publish_model  # noqa: E402
+
+
+def environ(method: str, path: str, query: str = "", body: bytes = b"") -> dict:
+    return {
+        "REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": query, "SERVER_NAME": "bench",
+        "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body)),
+        "CONTENT_TYPE": "application/json" if body else "", "wsgi.errors": sys.stderr,
+        "wsgi.multithread": True, "wsgi.multiprocess": True, "wsgi.run_once": False,
+    }
+
+
+def call(app, env: dict) -> bytes:
+    status: list[str] = []
+    body = b"".join(app(env, lambda s, h, exc_info=None: status.append(s)))
+    if not status[0].startswith("200"):
+        raise RuntimeError(f"{env['PATH_INFO']}: {status[0]} {body[:300]!r}")
+    return body
+
+
+def requests_for(name: str, customers: np.ndarray, items: np.ndarray, rng: np.random.Generator
+                 ) -> Callable[[], dict]:
+    if name == "healthz":
+        return lambda: environ("GET", "/healthz")
+    if name == "customer":
+        return lambda: environ("GET", f"/v1/customers/{rng.choice(customers)}/recommendations", "n=10")
+    if name == "similar":
+        return lambda: environ("GET", f"/v1/items/{rng.choice(items)}/similar", "n=10")
+    if name == "basket":
+        return lambda: environ("POST", "/v1/recommendations", body=json.dumps(
+            {"items": rng.choice(items, 3).tolist(), "n": 10}).encode())
+    if name == "events":
+        def events() -> dict:
+            batch = [{"event_id": f"e{rng.integers(1 << 62)}", "customer_id": str(rng.choice(customers)),
+                      "item_id": str(rng.choice(items)), "type": "view", "timestamp": "2011-12-09T12:00:00Z"}
+                     for _ in range(10)]
+            return environ("POST", "/v1/events", body=json.dumps({"events": batch}).encode())
+        return events
+    raise ValueError(name)
+
+
+def cpu_per_request(app, make: Callable[[], dict], n: int) -> float:
+    envs = [make() for _ in range(n)]
+    start = time.process_time()
+    for env in envs:
+        call(app, env)
+    return (time.process_time() - start) / n * 1e6
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--model", required=True)
+    p.add_argument("--requests", type=int, default=3000)
+    p.add_argument("--profile", choices=["healthz", "customer", "similar", "basket", "events"])
+    args = p.parse_args()
+    model = Path(args.model)
+    customers, items = np.load(model / "customer_ids.npy"), np.load(model / "item_ids.npy")
+    rng = np.random.default_rng(0)
+    names = ["healthz", "customer", "similar", "basket", "events"]
+    with tempfile.TemporaryDirectory() as tmp, EmbeddedRedis(Path(tmp) / "redis") as server:
+        publish_model(connect(server.url), model)
+        rows = []
+        for memo in ("10000", "0"):
+            app = create_app({"REDIS_URL": server.url, "TAILOR_PUBLIC_READ": "true", "TAILOR_LOG_LEVEL": "warning",
+                              "TAILOR_ANSWER_CACHE_SIZE": memo})
+            tailor = app.extensions["tailor"]
+            tailor.store.start()
+            try:
+                if args.profile:
+                    make = requests_for(args.profile, customers, items, rng)
+                    cpu_per_request(app, make, 500)
+                    profiler = cProfile.Profile()
+                    profiler.enable()
+                    cpu_per_request(app, make, args.requests)
+                    profiler.disable()
+                    pstats.Stats(profiler).sort_stats("cumulative").print_stats(45)
+                    return
+                for name in names:
+                    make = requests_for(name, customers, items, rng)
+                    cpu_per_request(app, make, 300)  # warm-up
+                    rows.append((memo, name, cpu_per_request(app, make, args.requests)))
+            finally:
+                tailor.close()
+    health = {memo: us for memo, name, us in rows if name == "healthz"}
+    print("| answer memo | endpoint | CPU µs / request | vs /healthz |\n|---|---|---:|---:|")
+    for memo, name, us in rows:
+        print(f"| {'on' if memo != '0' else 'off'} | {name} | {us:,.0f} | {us / health[memo]:.2f}× |")
+
+
+if __name__ == "__main__":
+    main()
