@@ -108,7 +108,7 @@ class Engine:
         m = state.model
         filters = self._filters(state, exclude, category, exclude_category)
         try:
-            customer, seen = self.repository.customer_read(customer_id, m.version, fingerprinted=self.memoise)
+            customer, seen, _ = self.repository.customer_read(customer_id, m.version, fingerprinted=self.memoise)
         except Unavailable:
             count_fallback()
             return {"customer_id": customer_id, **self._popular_answer(state, n, filters, SOURCE_FALLBACK)}

@@ -22,7 +22,7 @@ import redis
 from service import keys
 from service.codec import array_from_bytes
 from service.domain.bandit import Bandit
-from service.domain.customer import CustomerState, decode_record, parse_live, parse_session, purchase_history
+from service.domain.customer import CustomerState, purchase_history
 from service.domain.messages import MessageBoard
 from service.domain.profile import STAGES, build_profile
 from service.domain.promotions import PromotionBook
@@ -86,20 +86,10 @@ class Marketing:
     def _read_customer_and_sticky(self, state: ServingState, customer_id: str, slot_name: str
                                   ) -> tuple[CustomerState, bytes | None]:
         """``Repository.customer``'s reads plus the customer's sticky record of the slot (same hash slot), one
-        trip. (``Repository.customer_read`` cannot take extra reads yet, hence the copy of its pipeline.)"""
-        version = state.model.version
-
-        def fetch() -> list[Any]:
-            pipe = self.tailor.gateway.reads.pipeline(transaction=False)
-            pipe.get(keys.customer_history(version, customer_id))
-            pipe.hgetall(keys.customer_live(customer_id))
-            pipe.hgetall(keys.customer_session(customer_id))
-            pipe.get(keys.message_sticky(customer_id, slot_name))
-            return pipe.execute()
-
-        blob, live, session, sticky_raw = self.call(fetch)
-        customer = CustomerState(customer_id, decode_record(blob), parse_live(live) if live else [],
-                                 parse_session(session, self.tailor.settings.session_max_items) if session else [])
+        command."""
+        customer, _, (sticky_raw,) = self.tailor.repository.customer_read(
+            customer_id, state.model.version, fingerprinted=False,
+            extra_keys=[keys.message_sticky(customer_id, slot_name)])
         return customer, sticky_raw
 
     def _facts(self, state: ServingState, customer: CustomerState, *, embed: bool

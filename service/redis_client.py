@@ -87,10 +87,14 @@ class CircuitBreaker:
 
 
 def make_client(url: str, timeout_s: float, connect_timeout_s: float) -> redis.Redis:
-    """A client that never retries on its own: retries are the breaker's job, not a hidden loop."""
+    """A client that never retries on its own: retries are the breaker's job, not a hidden loop.
+
+    ``unix://`` URLs (a Redis on the same host) are accepted too; keep-alive applies to TCP only.
+    """
+    tcp = {} if url.startswith("unix:") else {"socket_keepalive": True}
     return redis.Redis.from_url(
         url, socket_timeout=timeout_s, socket_connect_timeout=connect_timeout_s,
-        retry=Retry(NoBackoff(), 0), health_check_interval=0, socket_keepalive=True,
+        retry=Retry(NoBackoff(), 0), health_check_interval=0, **tcp,
     )
 
 

@@ -1,8 +1,9 @@
 """Every Redis read and write of the request path, behind the gateway's breaker and timeouts.
 
 Key names come from ``service.keys`` only; value formats from ``service.codec`` and ``service.domain``.
-A customer is read with a single pipelined round trip (record of the served version + live overlay +
-session, one hash slot); a batch of events costs two (idempotency markers, then the writes).
+A customer is read with one command (a Lua script returning the record of the served version, the live
+overlay, the session and any extra keys of the customer's hash slot: one reply to parse instead of a
+pipeline of three); a batch of events costs two round trips (idempotency markers, then the writes).
 """
 
 from __future__ import annotations
@@ -42,6 +43,19 @@ return redis.call('HLEN', KEYS[1])
 """)
 
 
+#: A customer's record (GET), live overlay and session (HGETALL, flat) and extra keys (GET), in one call.
+_READ_CUSTOMER = Lua("""
+local out = {redis.call('GET', KEYS[1]), redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3])}
+for i = 4, #KEYS do out[i] = redis.call('GET', KEYS[i]) end
+return out
+""")
+
+
+def _pairs(flat: list[bytes]) -> dict[bytes, bytes]:
+    values = iter(flat)
+    return dict(zip(values, values, strict=True))
+
+
 @dataclass(frozen=True)
 class IngestResult:
     """Counts of one `POST /v1/events` batch."""
@@ -63,21 +77,18 @@ class Repository:
         """Record + live overlay + session in one round trip; ``Unavailable`` when Redis is not answering."""
         return self.customer_read(customer_id, version, fingerprinted=False)[0]
 
-    def customer_read(self, customer_id: str, version: str, *, fingerprinted: bool = True
-                      ) -> tuple[CustomerState, bytes | None]:
-        """``customer`` plus a fingerprint of the raw values read (equal fingerprints: equal data), or None
-        when not ``fingerprinted`` (nothing is memoised: hashing would be wasted on the request path)."""
-        def fetch() -> list[Any]:
-            pipe = self.gateway.reads.pipeline(transaction=False)
-            pipe.get(keys.customer_history(version, customer_id))
-            pipe.hgetall(keys.customer_live(customer_id))
-            pipe.hgetall(keys.customer_session(customer_id))
-            return pipe.execute()
-
-        blob, live, session = self.gateway.call(fetch)
+    def customer_read(self, customer_id: str, version: str, *, fingerprinted: bool = True,
+                      extra_keys: Sequence[str] = ()) -> tuple[CustomerState, bytes | None, list[bytes | None]]:
+        """``customer`` plus a fingerprint of the raw values read (equal fingerprints: equal data; None when
+        not ``fingerprinted``, as hashing would be wasted without a memo) and the values of ``extra_keys``,
+        which must share the customer's hash slot (``keys.customer_*`` / ``keys.message_sticky``)."""
+        script_keys = [keys.customer_history(version, customer_id), keys.customer_live(customer_id),
+                       keys.customer_session(customer_id), *extra_keys]
+        reply = self.gateway.call(lambda: _READ_CUSTOMER(self.gateway.reads, script_keys, ()))
+        blob, live, session = reply[0], _pairs(reply[1]), _pairs(reply[2])
         state = CustomerState(customer_id, decode_record(blob), parse_live(live) if live else [],
                               parse_session(session, self.settings.session_max_items) if session else [])
-        return state, fingerprint(blob, live, session) if fingerprinted else None
+        return state, fingerprint(blob, live, session) if fingerprinted else None, list(reply[3:])
 
     # -- events ---------------------------------------------------------------------------------------
     def ingest(self, events: Sequence[Event]) -> IngestResult:

@@ -176,3 +176,14 @@ def _ready(base: str) -> bool:
         return requests.get(f"{base}/readyz", timeout=1).status_code == 200
     except requests.RequestException:
         return False
+
+
+def test_serves_over_a_unix_socket_url(make_app: Callable[..., Flask], retail: TrainedModel,
+                                       redis_server: EmbeddedRedis) -> None:
+    """REDIS_URL may name a Unix socket (a Redis on the same host): readiness and scoring work."""
+    app = make_app(REDIS_URL=redis_server.unix_url, TAILOR_PUBLIC_READ="true")
+    client = app.test_client()
+    assert client.get("/readyz").status_code == 200
+    customer = retail.busiest_customer()
+    body = client.get(f"/v1/customers/{customer}/recommendations?n=3").get_json()
+    assert body["source"] == "personalized" and len(body["items"]) == 3
