@@ -1,11 +1,16 @@
 """HTTP benchmark of the API under gunicorn, against a private real Redis, with wrk on the same machine.
 
     python bench/api_bench.py [--data ../shared/datasets/online-retail/online_retail.csv.gz] [--duration 10]
+        [--answer-memo on|off] [--warmup 2] [--redis tcp|unix] [--event-batches 10,100] [--only customer,...]
 
 For each endpoint: saturation throughput next to the app's own `/healthz` measured in the same run (the
 ratio is what is comparable on a shared, noisy machine), then a paced run at half of the endpoint's
-maximum for latency percentiles. Requests are spread over all customers / items of the model.
-Needs `wrk` (Debian package `wrk`).
+maximum for latency percentiles. Requests are spread over all customers / items of the model. For event
+ingestion the ratio is events/s over /healthz requests/s (the issue's unit), one row per batch size.
+
+``--answer-memo off`` serves with ``TAILOR_ANSWER_CACHE_SIZE=0``: every request is scored. With the memo on,
+``--warmup`` decides how much of the catalogue each worker has seen before the measured runs (steady
+state needs about customers x workers requests). Needs `wrk` (Debian package `wrk`).
 """
 
 from __future__ import annotations
@@ -68,6 +73,11 @@ def main() -> None:
     p.add_argument("--connections", type=int, default=16)
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--only", help="comma-separated endpoint names to run (customer, similar, basket, events)")
+    p.add_argument("--answer-memo", choices=["on", "off"], default="on",
+                   help="off: TAILOR_ANSWER_CACHE_SIZE=0, every request is scored")
+    p.add_argument("--warmup", type=int, default=2, help="seconds of load per endpoint before measuring")
+    p.add_argument("--redis", choices=["tcp", "unix"], default="tcp", help="how the API reaches Redis")
+    p.add_argument("--event-batches", default="10,100", help="events per POST /v1/events, one row each")
     args = p.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk not found: apt-get install wrk")
@@ -83,8 +93,10 @@ def main() -> None:
                            check=True, cwd=ROOT)
             port = free_port()
             base = f"http://127.0.0.1:{port}"
-            env = {**os.environ, "REDIS_URL": redis_server.url, "TAILOR_PUBLIC_READ": "true",
-                   "TAILOR_LOG_LEVEL": "warning"}
+            env = {**os.environ, "REDIS_URL": redis_server.url if args.redis == "tcp" else redis_server.unix_url,
+                   "TAILOR_PUBLIC_READ": "true", "TAILOR_LOG_LEVEL": "warning"}
+            if args.answer_memo == "off":
+                env["TAILOR_ANSWER_CACHE_SIZE"] = "0"
             serve = [*tailor, "serve", "--bind", f"127.0.0.1:{port}"]
             if args.workers:
                 serve += ["--workers", str(args.workers)]
@@ -112,34 +124,39 @@ def run_all(base: str, model: Path, tmp: Path, args: argparse.Namespace) -> str:
     customers.write_text("\n".join(np.load(model / "customer_ids.npy")) + "\n")
     items = tmp / "items.txt"
     items.write_text("\n".join(np.load(model / "item_ids.npy")) + "\n")
-    cases = [
+    cases: list[tuple[str, Path, dict[str, str], int]] = [
         ("customer recommendations", WRK / "customers.lua",
-         {"TAILOR_BENCH_IDS": str(customers), "TAILOR_BENCH_PATH": "/v1/customers/%s/recommendations?n=10"}),
+         {"TAILOR_BENCH_IDS": str(customers), "TAILOR_BENCH_PATH": "/v1/customers/%s/recommendations?n=10"}, 1),
         ("similar items", WRK / "customers.lua",
-         {"TAILOR_BENCH_IDS": str(items), "TAILOR_BENCH_PATH": "/v1/items/%s/similar?n=10"}),
-        ("basket recommendations", WRK / "basket.lua", {"TAILOR_BENCH_IDS": str(items)}),
-        ("events (batches of 100)", WRK / "events.lua",
-         {"TAILOR_BENCH_IDS": str(customers), "TAILOR_BENCH_ITEMS": str(items), "TAILOR_BENCH_BATCH": "100"}),
+         {"TAILOR_BENCH_IDS": str(items), "TAILOR_BENCH_PATH": "/v1/items/%s/similar?n=10"}, 1),
+        ("basket recommendations", WRK / "basket.lua", {"TAILOR_BENCH_IDS": str(items)}, 1),
     ]
+    for batch in (int(b) for b in args.event_batches.split(",") if b):
+        cases.append((f"events (batches of {batch})", WRK / "events.lua",
+                      {"TAILOR_BENCH_IDS": str(customers), "TAILOR_BENCH_ITEMS": str(items),
+                       "TAILOR_BENCH_BATCH": str(batch)}, batch))
     if args.only:
         wanted = args.only.split(",")
         cases = [case for case in cases if any(case[0].startswith(w) for w in wanted)]
     c, d = args.connections, args.duration
     wrk(f"{base}/healthz", None, 3, c, {})  # warm-up
-    lines = [f"Machine: {machine()}; date {date.today().isoformat()}; wrk -t1 -c{c}, {d} s per run; "
+    lines = [f"Machine: {machine()}; date {date.today().isoformat()}; wrk -t1 -c{c}, {d} s per run; answer memo "
+             f"{args.answer_memo}, Redis over {args.redis}; "
              f"`{' '.join(['python', 'bench/api_bench.py', *sys.argv[1:]])}`", "",
              "| endpoint | max req/s | /healthz req/s (same run) | ratio | paced req/s (½ max) | p50 ms | p99 ms | "
              "non-2xx |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for name, script, env in cases:
-        wrk(base + "/", script, 2, c, env)  # warm-up of this endpoint
+    for name, script, env, per_request in cases:
+        wrk(base + "/", script, args.warmup, c, env)  # warm-up of this endpoint
         health_before = wrk(f"{base}/healthz", None, d, c, {})
         endpoint = wrk(base + "/", script, d, c, env)
         health_after = wrk(f"{base}/healthz", None, d, c, {})
         health = (health_before["rps"] + health_after["rps"]) / 2
         target = endpoint["rps"] / 2
         paced = wrk(base + "/", script, d, c, env, delay_ms=1000.0 * c / target)
-        unit = " (batches; x100 events)" if "events" in name else ""
-        lines.append(f"| {name}{unit} | {endpoint['rps']:,.0f} | {health:,.0f} | **{endpoint['rps'] / health:.2f}** | "
+        rate = f"{endpoint['rps']:,.0f}"
+        if per_request > 1:
+            rate += f" ({endpoint['rps'] * per_request:,.0f} events/s)"
+        lines.append(f"| {name} | {rate} | {health:,.0f} | **{endpoint['rps'] * per_request / health:.2f}** | "
                      f"{paced['rps']:,.0f} | {paced['p50']:.1f} | **{paced['p99']:.1f}** | "
                      f"{int(endpoint['non2xx'] + paced['non2xx'])} |")
     return "\n".join(lines)

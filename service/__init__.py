@@ -39,6 +39,7 @@ class Tailor:
     def close(self) -> None:
         """Stop the model poller and close Redis connections (tests; gunicorn workers just exit)."""
         self.store.close()
+        self.repository.customers.close()
         self.gateway.close()
 
 

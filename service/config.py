@@ -148,6 +148,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("TAILOR_ANSWER_CACHE_SIZE", "answer_cache_size", "10000", _non_negative_int,
             "finished answers remembered per worker (0 = off); a customer's is reused only while their data "
             "read from Redis on that request is unchanged, and never with `TAILOR_CLOCK=wall`"),
+    Setting("TAILOR_CUSTOMER_CACHE_SIZE", "customer_cache_size", "20000", _non_negative_int,
+            "customers whose Redis values each worker keeps, kept exact by Redis' invalidation messages "
+            "(`CLIENT TRACKING`; 0 = off, read Redis on every request; not for Redis Cluster)"),
     Setting("TAILOR_BIND", "bind", "127.0.0.1:8000", str, "`tailor serve` listen address"),
     Setting("TAILOR_WORKERS", "workers", "0", _non_negative_int,
             "gunicorn worker processes (0 = 2 x cores + 1)"),
@@ -194,6 +197,7 @@ class Settings:
     session_ttl_s: int
     session_max_items: int
     answer_cache_size: int
+    customer_cache_size: int
     bind: str
     workers: int
     worker_class: str

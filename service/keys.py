@@ -46,14 +46,28 @@ def customer_history_pattern(version: str) -> str:
     return f"{PREFIX}:hist:{version}:*"
 
 
+LIVE_PREFIX = f"{PREFIX}:live:"
+SESSION_PREFIX = f"{PREFIX}:session:"
+#: Every key an event changes and a recommendation reads: what the service's customer cache tracks.
+CUSTOMER_TRACKED_PREFIXES = (LIVE_PREFIX, SESSION_PREFIX)
+
+
 def customer_live(customer_id: str) -> str:
     """Hash item_id -> JSON purchase stats from events received after training (the live overlay)."""
-    return f"{PREFIX}:live:{{c:{customer_id}}}"
+    return f"{LIVE_PREFIX}{{c:{customer_id}}}"
 
 
 def customer_session(customer_id: str) -> str:
     """Hash item_id -> JSON of recent non-purchase interactions (views, carts, clicks) for session recs."""
-    return f"{PREFIX}:session:{{c:{customer_id}}}"
+    return f"{SESSION_PREFIX}{{c:{customer_id}}}"
+
+
+def customer_of_tracked_key(key: str) -> str | None:
+    """The customer id of a ``customer_live`` / ``customer_session`` key, else None."""
+    for prefix in CUSTOMER_TRACKED_PREFIXES:
+        if key.startswith(prefix + "{c:") and key.endswith("}"):
+            return key[len(prefix) + 3:-1]
+    return None
 
 
 # -- items ---------------------------------------------------------------------------------------------

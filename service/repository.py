@@ -3,7 +3,8 @@
 Key names come from ``service.keys`` only; value formats from ``service.codec`` and ``service.domain``.
 A customer is read with one command (a Lua script returning the record of the served version, the live
 overlay, the session and any extra keys of the customer's hash slot: one reply to parse instead of a
-pipeline of three); a batch of events costs two round trips (idempotency markers, then the writes).
+pipeline of three), and only when the worker's ``CustomerCache`` - kept exact by Redis' invalidation
+messages - does not hold it; a batch of events costs two round trips (idempotency markers, then writes).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 from service import keys
 from service.answers import fingerprint
 from service.config import Settings
+from service.customer_cache import CustomerCache
 from service.domain.customer import (
     CustomerState,
     decode_record,
@@ -71,6 +73,7 @@ class Repository:
     def __init__(self, gateway: RedisGateway, settings: Settings) -> None:
         self.gateway = gateway
         self.settings = settings
+        self.customers = CustomerCache(gateway.reads, settings.customer_cache_size)
 
     # -- customers ------------------------------------------------------------------------------------
     def customer(self, customer_id: str, version: str) -> CustomerState:
@@ -82,13 +85,23 @@ class Repository:
         """``customer`` plus a fingerprint of the raw values read (equal fingerprints: equal data; None when
         not ``fingerprinted``, as hashing would be wasted without a memo) and the values of ``extra_keys``,
         which must share the customer's hash slot (``keys.customer_*`` / ``keys.message_sticky``)."""
+        cache = self.customers if self.customers.enabled and not extra_keys else None
+        token = 0
+        if cache is not None:
+            cached = cache.get(customer_id, version)
+            if cached is not None:
+                return cached[0], cached[1] if fingerprinted else None, []
+            token = cache.token()
         script_keys = [keys.customer_history(version, customer_id), keys.customer_live(customer_id),
                        keys.customer_session(customer_id), *extra_keys]
         reply = self.gateway.call(lambda: _READ_CUSTOMER(self.gateway.reads, script_keys, ()))
         blob, live, session = reply[0], _pairs(reply[1]), _pairs(reply[2])
         state = CustomerState(customer_id, decode_record(blob), parse_live(live) if live else [],
                               parse_session(session, self.settings.session_max_items) if session else [])
-        return state, fingerprint(blob, live, session) if fingerprinted else None, list(reply[3:])
+        digest = fingerprint(blob, live, session) if fingerprinted or cache is not None else None
+        if cache is not None:
+            cache.put(customer_id, version, (state, digest), token)
+        return state, digest if fingerprinted else None, list(reply[3:])
 
     # -- events ---------------------------------------------------------------------------------------
     def ingest(self, events: Sequence[Event]) -> IngestResult:
