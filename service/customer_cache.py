@@ -83,7 +83,7 @@ class CustomerCache:
     # -- request path -----------------------------------------------------------------------------------
     def token(self) -> int:
         """Take before reading a customer from Redis; hand to ``put`` with what was read."""
-        self._start()
+        self.start()
         return self._sequence
 
     def get(self, customer_id: str, version: Hashable) -> Any | None:
@@ -151,7 +151,8 @@ class CustomerCache:
                 self._broken(f"{type(exc).__name__}: {exc}")
 
     # -- connections ------------------------------------------------------------------------------------
-    def _start(self) -> None:
+    def start(self) -> None:
+        """Start tracking (a background thread); also done by the first read. No-op when disabled."""
         if self._thread is not None or not self.enabled:
             return
         with self._lock:

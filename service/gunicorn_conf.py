@@ -80,7 +80,8 @@ def child_exit(server: Any, worker: Any) -> None:
 
 
 def post_worker_init(worker: Any) -> None:
-    """Load the active model and start the poller before the worker takes its first request.
+    """Load the active model, start the poller and the customer cache's invalidation tracking before the
+    worker takes its first request.
 
     Then freeze what is loaded by now (app, schemas, model lookups: ~150k objects) out of the garbage
     collector's view: a full collection over them stalls a request for ~70 ms, and they live as long as
@@ -89,5 +90,6 @@ def post_worker_init(worker: Any) -> None:
     tailor = getattr(worker.wsgi, "extensions", {}).get("tailor")
     if tailor is not None:
         tailor.store.start()
+        tailor.repository.customers.start()
     gc.collect()
     gc.freeze()
