@@ -65,6 +65,21 @@ def wrk(url: str, script: Path | None, duration: int, connections: int, env: dic
     return parse_wrk(proc.stdout)
 
 
+def counters(base: str) -> dict[str, float]:
+    """The service's customer-read and answer counters (summed over workers) from /metrics."""
+    text = requests.get(f"{base}/metrics", timeout=10).text
+    out: dict[str, float] = {}
+    for name, label in (("tailor_customer_reads_total", "source"), ("tailor_answers_total", "outcome")):
+        for match in re.finditer(rf'^{name}{{{label}="(\w+)"}} ([\d.e+]+)$', text, re.MULTILINE):
+            out[match.group(1)] = float(match.group(2))
+    return out
+
+
+def share(before: dict[str, float], after: dict[str, float], hit: str, miss: str) -> str:
+    hits, misses = after.get(hit, 0) - before.get(hit, 0), after.get(miss, 0) - before.get(miss, 0)
+    return f"{100 * hits / (hits + misses):.0f}%" if hits + misses else "–"
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--data", default=str(ROOT.parent / "shared/datasets/online-retail/online_retail.csv.gz"))
@@ -144,11 +159,13 @@ def run_all(base: str, model: Path, tmp: Path, args: argparse.Namespace) -> str:
              f"{args.answer_memo}, Redis over {args.redis}; "
              f"`{' '.join(['python', 'bench/api_bench.py', *sys.argv[1:]])}`", "",
              "| endpoint | max req/s | /healthz req/s (same run) | ratio | paced req/s (½ max) | p50 ms | p99 ms | "
-             "non-2xx |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "non-2xx | customer cache / answer memo hits |", "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for name, script, env, per_request in cases:
         wrk(base + "/", script, args.warmup, c, env)  # warm-up of this endpoint
         health_before = wrk(f"{base}/healthz", None, d, c, {})
+        seen = counters(base)
         endpoint = wrk(base + "/", script, d, c, env)
+        seen_after = counters(base)
         health_after = wrk(f"{base}/healthz", None, d, c, {})
         health = (health_before["rps"] + health_after["rps"]) / 2
         target = endpoint["rps"] / 2
@@ -158,7 +175,8 @@ def run_all(base: str, model: Path, tmp: Path, args: argparse.Namespace) -> str:
             rate += f" ({endpoint['rps'] * per_request:,.0f} events/s)"
         lines.append(f"| {name} | {rate} | {health:,.0f} | **{endpoint['rps'] * per_request / health:.2f}** | "
                      f"{paced['rps']:,.0f} | {paced['p50']:.1f} | **{paced['p99']:.1f}** | "
-                     f"{int(endpoint['non2xx'] + paced['non2xx'])} |")
+                     f"{int(endpoint['non2xx'] + paced['non2xx'])} | "
+                     f"{share(seen, seen_after, 'cache', 'redis')} / {share(seen, seen_after, 'memo', 'computed')} |")
     return "\n".join(lines)
 
 

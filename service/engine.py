@@ -25,7 +25,7 @@ from service.domain.events import Event
 from service.domain.profile import StageRules, build_profile
 from service.domain.ranking import Filters, item_indices, rank_list, rank_scores, reason_text, resolve_filters
 from service.errors import NoActiveModel, NotFound, Unavailable
-from service.observability import count_fallback
+from service.observability import count_answer, count_fallback
 from service.repository import IngestResult, Repository
 from service.store import LoadedModel, ModelStore, PopularList, ServingState
 from training.history import SECONDS_PER_DAY, CustomerRow
@@ -116,6 +116,7 @@ class Engine:
             return self._customer_answer(state, customer, n, exclude_purchased, filters)
         key = ("customer", customer_id, n, exclude_purchased, tuple(exclude), category, exclude_category)
         answer = self.answers.get(state, key, seen)
+        count_answer(answer is not None)
         if answer is None:
             answer = self._customer_answer(state, customer, n, exclude_purchased, filters)
             self.answers.put(state, key, answer, seen)

@@ -68,6 +68,13 @@ PROMOTION_FEEDBACK = Counter("tailor_promotion_feedback_total", "Counted clicks 
                              ["promotion", "type"])
 
 
+CUSTOMER_READS = Counter("tailor_customer_reads_total",
+                         "Customer reads of recommendation requests: from the worker's cache or from Redis",
+                         ["source"])
+ANSWERS = Counter("tailor_answers_total", "Recommendation answers: remembered (memo) or computed", ["outcome"])
+_CUSTOMER_READ = {True: CUSTOMER_READS.labels("cache"), False: CUSTOMER_READS.labels("redis")}
+_ANSWER = {True: ANSWERS.labels("memo"), False: ANSWERS.labels("computed")}
+
 #: The multi-process metric files' directory as prometheus_client saw it at import (None: in-memory metrics).
 MULTIPROCESS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
@@ -179,6 +186,14 @@ def install(app: flask.Flask, tailor: Tailor) -> None:
 # -- domain counters (called by the use cases) ---------------------------------------------------------
 def count_fallback() -> None:
     FALLBACKS.inc()
+
+
+def count_customer_read(cached: bool) -> None:
+    _CUSTOMER_READ[cached].inc()
+
+
+def count_answer(remembered: bool) -> None:
+    _ANSWER[remembered].inc()
 
 
 def count_events(types: Iterable[str], accepted: int, duplicates: int) -> None:

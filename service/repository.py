@@ -32,6 +32,7 @@ from service.domain.events import Event, stream_fields, unique_by_id
 from service.domain.feedback import apply_feedback
 from service.domain.targeting import Lua, execute
 from service.errors import Unavailable
+from service.observability import count_customer_read
 from service.redis_client import RedisGateway
 from training.history import SECONDS_PER_DAY
 
@@ -89,6 +90,7 @@ class Repository:
         token = 0
         if cache is not None:
             cached = cache.get(customer_id, version)
+            count_customer_read(cached is not None)
             if cached is not None:
                 return cached[0], cached[1] if fingerprinted else None, []
             token = cache.token()
