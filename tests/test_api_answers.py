@@ -10,6 +10,7 @@ from flask import Flask
 
 from service.answers import AnswerMemo, fingerprint
 from service.api.events_schemas import EventBatch, fast_events
+from service.api.recommendations_schemas import BasketRequest, fast_basket
 from tests.service_helpers import ApiClient, TrainedModel, event, item_ids
 
 pytest_plugins = ["tests.service_helpers"]
@@ -103,3 +104,29 @@ def test_fast_event_validation_equals_the_schema(payload):
 ])
 def test_unusual_batches_go_through_the_schema(payload):
     assert fast_events(payload) is None
+
+
+@pytest.mark.parametrize("payload", [
+    {"items": ["i1", "i2"]},
+    {"items": [], "n": 3},
+    {"items": ["i1"], "n": 100, "exclude": ["i2"], "category": "Tea", "exclude_category": "Mugs"},
+])
+def test_fast_basket_validation_equals_the_schema(payload):
+    assert fast_basket(payload) == ma.Schema.load(BasketRequest(), payload)
+
+
+@pytest.mark.parametrize("payload", [
+    {"n": 3},  # items missing
+    {"items": ["i1"], "n": 0},
+    {"items": ["i1"], "n": 10.0},
+    {"items": ["i1"], "n": True},
+    {"items": [" "]},
+    {"items": "i1"},
+    {"items": ["i1"], "category": ""},
+    {"items": ["i1"], "category": None},
+    {"items": ["i1"], "extra": 1},
+    {"items": ["i"] * 201},
+    ["i1"],
+])
+def test_unusual_baskets_go_through_the_schema(payload):
+    assert fast_basket(payload) is None
