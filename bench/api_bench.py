@@ -1,16 +1,19 @@
 """HTTP benchmark of the API under gunicorn, against a private real Redis, with wrk on the same machine.
 
     python bench/api_bench.py [--data ../shared/datasets/online-retail/online_retail.csv.gz] [--duration 10]
-        [--answer-memo on|off] [--warmup 2] [--redis tcp|unix] [--event-batches 10,100] [--only customer,...]
+        [--answer-memo on|off] [--customer-cache on|off] [--warmup 2] [--redis tcp|unix]
+        [--event-batches 10,100] [--only customer,...]
 
 For each endpoint: saturation throughput next to the app's own `/healthz` measured in the same run (the
 ratio is what is comparable on a shared, noisy machine), then a paced run at half of the endpoint's
 maximum for latency percentiles. Requests are spread over all customers / items of the model. For event
 ingestion the ratio is events/s over /healthz requests/s (the issue's unit), one row per batch size.
 
-``--answer-memo off`` serves with ``TAILOR_ANSWER_CACHE_SIZE=0``: every request is scored. With the memo on,
-``--warmup`` decides how much of the catalogue each worker has seen before the measured runs (steady
-state needs about customers x workers requests). Needs `wrk` (Debian package `wrk`).
+``--answer-memo off`` serves with ``TAILOR_ANSWER_CACHE_SIZE=0`` (every request is scored) and
+``--customer-cache off`` with ``TAILOR_CUSTOMER_CACHE_SIZE=0`` (every customer is read from Redis). With them
+on, ``--warmup`` decides how much of the catalogue each worker has seen before the measured runs (steady
+state needs about customers x workers requests); the last column gives the hit rates of the measured run.
+Needs `wrk` (Debian package `wrk`).
 """
 
 from __future__ import annotations
@@ -90,6 +93,8 @@ def main() -> None:
     p.add_argument("--only", help="comma-separated endpoint names to run (customer, similar, basket, events)")
     p.add_argument("--answer-memo", choices=["on", "off"], default="on",
                    help="off: TAILOR_ANSWER_CACHE_SIZE=0, every request is scored")
+    p.add_argument("--customer-cache", choices=["on", "off"], default="on",
+                   help="off: TAILOR_CUSTOMER_CACHE_SIZE=0, every customer is read from Redis")
     p.add_argument("--warmup", type=int, default=2, help="seconds of load per endpoint before measuring")
     p.add_argument("--redis", choices=["tcp", "unix"], default="tcp", help="how the API reaches Redis")
     p.add_argument("--event-batches", default="10,100", help="events per POST /v1/events, one row each")
@@ -112,6 +117,8 @@ def main() -> None:
                    "TAILOR_PUBLIC_READ": "true", "TAILOR_LOG_LEVEL": "warning"}
             if args.answer_memo == "off":
                 env["TAILOR_ANSWER_CACHE_SIZE"] = "0"
+            if args.customer_cache == "off":
+                env["TAILOR_CUSTOMER_CACHE_SIZE"] = "0"
             serve = [*tailor, "serve", "--bind", f"127.0.0.1:{port}"]
             if args.workers:
                 serve += ["--workers", str(args.workers)]
@@ -156,7 +163,7 @@ def run_all(base: str, model: Path, tmp: Path, args: argparse.Namespace) -> str:
     c, d = args.connections, args.duration
     wrk(f"{base}/healthz", None, 3, c, {})  # warm-up
     lines = [f"Machine: {machine()}; date {date.today().isoformat()}; wrk -t1 -c{c}, {d} s per run; answer memo "
-             f"{args.answer_memo}, Redis over {args.redis}; "
+             f"{args.answer_memo}, customer cache {args.customer_cache}, Redis over {args.redis}; "
              f"`{' '.join(['python', 'bench/api_bench.py', *sys.argv[1:]])}`", "",
              "| endpoint | max req/s | /healthz req/s (same run) | ratio | paced req/s (½ max) | p50 ms | p99 ms | "
              "non-2xx | customer cache / answer memo hits |", "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
