@@ -106,7 +106,8 @@ class Setting:
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("REDIS_URL", "redis_url", DEFAULT_REDIS_URL, str,
-            "Redis holding models, customer records, events and overrides"),
+            "Redis holding models, customer records, events and overrides (`redis://`, `rediss://`, or "
+            "`unix://PATH` for a Redis on the same host)"),
     Setting("TAILOR_API_KEYS", "api_keys", "", parse_api_keys,
             "comma-separated `KEY:SCOPE` pairs, scopes `read` < `marketing` < `admin`", secret=True),
     Setting("TAILOR_PUBLIC_READ", "public_read", "false", _bool,
@@ -147,7 +148,7 @@ SETTINGS: tuple[Setting, ...] = (
             "most recent session items used for session recommendations"),
     Setting("TAILOR_ANSWER_CACHE_SIZE", "answer_cache_size", "10000", _non_negative_int,
             "finished answers remembered per worker (0 = off); a customer's is reused only while their data "
-            "read from Redis on that request is unchanged, and never with `TAILOR_CLOCK=wall`"),
+            "(as read from Redis or the customer cache) is unchanged, and never with `TAILOR_CLOCK=wall`"),
     Setting("TAILOR_CUSTOMER_CACHE_SIZE", "customer_cache_size", "20000", _non_negative_int,
             "customers whose Redis values each worker keeps, kept exact by Redis' invalidation messages "
             "(`CLIENT TRACKING`; 0 = off, read Redis on every request; not for Redis Cluster)"),
