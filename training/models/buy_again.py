@@ -50,13 +50,8 @@ def repeat_reason(history: PurchaseHistory, row: int, item: int) -> Reason | Non
     return Reason("repeat-purchase", related_item=item, period_days=reorder_period(history, row, item))
 
 
-def repeat_reasons(history: PurchaseHistory, row: int, items: np.ndarray) -> list[Reason | None]:
-    """``repeat_reason`` for each of ``items`` with one pass over the customer's history row."""
-    return repeat_reasons_row(CustomerRow.of(history, row), items)
-
-
 def repeat_reasons_row(row: CustomerRow, items: np.ndarray) -> list[Reason | None]:
-    """``repeat_reasons`` of one customer given as a ``CustomerRow``."""
+    """``repeat_reason`` for each of ``items`` with one pass over the customer's history."""
     items = np.asarray(items, dtype=np.int64)
     cols = row.items
     out: list[Reason | None] = [None] * len(items)
@@ -121,7 +116,7 @@ class BuyAgainRecommender(TunableRecommender):
         return repeat_reason(history, row, item)
 
     def explain_many(self, history: PurchaseHistory, row: int, items: np.ndarray) -> list[Reason | None]:
-        return repeat_reasons(history, row, items)
+        return repeat_reasons_row(CustomerRow.of(history, row), items)
 
     def score_row(self, row: CustomerRow) -> np.ndarray:
         return rebuy_row(row, self.weighting)

@@ -61,17 +61,10 @@ def contributions(
     return int(cols[best]), float(parts[best])
 
 
-def contributions_many(
-    weighted_row: sp.csr_matrix, weights: np.ndarray | sp.csr_matrix, items: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """``contributions`` for each of ``items`` from one (history items x items) block of ``weights``:
-    the related history item per item (-1 where there is none) and its contribution."""
-    return contributions_row(weighted_row.indices, weighted_row.data, weights, items)
-
-
 def contributions_row(cols: np.ndarray, values: np.ndarray, weights: np.ndarray | sp.csr_matrix,
                       items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``contributions_many`` of one customer's history items ``cols`` with confidences ``values``."""
+    """``contributions`` for each of ``items`` from one customer's history items ``cols`` (confidences
+    ``values``): the related history item per item (-1 where there is none) and its contribution."""
     items = np.asarray(items, dtype=np.int64)
     if not len(cols) or not len(items):
         return np.full(len(items), -1, dtype=np.int64), np.zeros(len(items), dtype=np.float32)
@@ -84,7 +77,7 @@ def contributions_row(cols: np.ndarray, values: np.ndarray, weights: np.ndarray 
 
 
 def bought_with(related: np.ndarray, parts: np.ndarray) -> list[Reason | None]:
-    """"Bought with" reasons from ``contributions_many`` (None where no history item adds to the score)."""
+    """"Bought with" reasons from ``contributions_row`` (None where no history item adds to the score)."""
     return [Reason("bought-with", related_item=r) if r >= 0 and p > 0 else None
             for r, p in zip(related.tolist(), parts.tolist(), strict=True)]
 
