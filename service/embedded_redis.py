@@ -53,19 +53,24 @@ class EmbeddedRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     @property
-    def socket_path(self) -> Path:
-        """The server also listens on this Unix socket (owner-only): cheaper than TCP on the same host."""
-        return self.data_dir / "redis.sock"
+    def socket_path(self) -> Path | None:
+        """The server also listens on this Unix socket (owner-only; cheaper than TCP on the same host), unless
+        its path is too long for a socket address (107 bytes on Linux)."""
+        path = self.data_dir.resolve() / "redis.sock"
+        return path if len(os.fsencode(path)) < 100 else None
 
     @property
     def unix_url(self) -> str:
+        if self.socket_path is None:
+            raise RuntimeError(f"{self.data_dir} is too deep for a Unix socket; use the TCP url")
         return f"unix://{self.socket_path}?db=0"
 
     def start(self, timeout: float = 10.0) -> EmbeddedRedis:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir),
-                "--protected-mode", "yes", "--daemonize", "no", "--logfile", "redis.log",
-                "--unixsocket", str(self.socket_path), "--unixsocketperm", "700"]
+                "--protected-mode", "yes", "--daemonize", "no", "--logfile", "redis.log"]
+        if self.socket_path is not None:
+            args += ["--unixsocket", str(self.socket_path), "--unixsocketperm", "700"]
         if self.persist:
             args += ["--appendonly", "yes", "--save", "60 1000"]
         else:

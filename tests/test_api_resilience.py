@@ -187,3 +187,15 @@ def test_serves_over_a_unix_socket_url(make_app: Callable[..., Flask], retail: T
     customer = retail.busiest_customer()
     body = client.get(f"/v1/customers/{customer}/recommendations?n=3").get_json()
     assert body["source"] == "personalized" and len(body["items"]) == 3
+
+
+def test_embedded_redis_in_a_deep_directory_skips_the_unix_socket(tmp_path) -> None:
+    """A socket address is at most 107 bytes: a deep data directory must still give a working (TCP) Redis."""
+    server = EmbeddedRedis(tmp_path / ("d" * 120)).start()
+    try:
+        assert server.socket_path is None
+        assert redis.Redis.from_url(server.url).ping()
+        with pytest.raises(RuntimeError, match="too deep"):
+            _ = server.unix_url
+    finally:
+        server.stop()
