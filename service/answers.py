@@ -19,9 +19,19 @@ from collections import OrderedDict
 from collections.abc import Hashable, Mapping
 from typing import Any
 
+import orjson
+
 from service.store import ServingState
 
-Answer = dict[str, Any]
+#: An answer as the JSON document sent to the client: one immutable object per remembered answer (a dict of
+#: item dicts would be ~40 objects for the garbage collector to walk, churned by every new basket), and no
+#: serialisation on a hit.
+Answer = bytes
+
+
+def encode(answer: dict[str, Any]) -> Answer:
+    """The JSON document of an answer (orjson: several times faster than the stdlib on these payloads)."""
+    return orjson.dumps(answer)
 
 
 def fingerprint(blob: bytes | None, *hashes: Mapping[bytes, bytes]) -> bytes:
@@ -37,8 +47,8 @@ def fingerprint(blob: bytes | None, *hashes: Mapping[bytes, bytes]) -> bytes:
 class AnswerMemo:
     """An LRU map (key -> (fingerprint, answer)) tied to one serving state; thread-safe.
 
-    Answers are shared between requests, so callers must treat them as read-only (the API only serialises
-    them). The state is held by weak reference: a swapped-out model is not kept alive by the memo.
+    Answers are immutable JSON bytes shared between requests. The state is held by weak reference: a
+    swapped-out model is not kept alive by the memo.
     """
 
     def __init__(self, max_entries: int) -> None:

@@ -1,7 +1,8 @@
 """The use cases behind the endpoints: recommendations, similar items, popular lists, profiles, events.
 
 It ties the serving snapshot of the model store, the Redis repository and the pure domain functions
-together and returns plain JSON-ready dicts; HTTP (parsing, auth, status codes) stays in ``service.api``.
+together and returns plain JSON-ready dicts (recommendation answers, which are memoised, as their JSON
+document); HTTP (parsing, auth, status codes) stays in ``service.api``.
 
 Hot path of a customer's recommendations: one snapshot read, one pipelined Redis round trip, one
 ``model.score_row`` of the customer's history, an in-place mask and ``top_n``, ``explain_row`` for the n
@@ -18,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from service.answers import AnswerMemo
+from service.answers import Answer, AnswerMemo, encode
 from service.config import Settings
 from service.domain.customer import CustomerState, basket_history, purchase_history
 from service.domain.events import Event
@@ -102,8 +103,10 @@ class Engine:
     # -- recommendations ------------------------------------------------------------------------------
     def for_customer(self, customer_id: str, *, n: int, exclude_purchased: bool = False,
                      exclude: Sequence[str] = (), category: str | None = None,
-                     exclude_category: str | None = None) -> dict[str, Any]:
-        """Personalized for known customers, session-based for unknown ones with events, else popular."""
+                     exclude_category: str | None = None) -> Answer:
+        """Personalized for known customers, session-based for unknown ones with events, else popular.
+
+        Like every memoised answer, returned as its JSON document (see ``service.answers``)."""
         state = self.serving()
         m = state.model
         filters = self._filters(state, exclude, category, exclude_category)
@@ -111,14 +114,14 @@ class Engine:
             customer, seen, _ = self.repository.customer_read(customer_id, m.version, fingerprinted=self.memoise)
         except Unavailable:
             count_fallback()
-            return {"customer_id": customer_id, **self._popular_answer(state, n, filters, SOURCE_FALLBACK)}
+            return encode({"customer_id": customer_id, **self._popular_answer(state, n, filters, SOURCE_FALLBACK)})
         if seen is None:
-            return self._customer_answer(state, customer, n, exclude_purchased, filters)
+            return encode(self._customer_answer(state, customer, n, exclude_purchased, filters))
         key = ("customer", customer_id, n, exclude_purchased, tuple(exclude), category, exclude_category)
         answer = self.answers.get(state, key, seen)
         count_answer(answer is not None)
         if answer is None:
-            answer = self._customer_answer(state, customer, n, exclude_purchased, filters)
+            answer = encode(self._customer_answer(state, customer, n, exclude_purchased, filters))
             self.answers.put(state, key, answer, seen)
         return answer
 
@@ -148,13 +151,13 @@ class Engine:
                 "source": SOURCE_SESSION if session else SOURCE_PERSONALIZED, "items": items}
 
     def for_basket(self, items: Sequence[str], *, n: int, exclude: Sequence[str] = (),
-                   category: str | None = None, exclude_category: str | None = None) -> dict[str, Any]:
+                   category: str | None = None, exclude_category: str | None = None) -> Answer:
         """Recommendations from the given items alone (anonymous visitor, basket); basket items excluded."""
         state = self.serving()
         key = ("basket", tuple(items), n, tuple(exclude), category, exclude_category)
         answer = self.answers.get(state, key) if self.memoise else None
         if answer is None:
-            answer = self._basket_answer(state, items, n, exclude, category, exclude_category)
+            answer = encode(self._basket_answer(state, items, n, exclude, category, exclude_category))
             if self.memoise:
                 self.answers.put(state, key, answer)
         return answer
@@ -170,14 +173,14 @@ class Engine:
         answer = self._scored(state, history, n, filters, _in_your_basket)
         return {"model_version": m.version, "source": SOURCE_BASKET, "items": answer}
 
-    def similar(self, item_id: str, *, n: int) -> dict[str, Any]:
+    def similar(self, item_id: str, *, n: int) -> Answer:
         """Items bought by the same customers; 404 for an item the model does not know."""
         state = self.serving()
         index = _index_of(state.model, item_id)
         key = ("similar", index, n)
         answer = self.answers.get(state, key)
         if answer is None:
-            answer = self._similar_answer(state, item_id, index, n)
+            answer = encode(self._similar_answer(state, item_id, index, n))
             self.answers.put(state, key, answer)
         return answer
 
