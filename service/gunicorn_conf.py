@@ -89,7 +89,7 @@ def post_worker_init(worker: Any) -> None:
     """
     tailor = getattr(worker.wsgi, "extensions", {}).get("tailor")
     if tailor is not None:
-        tailor.store.start()
+        tailor.store.start(wait_s=10.0)
         tailor.repository.customers.start()
     gc.collect()
     gc.freeze()

@@ -229,15 +229,24 @@ class ModelStore:
             self.start()
         return self._state
 
-    def start(self) -> None:
-        """Load the active version now and start polling (idempotent; re-run after a fork)."""
+    def start(self, wait_s: float = 0.0) -> None:
+        """Load the active version now and start polling (idempotent; re-run after a fork).
+
+        ``wait_s``: keep retrying a load that failed (Redis not answering yet, e.g. connect timeouts while
+        all workers boot at once) for up to this long, so that a worker does not take requests it can only
+        answer with 503 until its next poll.
+        """
         with self._lock:
             if self._pid == os.getpid():
                 return
             self._pid = os.getpid()
             self._stop = threading.Event()
             self._failed.clear()
+            deadline = time.monotonic() + wait_s
             self._safe_refresh()
+            while not self.last_poll_ok and time.monotonic() < deadline:
+                time.sleep(0.1)
+                self._safe_refresh()
             self._thread = threading.Thread(target=self._run, name="tailor-model-poll", daemon=True)
             self._thread.start()
 

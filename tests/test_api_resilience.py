@@ -6,8 +6,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import redis
@@ -198,4 +200,23 @@ def test_embedded_redis_in_a_deep_directory_skips_the_unix_socket(tmp_path) -> N
         with pytest.raises(RuntimeError, match="too deep"):
             _ = server.unix_url
     finally:
+        server.stop()
+
+
+def test_a_worker_waits_at_start_for_a_redis_that_answers_late(make_app: Callable[..., Flask], retail: TrainedModel,
+                                                                tmp_path: Path) -> None:
+    """Workers booting while Redis does not answer yet retry the first load instead of serving 503s."""
+    server = EmbeddedRedis(tmp_path / "late-redis", persist=True).start()
+    publish_model(redis.Redis.from_url(server.url), retail.path)
+    server.stop()  # the data stays in its append-only file
+    app = make_app(REDIS_URL=server.url)
+    timer = threading.Timer(0.5, server.start)
+    timer.start()
+    try:
+        started = time.monotonic()
+        app.extensions["tailor"].store.start(wait_s=10.0)
+        assert app.extensions["tailor"].store.current() is not None, time.monotonic() - started
+        assert time.monotonic() - started >= 0.4
+    finally:
+        timer.join()
         server.stop()
