@@ -157,6 +157,9 @@ SETTINGS: tuple[Setting, ...] = (
             "gunicorn worker processes (0 = 2 x cores + 1)"),
     Setting("TAILOR_WORKER_CLASS", "worker_class", "gthread", str, "gunicorn worker class (`gthread` or `sync`)"),
     Setting("TAILOR_THREADS", "threads", "4", _positive_int, "threads per worker with `gthread`"),
+    Setting("TAILOR_WORKER_CONNECTIONS", "worker_connections", "0", _non_negative_int,
+            "open connections a `gthread` worker holds before it leaves new ones to the others "
+            "(0 = 2 x threads); keeps a few keep-alive clients from all landing on one worker"),
     Setting("TAILOR_LOG_LEVEL", "log_level", "info", str, "log level of the service and gunicorn"),
     Setting("TAILOR_LOG_FORMAT", "log_format", "json", _choice("json", "text"),
             "`json`: one JSON object per line (time, level, logger, message, request_id, ...); `text`: plain"),
@@ -203,6 +206,7 @@ class Settings:
     workers: int
     worker_class: str
     threads: int
+    worker_connections: int
     log_level: str
     log_format: str
     access_log: bool

@@ -13,8 +13,9 @@ def gunicorn_options(bind: str | None = None, workers: int | None = None) -> dic
     from service import gunicorn_conf
 
     options = {name: getattr(gunicorn_conf, name) for name in (
-        "bind", "workers", "worker_class", "threads", "keepalive", "timeout", "graceful_timeout", "loglevel",
-        "accesslog", "errorlog", "proc_name", "preload_app", "post_worker_init", "on_starting", "child_exit",
+        "bind", "workers", "worker_class", "threads", "worker_connections", "keepalive", "timeout",
+        "graceful_timeout", "loglevel", "accesslog", "errorlog", "proc_name", "preload_app", "post_worker_init",
+        "on_starting", "child_exit",
         "logconfig_dict")}
     if bind:
         options["bind"] = bind

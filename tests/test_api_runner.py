@@ -33,6 +33,7 @@ def test_defaults(conf):
     assert module.bind == "127.0.0.1:8000"
     assert module.workers == 2 * (os.cpu_count() or 1) + 1
     assert module.worker_class == "gthread" and module.threads >= 1
+    assert module.worker_connections == 2 * module.threads, "a cap spreads keep-alive clients over workers"
     assert module.accesslog is None, "no per-request logging on the hot path"
     assert os.environ["OPENBLAS_NUM_THREADS"] == "1" and os.environ["OMP_NUM_THREADS"] == "1"
 
@@ -42,6 +43,8 @@ def test_environment_and_command_line(conf):
     options = runner.gunicorn_options()
     assert options["bind"] == ["0.0.0.0:9000"] and options["workers"] == 3
     assert options["worker_class"] == "sync" and options["threads"] == 1
+    conf(TAILOR_THREADS="6", TAILOR_WORKER_CONNECTIONS="32")
+    assert runner.gunicorn_options()["worker_connections"] == 32
     options = runner.gunicorn_options(bind="127.0.0.1:8123", workers=2)
     assert options["bind"] == ["127.0.0.1:8123"] and options["workers"] == 2
     assert callable(options["post_worker_init"])
