@@ -4,9 +4,9 @@ It ties the serving snapshot of the model store, the Redis repository and the pu
 together and returns plain JSON-ready dicts (recommendation answers, which are memoised, as their JSON
 document); HTTP (parsing, auth, status codes) stays in ``service.api``.
 
-Hot path of a customer's recommendations: one snapshot read, one pipelined Redis round trip, one
-``model.score_row`` of the customer's history, an in-place mask and ``top_n``, ``explain_row`` for the n
-results.
+Hot path of a customer's recommendations: one snapshot read, the customer from the worker's cache or one
+Lua read, then the remembered answer if that data is unchanged, else one ``model.score_row`` of the
+customer's history, an in-place mask and an exact top-k, ``explain_row`` for the n results.
 When Redis does not answer (or the circuit is open) the answer comes from the popular list held in
 process memory, marked ``popular-fallback``.
 """
