@@ -152,20 +152,22 @@ class Engine:
 
     def for_basket(self, items: Sequence[str], *, n: int, exclude: Sequence[str] = (),
                    category: str | None = None, exclude_category: str | None = None) -> Answer:
-        """Recommendations from the given items alone (anonymous visitor, basket); basket items excluded."""
+        """Recommendations from the given items alone (anonymous visitor, basket); basket items excluded.
+
+        Remembered per set of known items: order, repeats and unknown ids do not change the answer."""
         state = self.serving()
-        key = ("basket", tuple(items), n, tuple(exclude), category, exclude_category)
+        basket = np.unique(item_indices(items, state.model.item_index))
+        key = ("basket", tuple(basket.tolist()), n, tuple(exclude), category, exclude_category)
         answer = self.answers.get(state, key) if self.memoise else None
         if answer is None:
-            answer = encode(self._basket_answer(state, items, n, exclude, category, exclude_category))
+            answer = encode(self._basket_answer(state, basket, n, exclude, category, exclude_category))
             if self.memoise:
                 self.answers.put(state, key, answer)
         return answer
 
-    def _basket_answer(self, state: ServingState, items: Sequence[str], n: int, exclude: Sequence[str],
+    def _basket_answer(self, state: ServingState, basket: np.ndarray, n: int, exclude: Sequence[str],
                        category: str | None, exclude_category: str | None) -> dict[str, Any]:
         m = state.model
-        basket = item_indices(items, m.item_index)  # basket_history dedupes; blocking tolerates repeats
         filters = self._filters(state, exclude, category, exclude_category).with_blocked(basket)
         if not len(basket):
             return self._popular_answer(state, n, filters, SOURCE_POPULAR)

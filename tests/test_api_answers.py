@@ -130,3 +130,15 @@ def test_fast_basket_validation_equals_the_schema(payload):
 ])
 def test_unusual_baskets_go_through_the_schema(payload):
     assert fast_basket(payload) is None
+
+
+def test_baskets_are_remembered_per_set_of_known_items(make_app: Callable[..., Flask], retail: TrainedModel):
+    """Order, repeats and unknown ids do not change a basket's answer, so they share one memo entry; the
+    answer equals the one computed without the memo."""
+    first, second = retail.popular_items()[:2]
+    api = ApiClient(make_app())
+    plain = ApiClient(make_app(TAILOR_ANSWER_CACHE_SIZE="0"))
+    bodies = [{"items": [first, second], "n": 5}, {"items": [second, "no-such-item", first, first], "n": 5}]
+    answers = [api.post("/v1/recommendations", json=body).get_json() for body in bodies]
+    assert answers[0] == answers[1] == plain.post("/v1/recommendations", json=bodies[1]).get_json()
+    assert len(api.app.extensions["tailor"].engine.answers) == 1
