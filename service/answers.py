@@ -3,11 +3,12 @@
 A customer's recommendations depend only on the served ``ServingState`` (model version + item overrides),
 the request's arguments and the customer's three Redis values (published record, live purchases, session);
 "now" does too, but with ``TAILOR_CLOCK=data`` it is derived from those same values. So the request path
-still reads the customer from Redis on every request - an event changes the very next answer, and a slow
-or dead Redis still means the popular fallback at once - and only when the fingerprint of what it read is
-the one a remembered answer was computed from are scoring, ranking and reasons skipped. Nothing needs
-invalidating: a purchase changes the fingerprint; a model swap or an item override is a new state, which
-empties the memo. Similar items and baskets depend on the state and the arguments alone.
+still reads the customer on every request - from Redis, or from the worker's customer cache that Redis
+keeps exact (``service.customer_cache``) - and an event changes the very next answer; only when the
+fingerprint of what it read is the one a remembered answer was computed from are scoring, ranking and
+reasons skipped. Nothing needs invalidating: a purchase changes the fingerprint; a model swap or an item
+override is a new state, which empties the memo. Similar items and baskets depend on the state and the
+arguments alone.
 """
 
 from __future__ import annotations
