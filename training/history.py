@@ -94,11 +94,6 @@ class CustomerRow:
                    history.quantity.data[start:end], history.last_day.data[start:end], history.now_day,
                    history.shape[1])
 
-    @classmethod
-    def empty(cls, n_items: int, now_day: float) -> CustomerRow:
-        return cls(np.empty(0, dtype=np.int32), np.empty(0, dtype=np.float32), np.empty(0, dtype=np.float32),
-                   np.empty(0, dtype=np.float64), float(now_day), n_items)
-
     def as_history(self) -> PurchaseHistory:
         """The 1 x n_items batch form (for models without a single-row fast path)."""
         indptr = np.asarray([0, len(self.items)], dtype=np.int64)

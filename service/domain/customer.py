@@ -152,7 +152,9 @@ def purchase_history(state: CustomerState, item_index: dict[str, int], n_items: 
 
 
 def basket_history(items: np.ndarray, n_items: int, now_day: float) -> CustomerRow:
-    """A basket (or an anonymous visitor's items) as a one-customer history: one order of each, bought now."""
-    cols = np.unique(np.asarray(items, dtype=np.int64)).astype(np.int32)
+    """A basket (or an anonymous visitor's items) as a one-customer history: one order of each, bought now.
+
+    ``items``: sorted, unique item indices (``np.unique`` of the known ones)."""
+    cols = np.asarray(items, dtype=np.int32)
     ones = np.ones(len(cols), dtype=np.float32)
     return CustomerRow(cols, ones, ones, np.full(len(cols), float(now_day)), float(now_day), n_items)

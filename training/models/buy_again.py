@@ -7,6 +7,7 @@ function of the served history, so a purchase changes the next answer at once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Self
 
 import numpy as np
@@ -71,6 +72,18 @@ def repeat_reasons_row(row: CustomerRow, items: np.ndarray) -> list[Reason | Non
         period = round(span / (count - 1), 1) if count >= 2 and span > 0 else None
         out[k] = Reason("repeat-purchase", related_item=int(items[k]), period_days=period)
     return out
+
+
+def repeat_reasons_then(row: CustomerRow, items: np.ndarray,
+                        others: Callable[[np.ndarray], list[Reason | None]]) -> list[Reason | None]:
+    """Repeat-purchase reasons where the customer bought the item, ``others(items left)`` for the rest."""
+    items = np.asarray(items, dtype=np.int64)
+    reasons = repeat_reasons_row(row, items)
+    rest = [k for k, reason in enumerate(reasons) if reason is None]
+    if rest:
+        for k, reason in zip(rest, others(items[rest]), strict=True):
+            reasons[k] = reason
+    return reasons
 
 
 def rebuy_row(row: CustomerRow, weighting: Weighting) -> np.ndarray:

@@ -22,7 +22,7 @@ import numpy as np
 
 from training.history import CustomerRow, PurchaseHistory
 from training.models.base import Reason
-from training.models.buy_again import rebuy_scores, repeat_reason, repeat_reasons_row
+from training.models.buy_again import rebuy_scores, repeat_reason, repeat_reasons_then
 from training.models.ease import MAX_ITEMS, EASERecommender
 from training.models.item_knn import ItemKNNRecommender
 from training.models.params import Param, TunableRecommender
@@ -137,10 +137,5 @@ class HybridRecommender(TunableRecommender):
         return scores
 
     def explain_row(self, row: CustomerRow, items: np.ndarray) -> list[Reason | None]:
-        items = np.asarray(items, dtype=np.int64)
-        reasons = repeat_reasons_row(row, items)
-        rest = [k for k, reason in enumerate(reasons) if reason is None]
-        if rest:
-            for k, reason in zip(rest, self._cf().explain_row(row, items[rest]), strict=True):
-                reasons[k] = reason
+        reasons = repeat_reasons_then(row, items, lambda rest: self._cf().explain_row(row, rest))
         return [reason if reason is not None else Reason("popular") for reason in reasons]

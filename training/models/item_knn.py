@@ -15,7 +15,7 @@ from implicit.nearest_neighbours import ItemItemRecommender, bm25_weight, normal
 
 from training.history import CustomerRow, PurchaseHistory
 from training.models.base import Reason
-from training.models.buy_again import repeat_reason, repeat_reasons_row
+from training.models.buy_again import repeat_reason, repeat_reasons_then
 from training.models.ease import bought_with, contributions, contributions_row
 from training.models.params import Param, TunableRecommender
 from training.models.weighting import (
@@ -103,11 +103,5 @@ class ItemKNNRecommender(TunableRecommender):
         return sparse_row_sum(self.similarity, row.items, self.weighting.apply_row(row))
 
     def explain_row(self, row: CustomerRow, items: np.ndarray) -> list[Reason | None]:
-        items = np.asarray(items, dtype=np.int64)
-        reasons = repeat_reasons_row(row, items)
-        rest = [k for k, reason in enumerate(reasons) if reason is None]
-        if rest:
-            related = contributions_row(row.items, self.weighting.apply_row(row), self.similarity, items[rest])
-            for k, reason in zip(rest, bought_with(*related), strict=True):
-                reasons[k] = reason
-        return reasons
+        return repeat_reasons_then(row, items, lambda rest: bought_with(*contributions_row(
+            row.items, self.weighting.apply_row(row), self.similarity, rest)))

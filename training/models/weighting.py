@@ -75,9 +75,12 @@ class Weighting:
 
     def apply(self, history: PurchaseHistory) -> sp.csr_matrix:
         """One float32 confidence per purchased (customer, item), same sparsity as the history."""
-        lengths = np.diff(history.orders.indptr)
+        lengths: np.ndarray | int = 0
+        if self.scheme == "bm25":
+            per_row = np.diff(history.orders.indptr)
+            lengths = np.repeat(per_row, per_row)
         values = self.confidences(history.orders.data, history.last_day.data, history.now_day,
-                                  history.orders.indices, np.repeat(lengths, lengths) if self.scheme == "bm25" else 0)
+                                  history.orders.indices, lengths)
         # A shallow copy sharing the (already valid) index arrays: the csr_matrix constructor would check
         # them again, which costs more than the weighting itself.
         weighted = copy.copy(history.orders)
