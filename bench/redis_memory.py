@@ -64,7 +64,7 @@ def measure_events(client: redis.Redis, n: int) -> dict[str, float]:
                       item_id=str(random.randint(10_000, 99_999)), quantity=1.0 if kind == "purchase" else None,
                       price=2.5 if kind == "purchase" else None)
         pipe.xadd(keys.EVENTS_STREAM, stream_fields(event, now), maxlen=10 * n, approximate=True)
-        pipe.set(keys.event_seen(event.event_id), f"{now:.3f}", nx=True, ex=604_800)
+        pipe.set(keys.event_seen(event.customer_id, event.event_id), f"{now:.3f}", nx=True, ex=604_800)
         if i % 2000 == 1999:
             pipe.execute()
     pipe.execute()

@@ -4,8 +4,8 @@ Every key starts with ``tailor:``. Keys that are read or written together carry 
 (``{...}``) so that they live in one Redis Cluster slot; no command ever touches keys of two slots:
 
 * a model version's blobs share ``{m:VERSION}``; activation is a single-key ``SET`` of ``models:active``;
-* a customer's keys (published history per version, live purchases, sticky message variants) share
-  ``{c:CUSTOMER_ID}``;
+* a customer's keys (published history per version, live purchases, session, idempotency markers of
+  their events, sticky message variants) share ``{c:CUSTOMER_ID}``;
 * a promotion's counters, decisions and per-customer frequency caps share ``{p:PROMOTION_ID}`` (cap and
   budget are checked in one Lua script) and a message slot's bandit state ``{s:SLOT}``.
 
@@ -78,9 +78,10 @@ ITEM_OVERRIDES_REV = f"{PREFIX}:items:overrides:rev"  # counter bumped on each c
 EVENTS_STREAM = f"{PREFIX}:events"  # stream of accepted events, capped (MAXLEN ~) for retraining
 
 
-def event_seen(event_id: str) -> str:
-    """Idempotency marker of an event id (SET NX with a TTL)."""
-    return f"{PREFIX}:event:{{e:{event_id}}}"
+def event_seen(customer_id: str, event_id: str) -> str:
+    """Idempotency marker of an event (SET NX with a TTL), in its customer's slot: one script per customer
+    checks the markers of a batch and records the new events in the customer's hashes."""
+    return f"{PREFIX}:event:{{c:{customer_id}}}:{event_id}"
 
 
 # -- promotions ----------------------------------------------------------------------------------------

@@ -14,9 +14,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
+import hiredis
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -96,6 +97,35 @@ def make_client(url: str, timeout_s: float, connect_timeout_s: float) -> redis.R
         url, socket_timeout=timeout_s, socket_connect_timeout=connect_timeout_s,
         retry=Retry(NoBackoff(), 0), health_check_interval=0, **tcp,
     )
+
+
+def send_commands(client: redis.Redis, commands: Sequence[Sequence[Any]]) -> list[Any]:
+    """Run ``commands`` as one pipeline (one write, then the replies in order) and return the raw replies,
+    an error reply as its ``ResponseError`` in place.
+
+    What ``client.pipeline()`` does, without its per-command Python layers (argument normalisation, a
+    packing generator, response callbacks): on a batch of small scripts those cost more than Redis
+    spends running them. Connection and timeout errors propagate; the connection is then dropped.
+    """
+    if not commands:
+        return []
+    pool = client.connection_pool
+    connection = pool.get_connection()
+    try:
+        connection.send_packed_command([b"".join(hiredis.pack_command(tuple(command)) for command in commands)],
+                                       check_health=False)
+        replies: list[Any] = []
+        for _ in commands:
+            try:
+                replies.append(connection.read_response())
+            except redis.ResponseError as error:
+                replies.append(error)
+        return replies
+    except BaseException:
+        connection.disconnect()
+        raise
+    finally:
+        pool.release(connection)
 
 
 class RedisGateway:

@@ -4,7 +4,8 @@ Key names come from ``service.keys`` only; value formats from ``service.codec`` 
 A customer is read with one command (a Lua script returning the record of the served version, the live
 overlay, the session and any extra keys of the customer's hash slot: one reply to parse instead of a
 pipeline of three), and only when the worker's ``CustomerCache`` - kept exact by Redis' invalidation
-messages - does not hold it; a batch of events costs two round trips (idempotency markers, then writes).
+messages - does not hold it; a batch of events costs two round trips (one script per customer, then the
+stream).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from service.domain.customer import (
 )
 from service.domain.events import Event, stream_fields, unique_by_id
 from service.domain.feedback import apply_feedback
-from service.domain.targeting import Lua, execute
+from service.domain.targeting import Lua, ScriptCall, run_scripts
 from service.errors import Unavailable
 from service.observability import count_customer_read
 from service.redis_client import RedisGateway
@@ -38,11 +39,48 @@ from training.history import SECONDS_PER_DAY
 
 log = logging.getLogger("tailor.repository")
 
-#: Set fields of one customer hash, refresh its expiry and return its length (one key: cluster-safe).
-_TOUCH = Lua("""
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
-redis.call('EXPIRE', KEYS[1], ARGV[1])
-return redis.call('HLEN', KEYS[1])
+#: One customer's events of a batch (one slot: the customer's hashes and the events' idempotency markers).
+#: Each event whose marker is new is recorded: a purchase in the live hash, a view / cart / click in the
+#: session hash (ARGV per event: kind "l" | "s" | "-", field, value). Returns 1/0 per event (new or seen)
+#: and then the session's length (0 when untouched), so an oversized session can be trimmed.
+_ACCEPT = Lua("""
+local out, live, session = {}, false, false
+for i = 3, #KEYS do
+  local at = 5 + (i - 3) * 3
+  if redis.call('SET', KEYS[i], ARGV[1], 'NX', 'EX', ARGV[2]) then
+    out[#out + 1] = 1
+    local kind = ARGV[at]
+    if kind == 'l' then
+      redis.call('HSET', KEYS[1], ARGV[at + 1], ARGV[at + 2])
+      live = true
+    elseif kind == 's' then
+      redis.call('HSET', KEYS[2], ARGV[at + 1], ARGV[at + 2])
+      session = true
+    end
+  else
+    out[#out + 1] = 0
+  end
+end
+if live then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
+if session then
+  redis.call('EXPIRE', KEYS[2], ARGV[4])
+  out[#out + 1] = redis.call('HLEN', KEYS[2])
+else
+  out[#out + 1] = 0
+end
+return out
+""")
+
+#: Append events to the stream in order, each as ``XADD KEY MAXLEN ~ ARGV[1] * fields...`` (ARGV per event:
+#: the number of field/value strings, then them). One call instead of one command per event.
+_APPEND = Lua("""
+local at = 2
+while at <= #ARGV do
+  local n = tonumber(ARGV[at])
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, at + 1, at + n))
+  at = at + n + 1
+end
+return 0
 """)
 
 
@@ -107,68 +145,73 @@ class Repository:
 
     # -- events ---------------------------------------------------------------------------------------
     def ingest(self, events: Sequence[Event]) -> IngestResult:
-        """Store a batch idempotently (per ``event_id``); raise ``Unavailable`` if Redis fails half-way.
+        """Store a batch idempotently (per customer and ``event_id``); ``Unavailable`` if Redis fails.
 
-        Markers are set first (``SET NX`` with a TTL), then only the events that won their marker are
-        written. If the writes fail, the markers of this batch are removed again so the client's retry is
-        not mistaken for a duplicate.
+        Two round trips whatever the batch size: one ``_ACCEPT`` script per customer (its markers are
+        ``SET NX`` with a TTL and only the events that won theirs are recorded in its hashes), then the new
+        events are appended to the stream (one ``_APPEND``) and their feedback applied. If either fails,
+        the markers it may have set are removed again so that the client's retry is not mistaken for a
+        duplicate: recording an event twice changes nothing (hash fields are the event id / the item), and
+        the retraining job drops repeated stream entries.
         """
         unique, repeated = unique_by_id(events)
         if not unique:
             return IngestResult(len(events), 0, repeated)
         now = time.time()
-        marker = f"{now:.3f}"
-        dedupe_s = self.settings.event_dedupe_s
-
-        def mark() -> list[Any]:
-            pipe = self.gateway.writes.pipeline(transaction=False)
-            for event in unique:
-                pipe.set(keys.event_seen(event.event_id), marker, nx=True, ex=dedupe_s)
-            return pipe.execute()
-
-        won = self.gateway.call(mark)
-        fresh = [event for event, ok in zip(unique, won, strict=True) if ok]
+        by_customer: dict[str, list[Event]] = {}
+        for event in unique:
+            by_customer.setdefault(event.customer_id, []).append(event)
+        try:
+            new = self.gateway.call(lambda: self._accept(by_customer, f"{now:.3f}"))
+        except Unavailable:
+            self._unmark(unique)  # some customers' scripts may have run
+            raise
+        fresh = [event for event in unique if (event.customer_id, event.event_id) in new]
         if fresh:
             try:
-                self.gateway.call(lambda: self._write(fresh, now))
+                self.gateway.call(lambda: self._append(fresh, now))
             except Unavailable:
                 self._unmark(fresh)
                 raise
         return IngestResult(len(events), len(fresh), len(events) - len(fresh))
 
-    def _write(self, events: list[Event], now: float) -> None:
-        """One pipeline: an XADD per event, then one ``_TOUCH`` script per customer hash (its fields, its
-        expiry and, for sessions, its new length) instead of an HSET per event plus EXPIRE and HLEN."""
+    def _accept(self, by_customer: dict[str, list[Event]], marker: str) -> set[tuple[str, str]]:
+        """Run ``_ACCEPT`` for every customer (one pipeline); (customer, event id) of the new events."""
         s = self.settings
-        pipe = self.gateway.writes.pipeline(transaction=False)
-        live: dict[str, list[str]] = {}
-        session: dict[str, list[str]] = {}
-        for event in events:
-            pipe.xadd(keys.EVENTS_STREAM, stream_fields(event, now), maxlen=s.events_maxlen, approximate=True)
-            if event.is_purchase:
-                live.setdefault(event.customer_id, []).extend((event.event_id, live_value(
-                    event.item_id or "", event.day, float(event.quantity or 1.0), event.price)))
-            elif event.is_session:
-                session.setdefault(event.customer_id, []).extend((event.item_id or "",
-                                                                   session_value(event.day, event.type)))
-        scripted: dict[int, tuple[Lua, list[str], list[Any]]] = {}
+        calls: list[ScriptCall] = []
+        static = [marker, s.event_dedupe_s, int(s.live_ttl_days * SECONDS_PER_DAY), s.session_ttl_s]
+        for customer_id, group in by_customer.items():
+            script_keys = [keys.customer_live(customer_id), keys.customer_session(customer_id),
+                           *(keys.event_seen(customer_id, event.event_id) for event in group)]
+            args = list(static)
+            for event in group:
+                if event.is_purchase:
+                    args += ("l", event.event_id, live_value(event.item_id or "", event.day,
+                                                             float(event.quantity or 1.0), event.price))
+                elif event.is_session:
+                    args += ("s", event.item_id or "", session_value(event.day, event.type))
+                else:
+                    args += ("-", "", "")
+            calls.append((_ACCEPT, script_keys, args))
+        replies = run_scripts(self.gateway.writes, calls)
+        new: set[tuple[str, str]] = set()
+        for (customer_id, group), reply in zip(by_customer.items(), replies, strict=True):
+            *won, session_length = reply
+            new.update((customer_id, event.event_id) for event, ok in zip(group, won, strict=True) if ok)
+            if session_length > 2 * s.session_max_items:
+                self._trim_session(customer_id)
+        return new
 
-        def touch(key: str, ttl: int, fields: list[str]) -> None:
-            script_keys, args = [key], [ttl, *fields]
-            scripted[len(pipe)] = (_TOUCH, script_keys, args)
-            _TOUCH.queue(pipe, script_keys, args)
-
-        live_ttl = int(s.live_ttl_days * SECONDS_PER_DAY)
-        for customer_id, fields in live.items():
-            touch(keys.customer_live(customer_id), live_ttl, fields)
-        first_session = len(pipe)
-        for customer_id, fields in session.items():
-            touch(keys.customer_session(customer_id), s.session_ttl_s, fields)
-        lengths = execute(self.gateway.writes, pipe, scripted)[first_session:]
-        oversized = [c for c, n in zip(session, lengths, strict=True) if n > 2 * s.session_max_items]
-        for customer_id in oversized:
-            self._trim_session(customer_id)
-        apply_feedback(self.gateway.writes, events)
+    def _append(self, fresh: list[Event], now: float) -> None:
+        """The new events to the stream (batch order), then their rewards to promotions and messages."""
+        args: list[Any] = [self.settings.events_maxlen]
+        for event in fresh:
+            fields = stream_fields(event, now)
+            args.append(2 * len(fields))
+            for name, value in fields.items():
+                args += (name, value)
+        run_scripts(self.gateway.writes, [(_APPEND, [keys.EVENTS_STREAM], args)])
+        apply_feedback(self.gateway.writes, fresh)
 
     def _trim_session(self, customer_id: str) -> None:
         """Keep a session hash small (it is read on every request): drop all but the newest items."""
@@ -179,13 +222,21 @@ class Repository:
             self.gateway.writes.hdel(key, *stale)
 
     def _unmark(self, events: list[Event]) -> None:
-        try:
+        """Best effort (Redis is failing already): forget these events' markers, one DEL per customer slot."""
+        by_customer: dict[str, list[str]] = {}
+        for event in events:
+            by_customer.setdefault(event.customer_id, []).append(keys.event_seen(event.customer_id, event.event_id))
+
+        def forget() -> None:
             pipe = self.gateway.writes.pipeline(transaction=False)
-            for event in events:
-                pipe.delete(keys.event_seen(event.event_id))
+            for markers in by_customer.values():
+                pipe.delete(*markers)
             pipe.execute()
-        except Exception as exc:  # best effort: Redis is failing already
-            log.warning("could not remove idempotency markers after a failed write: %s", type(exc).__name__)
+
+        try:
+            self.gateway.call(forget)
+        except Unavailable as exc:
+            log.warning("could not remove idempotency markers after a failed write: %s", exc)
 
     # -- items ----------------------------------------------------------------------------------------
     def set_item_override(self, item_id: str, active: bool) -> dict[str, Any]:

@@ -32,6 +32,37 @@ def test_events_are_idempotent_on_event_id(api: ApiClient, retail: TrainedModel,
     assert len(redis_client.hgetall(keys.customer_live("c-new"))) == 1
 
 
+def test_an_event_is_identified_by_customer_and_event_id(api: ApiClient, retail: TrainedModel,
+                                                         redis_client: redis.Redis):
+    item = retail.popular_items()[0]
+    body = post(api, event("same", "c-a", "purchase", item), event("same", "c-b", "purchase", item))
+    assert body == {"received": 2, "accepted": 2, "duplicates": 0}
+    assert {row["customer_id"] for _, row in read_stream_purchases(redis_client).iterrows()} == {"c-a", "c-b"}
+
+
+def test_a_half_failed_write_does_not_turn_the_retry_into_a_duplicate(api: ApiClient, retail: TrainedModel,
+                                                                      redis_client: redis.Redis):
+    item = retail.popular_items()[0]
+    batch = [event("hf-1", "c-hf", "purchase", item), event("hf-2", "c-hf", "view", item),
+             event("hf-3", "c-other", "click", item)]
+    redis_client.set(keys.EVENTS_STREAM, "not a stream")  # the customers' scripts succeed, the stream append fails
+    assert_error(api.post("/v1/events", json=batch), 503, "redis_unavailable")
+    redis_client.delete(keys.EVENTS_STREAM)
+    assert post(api, *batch) == {"received": 3, "accepted": 3, "duplicates": 0}
+    assert redis_client.xlen(keys.EVENTS_STREAM) == 3
+    assert len(redis_client.hgetall(keys.customer_live("c-hf"))) == 1, "recording the purchase twice is a no-op"
+    assert post(api, *batch) == {"received": 3, "accepted": 0, "duplicates": 3}
+
+
+def test_the_retraining_job_reads_a_repeated_stream_entry_once(api: ApiClient, retail: TrainedModel,
+                                                               redis_client: redis.Redis):
+    item = retail.popular_items()[0]
+    post(api, event("rep-1", "c-rep", "purchase", item))
+    entry = redis_client.xrange(keys.EVENTS_STREAM)[0][1]
+    redis_client.xadd(keys.EVENTS_STREAM, entry)  # what a retry after a failed feedback write leaves behind
+    assert len(read_stream_purchases(redis_client)) == 1
+
+
 def test_stream_entries_are_what_the_retraining_job_reads(api: ApiClient, retail: TrainedModel,
                                                           redis_client: redis.Redis):
     item = retail.popular_items()[1]

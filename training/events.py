@@ -43,8 +43,8 @@ def read_stream_purchases(client: redis.Redis, until: datetime | None = None) ->
         "order_id": "event:" + frame["event_id"].astype(str),
         "country": pd.Series(pd.NA, index=frame.index, dtype="object"),
     })
-    # A batch retried by a client after a half-failed write can repeat an event in the stream.
-    out = out[out["timestamp"].notna() & (out["quantity"] > 0)].drop_duplicates("order_id")
+    # A batch retried by a client after a half-failed write can repeat an event (customer + event id).
+    out = out[out["timestamp"].notna() & (out["quantity"] > 0)].drop_duplicates(["customer_id", "order_id"])
     if until is not None:
         out = out[out["timestamp"] < pd.Timestamp(until)]
     return out
@@ -59,8 +59,11 @@ def append_stream_purchases(log: PurchaseLog, redis_url: str, until: datetime | 
         raise DataError(f"--events-from: {exc}") from None
     if extra.empty:
         return log
-    known = set(log.interactions["order_id"].unique())
-    extra = extra[~extra["order_id"].isin(known)]
+    # Events already in the log (a log exported after an earlier retrain) are not added twice.
+    logged = log.interactions[["customer_id", "order_id"]]
+    logged = logged[logged["order_id"].astype(str).str.startswith("event:")]
+    pairs = pd.MultiIndex.from_frame(extra[["customer_id", "order_id"]])
+    extra = extra[~pairs.isin(pd.MultiIndex.from_frame(logged.astype(str)))]
     interactions = pd.concat([log.interactions, extra], ignore_index=True)
     interactions = interactions.sort_values("timestamp", kind="stable", ignore_index=True)
     new_items = extra.loc[~extra["item_id"].isin(log.items["item_id"]), ["item_id", "price"]]

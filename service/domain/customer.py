@@ -13,6 +13,7 @@ import struct
 from dataclasses import dataclass, field
 
 import numpy as np
+import orjson
 
 from service.codec import CustomerRecord, unpack_customer
 from training.history import CustomerRow
@@ -76,14 +77,14 @@ def decode_record(blob: bytes | None) -> CustomerRecord | None:
         return None
 
 
-def live_value(item_id: str, day: float, quantity: float, price: float | None) -> str:
+def live_value(item_id: str, day: float, quantity: float, price: float | None) -> bytes:
     """Hash value of one live purchase (field = event id): compact JSON ``[item, day, quantity, price]``."""
-    return json.dumps([item_id, round(day, 9), quantity, price], separators=(",", ":"))
+    return orjson.dumps([item_id, round(day, 9), quantity, price])
 
 
-def session_value(day: float, kind: str) -> str:
+def session_value(day: float, kind: str) -> bytes:
     """Hash value of a session item (field = item id): ``[day, type]``."""
-    return json.dumps([round(day, 9), kind], separators=(",", ":"))
+    return orjson.dumps([round(day, 9), kind])
 
 
 def parse_live(raw: dict[bytes, bytes]) -> list[LivePurchase]:

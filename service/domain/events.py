@@ -5,8 +5,10 @@
   absent optional fields are left out) - ``training/events.py`` reads the purchases back to retrain;
 * a ``purchase`` adds one entry to the customer's live overlay (field = event id, so a replay is a no-op);
 * ``view`` / ``add_to_cart`` / ``click`` with an item update the customer's session (field = item id);
-* ``impression`` / ``conversion`` (and clicks on a ``decision_id``) only go to the stream for now; the
-  promotions and message bandits will consume them.
+* a ``click`` or ``conversion`` with a ``decision_id`` rewards the promotion or message variant that made
+  that decision (``service.domain.feedback``); impressions are counted when the decision is made.
+
+An event is identified by its customer and ``event_id``: a repeat of the pair is ignored (idempotency).
 """
 
 from __future__ import annotations
@@ -77,13 +79,14 @@ def stream_fields(event: Event, received_at: float) -> dict[str, str]:
 
 
 def unique_by_id(events: Iterable[Event]) -> tuple[list[Event], int]:
-    """First occurrence of each event id in a batch, and how many repeats were dropped."""
-    seen: set[str] = set()
+    """First occurrence of each event (customer and event id) in a batch, and how many repeats were dropped."""
+    seen: set[tuple[str, str]] = set()
     unique: list[Event] = []
     total = 0
     for event in events:
         total += 1
-        if event.event_id not in seen:
-            seen.add(event.event_id)
+        key = (event.customer_id, event.event_id)
+        if key not in seen:
+            seen.add(key)
             unique.append(event)
     return unique, total - len(unique)

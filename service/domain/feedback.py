@@ -15,7 +15,7 @@ from typing import Any
 import redis
 
 from service.domain import bandit, promotions
-from service.domain.targeting import Lua, as_text, execute, parse_decision_id
+from service.domain.targeting import ScriptCall, as_text, parse_decision_id, run_scripts
 from service.observability import count_feedback
 
 FEEDBACK_TYPES = frozenset({"click", "conversion"})
@@ -24,8 +24,7 @@ FEEDBACK_TYPES = frozenset({"click", "conversion"})
 def apply_feedback(client: redis.Redis, events: Iterable[Any]) -> list[str]:
     """Apply every click/conversion with a decision id (objects with ``type``, ``decision_id``,
     ``customer_id``); returns one outcome per applied event (see ``Bandit.reward``)."""
-    pipe = client.pipeline(transaction=False)
-    scripted: dict[int, tuple[Lua, list[str], list[Any]]] = {}
+    calls: list[ScriptCall] = []
     applied: list[tuple[str, str, str]] = []
     for event in events:
         decision_id = getattr(event, "decision_id", None)
@@ -39,13 +38,9 @@ def apply_feedback(client: redis.Redis, events: Iterable[Any]) -> list[str]:
             lua, script_keys = bandit.REWARD, bandit.reward_keys(target, decision_id)
         else:
             lua, script_keys = promotions.FEEDBACK, promotions.feedback_keys(target, decision_id)
-        args = [event.type, event.customer_id or ""]
-        scripted[len(scripted)] = (lua, script_keys, args)
+        calls.append((lua, script_keys, [event.type, event.customer_id or ""]))
         applied.append((kind, target, event.type))
-        lua.queue(pipe, script_keys, args)
-    if not scripted:
-        return []
-    outcomes = [as_text(r) for r in execute(client, pipe, scripted)]
+    outcomes = [as_text(r) for r in run_scripts(client, calls)]
     for (kind, target, event_type), outcome in zip(applied, outcomes, strict=True):
         count_feedback(kind, target, event_type, outcome)
     return outcomes

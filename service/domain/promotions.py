@@ -32,13 +32,14 @@ from service.domain.targeting import (
     DefinitionError,
     DefinitionStore,
     Lua,
+    ScriptCall,
     as_text,
     as_time,
     check_identifier,
-    execute,
     is_number,
     isoformat,
     new_decision_id,
+    run_scripts,
 )
 
 STATUSES = ("draft", "active", "paused")
@@ -516,8 +517,7 @@ class PromotionBook:
         now_ms = int(self.clock() * 1000)
         while queue and len(served) < n:
             batch, queue = queue[: n - len(served)], queue[n - len(served):]
-            pipe = client.pipeline(transaction=False)
-            scripted = {}
+            calls: list[ScriptCall] = []
             ids = []
             for i, candidate in enumerate(batch):
                 pid = candidate.promotion.promotion_id
@@ -527,9 +527,8 @@ class PromotionBook:
                          keys.promotion_decision(pid, decision_id)]
                 args = _serve_args(candidate.promotion, decision_id, customer_id, now_ms, self.attribution_s,
                                    len(served) + i + 1)
-                SERVE.queue(pipe, keys_, args)
-                scripted[i] = (SERVE, keys_, args)
-            results = execute(client, pipe, scripted)
+                calls.append((SERVE, keys_, args))
+            results = run_scripts(client, calls)
             for candidate, decision_id, result in zip(batch, ids, results, strict=True):
                 outcome = as_text(result)
                 if outcome == "ok":

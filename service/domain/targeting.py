@@ -25,6 +25,7 @@ import numpy as np
 import redis
 
 from service.errors import InvalidInput, NotFound
+from service.redis_client import send_commands
 
 #: Promotion ids and slot names: they become part of Redis keys and decision ids, so no braces, colons,
 #: glob characters or spaces.
@@ -160,6 +161,26 @@ class Lua:
 
     def queue(self, pipe: redis.client.Pipeline, keys: Sequence[str], args: Sequence[Any]) -> None:
         pipe.evalsha(self.sha, len(keys), *keys, *args)
+
+
+ScriptCall = tuple[Lua, Sequence[str], Sequence[Any]]
+
+
+def run_scripts(client: redis.Redis, calls: Sequence[ScriptCall]) -> list[Any]:
+    """Run several scripts in one round trip (``send_commands``); their raw replies, in order.
+
+    Scripts met with NOSCRIPT (a restarted or flushed Redis) are loaded and run again; any other error
+    reply is raised.
+    """
+    replies = send_commands(client, [("EVALSHA", lua.sha, len(script_keys), *script_keys, *args)
+                                     for lua, script_keys, args in calls])
+    for index, reply in enumerate(replies):
+        if isinstance(reply, redis.exceptions.NoScriptError):
+            lua, script_keys, args = calls[index]
+            replies[index] = lua(client, script_keys, args)
+        elif isinstance(reply, Exception):
+            raise reply
+    return replies
 
 
 def execute(client: redis.Redis, pipe: redis.client.Pipeline,
