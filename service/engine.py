@@ -156,7 +156,8 @@ class Engine:
 
         Remembered per set of known items: order, repeats and unknown ids do not change the answer."""
         state = self.serving()
-        basket = np.unique(item_indices(items, state.model.item_index))
+        index = state.model.item_index
+        basket = np.asarray(sorted({index[i] for i in items if i in index}), dtype=np.int64)
         key = ("basket", tuple(basket.tolist()), n, tuple(exclude), category, exclude_category)
         answer = self.answers.get(state, key) if self.memoise else None
         if answer is None:

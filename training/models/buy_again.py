@@ -80,6 +80,8 @@ def repeat_reasons_then(row: CustomerRow, items: np.ndarray,
     items = np.asarray(items, dtype=np.int64)
     reasons = repeat_reasons_row(row, items)
     rest = [k for k, reason in enumerate(reasons) if reason is None]
+    if len(rest) == len(items):  # none bought before (always so for a basket: its items are filtered out)
+        return others(items)
     if rest:
         for k, reason in zip(rest, others(items[rest]), strict=True):
             reasons[k] = reason

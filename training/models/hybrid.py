@@ -27,7 +27,7 @@ from training.models.ease import MAX_ITEMS, EASERecommender
 from training.models.item_knn import ItemKNNRecommender
 from training.models.params import Param, TunableRecommender
 from training.models.popular import item_popularity
-from training.models.weighting import Weighting, minmax_rows
+from training.models.weighting import Weighting, minmax_row, minmax_rows
 
 CF_MODELS: dict[str, type[EASERecommender] | type[ItemKNNRecommender]] = {
     "ease": EASERecommender,
@@ -62,6 +62,7 @@ class HybridRecommender(TunableRecommender):
         self.rebuy = Weighting(self.params["rebuy_weighting"], self.params["rebuy_half_life"])
         self.cf: EASERecommender | ItemKNNRecommender | None = None
         self.popularity = np.zeros(0, dtype=np.float32)
+        self._popularity_term: tuple[np.ndarray, np.ndarray] | None = None
 
     def _cf_model(self, kind: str) -> EASERecommender | ItemKNNRecommender:
         shared = {"weighting": self.params["weighting"], "half_life": self.params["half_life"]}
@@ -94,8 +95,16 @@ class HybridRecommender(TunableRecommender):
         np.divide(scores, top, out=scores, where=top > 0)
         cf = minmax_rows(self._cf().score(history))
         scores += np.float32(self.params["cf_weight"]) * cf
-        scores += np.float32(self.params["popularity_weight"]) * self.popularity
+        scores += self._weighted_popularity()
         return scores
+
+    def _weighted_popularity(self) -> np.ndarray:
+        """``popularity_weight * popularity``, computed once per popularity vector (every request adds it)."""
+        cached = self._popularity_term
+        if cached is None or cached[0] is not self.popularity:
+            cached = self._popularity_term = (self.popularity,
+                                              np.float32(self.params["popularity_weight"]) * self.popularity)
+        return cached[1]
 
     def similar_items(self, item: int, n: int) -> tuple[np.ndarray, np.ndarray]:
         return self._cf().similar_items(item, n)
@@ -125,7 +134,7 @@ class HybridRecommender(TunableRecommender):
 
     def score_row(self, row: CustomerRow) -> np.ndarray:
         """``score`` of one customer, the same arithmetic in the same order without the matrices."""
-        scores = minmax_rows(self._cf().score_row(row)[None, :])[0]
+        scores = minmax_row(self._cf().score_row(row))
         scores *= np.float32(self.params["cf_weight"])
         if len(row.items):
             rebuy = self.rebuy.apply_row(row)
@@ -133,7 +142,7 @@ class HybridRecommender(TunableRecommender):
             if top > 0:
                 rebuy /= top
             scores[row.items] += rebuy
-        scores += np.float32(self.params["popularity_weight"]) * self.popularity
+        scores += self._weighted_popularity()
         return scores
 
     def explain_row(self, row: CustomerRow, items: np.ndarray) -> list[Reason | None]:

@@ -114,6 +114,18 @@ def minmax_rows(scores: np.ndarray) -> np.ndarray:
     return scores
 
 
+def minmax_row(scores: np.ndarray) -> np.ndarray:
+    """``minmax_rows`` of one 1-D row, in place: the same float32 arithmetic without the 2-D bookkeeping."""
+    low = scores.min()
+    span = scores.max() - low
+    scores -= low
+    if span > 0:
+        scores /= span
+    else:
+        scores.fill(0.0)
+    return scores
+
+
 def sparse_row_sum(matrix: sp.csr_matrix, rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """``weights @ matrix[rows]`` as a dense float32 row, without building scipy matrices (request path)."""
     starts, ends = matrix.indptr[rows], matrix.indptr[np.asarray(rows, dtype=np.int64) + 1]
