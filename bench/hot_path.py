@@ -1,6 +1,6 @@
 """CPU cost of one request per endpoint, in process (no HTTP server, no load generator), next to /healthz.
 
-    python bench/hot_path.py --model MODEL_DIR [--requests 3000] [--profile customer]
+    python bench/hot_path.py --model MODEL_DIR [--requests 3000] [--profile customer] [--events-per-batch 10]
 
 Publishes MODEL_DIR to a private Redis, builds the app with ``create_app`` and drives it through a WSGI
 environ (no test-client overhead), customers / items drawn at random from the model. Reports microseconds
@@ -54,8 +54,8 @@ def call(app, env: dict) -> bytes:
     return body
 
 
-def requests_for(name: str, customers: np.ndarray, items: np.ndarray, rng: np.random.Generator
-                 ) -> Callable[[], dict]:
+def requests_for(name: str, customers: np.ndarray, items: np.ndarray, rng: np.random.Generator,
+                 events_per_batch: int = 10) -> Callable[[], dict]:
     if name == "healthz":
         return lambda: environ("GET", "/healthz")
     if name == "customer":
@@ -69,7 +69,7 @@ def requests_for(name: str, customers: np.ndarray, items: np.ndarray, rng: np.ra
         def events() -> dict:
             batch = [{"event_id": f"e{rng.integers(1 << 62)}", "customer_id": str(rng.choice(customers)),
                       "item_id": str(rng.choice(items)), "type": "view", "timestamp": "2011-12-09T12:00:00Z"}
-                     for _ in range(10)]
+                     for _ in range(events_per_batch)]
             return environ("POST", "/v1/events", body=json.dumps({"events": batch}).encode())
         return events
     raise ValueError(name)
@@ -88,6 +88,7 @@ def main() -> None:
     p.add_argument("--model", required=True)
     p.add_argument("--requests", type=int, default=3000)
     p.add_argument("--profile", choices=["healthz", "customer", "similar", "basket", "events"])
+    p.add_argument("--events-per-batch", type=int, default=10, help="events per POST /v1/events")
     args = p.parse_args()
     model = Path(args.model)
     customers, items = np.load(model / "customer_ids.npy"), np.load(model / "item_ids.npy")
@@ -103,7 +104,7 @@ def main() -> None:
             tailor.store.start()
             try:
                 if args.profile:
-                    make = requests_for(args.profile, customers, items, rng)
+                    make = requests_for(args.profile, customers, items, rng, args.events_per_batch)
                     cpu_per_request(app, make, 500)
                     profiler = cProfile.Profile()
                     profiler.enable()
@@ -112,7 +113,7 @@ def main() -> None:
                     pstats.Stats(profiler).sort_stats("cumulative").print_stats(45)
                     return
                 for name in names:
-                    make = requests_for(name, customers, items, rng)
+                    make = requests_for(name, customers, items, rng, args.events_per_batch)
                     cpu_per_request(app, make, 300)  # warm-up
                     rows.append((memo, name, cpu_per_request(app, make, args.requests)))
             finally:
