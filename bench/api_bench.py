@@ -2,7 +2,7 @@
 
     python bench/api_bench.py [--data ../shared/datasets/online-retail/online_retail.csv.gz] [--duration 10]
         [--answer-memo on|off] [--customer-cache on|off] [--warmup 2] [--redis tcp|unix]
-        [--event-batches 10,100] [--only customer,...]
+        [--event-batches 10,100] [--only customer,...] [--fixed-basket]
 
 For each endpoint: saturation throughput next to the app's own `/healthz` measured in the same run (the
 ratio is what is comparable on a shared, noisy machine), then a paced run at half of the endpoint's
@@ -12,8 +12,11 @@ ingestion the ratio is events/s over /healthz requests/s (the issue's unit), one
 ``--answer-memo off`` serves with ``TAILOR_ANSWER_CACHE_SIZE=0`` (every request is scored) and
 ``--customer-cache off`` with ``TAILOR_CUSTOMER_CACHE_SIZE=0`` (every customer is read from Redis). With them
 on, ``--warmup`` decides how much of the catalogue each worker has seen before the measured runs (steady
-state needs about customers x workers requests); the last column gives the hit rates of the measured run.
-Needs `wrk` (Debian package `wrk`).
+state needs about customers x workers requests); the hit-rate column is read from ``/metrics`` around the
+measured run. The last column is the CPU time of the server's processes and Redis per request during the
+saturation run, next to the same for ``/healthz``: where the ratio comes from. ``--fixed-basket`` adds a
+row that posts one basket again and again (its answer remembered after the first request): the cost of
+the POST path without any scoring. Needs `wrk` (Debian package `wrk`) and Linux (``/proc``).
 """
 
 from __future__ import annotations
@@ -58,6 +61,29 @@ def parse_wrk(output: str) -> dict[str, float]:
     return out
 
 
+def cpu_seconds(root_pids: list[int]) -> float:
+    """User + system CPU seconds so far of these processes and all their descendants (Linux ``/proc``)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parent: dict[int, int] = {}
+    used: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # exited meanwhile
+            continue
+        parent[int(entry.name)] = int(fields[1])
+        used[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
+    tree = set(root_pids)
+    grown = True
+    while grown:
+        children = {pid for pid, ppid in parent.items() if ppid in tree} - tree
+        tree |= children
+        grown = bool(children)
+    return sum(used.get(pid, 0.0) for pid in tree)
+
+
 def wrk(url: str, script: Path | None, duration: int, connections: int, env: dict[str, str],
         delay_ms: float = 0.0) -> dict[str, float]:
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", url]
@@ -98,6 +124,8 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=2, help="seconds of load per endpoint before measuring")
     p.add_argument("--redis", choices=["tcp", "unix"], default="tcp", help="how the API reaches Redis")
     p.add_argument("--event-batches", default="10,100", help="events per POST /v1/events, one row each")
+    p.add_argument("--fixed-basket", action="store_true",
+                   help="also post one basket repeatedly (a remembered answer: the POST path without scoring)")
     args = p.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk not found: apt-get install wrk")
@@ -134,14 +162,15 @@ def main() -> None:
                     if time.monotonic() > deadline or server.poll() is not None:
                         sys.exit("the server did not become ready")
                     time.sleep(0.2)
-                report = run_all(base, model, tmp, args)
+                report = run_all(base, model, tmp, args, [server.pid, redis_server.process.pid])
             finally:
                 server.terminate()
                 server.wait(timeout=30)
     print(report)
 
 
-def run_all(base: str, model: Path, tmp: Path, args: argparse.Namespace) -> str:
+def run_all(base: str, model: Path, tmp: Path, args: argparse.Namespace, service_pids: list[int]) -> str:
+    """One table row per endpoint; ``service_pids`` (server, Redis) are measured for CPU per request."""
     customers = tmp / "customers.txt"
     customers.write_text("\n".join(np.load(model / "customer_ids.npy")) + "\n")
     items = tmp / "items.txt"
@@ -153,6 +182,11 @@ def run_all(base: str, model: Path, tmp: Path, args: argparse.Namespace) -> str:
          {"TAILOR_BENCH_IDS": str(items), "TAILOR_BENCH_PATH": "/v1/items/%s/similar?n=10"}, 1),
         ("basket recommendations", WRK / "basket.lua", {"TAILOR_BENCH_IDS": str(items)}, 1),
     ]
+    if args.fixed_basket:
+        one_item = tmp / "one_item.txt"
+        one_item.write_text(items.read_text().split("\n", 1)[0] + "\n")
+        cases.append(("basket recommendations, one basket repeated", WRK / "basket.lua",
+                      {"TAILOR_BENCH_IDS": str(one_item)}, 1))
     for batch in (int(b) for b in args.event_batches.split(",") if b):
         cases.append((f"events (batches of {batch})", WRK / "events.lua",
                       {"TAILOR_BENCH_IDS": str(customers), "TAILOR_BENCH_ITEMS": str(items),
@@ -166,12 +200,17 @@ def run_all(base: str, model: Path, tmp: Path, args: argparse.Namespace) -> str:
              f"{args.answer_memo}, customer cache {args.customer_cache}, Redis over {args.redis}; "
              f"`{' '.join(['python', 'bench/api_bench.py', *sys.argv[1:]])}`", "",
              "| endpoint | max req/s | /healthz req/s (same run) | ratio | paced req/s (½ max) | p50 ms | p99 ms | "
-             "non-2xx | customer cache / answer memo hits |", "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "non-2xx | customer cache / answer memo hits | server + Redis CPU µs per request (/healthz) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
     for name, script, env, per_request in cases:
         wrk(base + "/", script, args.warmup, c, env)  # warm-up of this endpoint
+        cpu_start = cpu_seconds(service_pids)
         health_before = wrk(f"{base}/healthz", None, d, c, {})
+        cpu_health = cpu_seconds(service_pids) - cpu_start
         seen = counters(base)
+        cpu_start = cpu_seconds(service_pids)
         endpoint = wrk(base + "/", script, d, c, env)
+        cpu_endpoint = cpu_seconds(service_pids) - cpu_start
         seen_after = counters(base)
         health_after = wrk(f"{base}/healthz", None, d, c, {})
         health = (health_before["rps"] + health_after["rps"]) / 2
@@ -183,7 +222,9 @@ def run_all(base: str, model: Path, tmp: Path, args: argparse.Namespace) -> str:
         lines.append(f"| {name} | {rate} | {health:,.0f} | **{endpoint['rps'] * per_request / health:.2f}** | "
                      f"{paced['rps']:,.0f} | {paced['p50']:.1f} | **{paced['p99']:.1f}** | "
                      f"{int(endpoint['non2xx'] + paced['non2xx'])} | "
-                     f"{share(seen, seen_after, 'cache', 'redis')} / {share(seen, seen_after, 'memo', 'computed')} |")
+                     f"{share(seen, seen_after, 'cache', 'redis')} / {share(seen, seen_after, 'memo', 'computed')} | "
+                     f"{1e6 * cpu_endpoint / (endpoint['rps'] * d):,.0f} "
+                     f"({1e6 * cpu_health / (health_before['rps'] * d):,.0f}) |")
     return "\n".join(lines)
 
 
