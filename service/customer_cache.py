@@ -9,10 +9,15 @@ event arrives. So each worker keeps the values it read and Redis tells it when t
   write to any customer's live overlay or session - from any process, and expiries too - sends that key's
   name to every worker (``FLUSHALL`` sends a null: forget everything);
 * a request first drains the invalidations already delivered (a non-blocking read), then looks up the
-  cache: an event acknowledged to its sender has changed the next answer of every worker;
+  cache: an event acknowledged to its sender has changed the next answer of every worker; a background
+  thread drains every ``drain_every_s`` (0.1 s) so that the backlog stays small when no request comes.
+  It does not wake per message: with ``BCAST`` every worker receives every event's invalidation, and
+  waking all workers for each batch doubled the median latency of 100-event batches (docs/API_BENCHMARK.md);
 * records are immutable per model version (their key includes it), so only live and session keys are
-  tracked; a fill races no invalidation: values read before an invalidation of the same customer that
-  arrives before they are stored are not stored (per-customer stamps against a sequence number);
+  tracked; a customer whose record is absent is not stored (the record may appear: the version
+  re-published after a Redis restart while the workers serve it); a fill races no invalidation: values
+  read before an invalidation of the same customer that arrives before they are stored are not stored
+  (per-customer stamps against a sequence number);
 * when either connection fails the cache is emptied and bypassed until both are back (an invalidation may
   have been missed), so a Redis outage still turns into the popular fallback at once.
 
@@ -22,9 +27,7 @@ Redis Cluster (BCAST is per node); ``TAILOR_CUSTOMER_CACHE_SIZE=0`` turns it off
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import select
 import threading
 import time
 from collections import OrderedDict
@@ -44,10 +47,11 @@ class CustomerCache:
     """LRU map customer id -> (model version, value) with invalidation pushed by Redis; thread-safe."""
 
     def __init__(self, client: redis.Redis, max_entries: int, *, retry_s: float = 1.0,
-                 heartbeat_s: float = 1.0) -> None:
+                 heartbeat_s: float = 1.0, drain_every_s: float = 0.1) -> None:
         self.max_entries = max_entries
         self.retry_s = retry_s
         self.heartbeat_s = heartbeat_s
+        self.drain_every_s = drain_every_s
         self._pool = client.connection_pool
         self._lock = threading.Lock()  # entries, stamps, sequence
         self._read_lock = threading.RLock()  # the subscriber connection (held only while reading it)
@@ -215,7 +219,7 @@ class CustomerCache:
                     self._broken(f"{type(exc).__name__}")
                     self._stop.wait(self.retry_s)
                     continue
-            self._wait_readable(0.2)
+            self._stop.wait(self.drain_every_s)
             self._drain()
             now = time.monotonic()
             tracker = self._tracker
@@ -226,15 +230,6 @@ class CustomerCache:
                     tracker.read_response()
                 except (redis.RedisError, OSError) as exc:
                     self._broken(f"tracking connection: {type(exc).__name__}")
-
-    def _wait_readable(self, timeout: float) -> None:
-        """Sleep until the subscriber socket has data (outside the lock: requests drain meanwhile)."""
-        sock = getattr(self._subscriber, "_sock", None)
-        if sock is None:
-            self._stop.wait(timeout)
-            return
-        with contextlib.suppress(OSError, ValueError):  # closed under us: the next drain notices
-            select.select([sock], [], [], timeout)
 
     def close(self) -> None:
         """Stop tracking: closing the connections wakes the thread at once."""

@@ -139,7 +139,9 @@ class Repository:
         state = CustomerState(customer_id, decode_record(blob), parse_live(live) if live else [],
                               parse_session(session, self.settings.session_max_items) if session else [])
         digest = fingerprint(blob, live, session) if fingerprinted or cache is not None else None
-        if cache is not None:
+        if cache is not None and blob is not None:
+            # Only customers with a record: records are not tracked (immutable per version), but an absent
+            # one can appear - the version re-published after a Redis restart while workers serve it.
             cache.put(customer_id, version, (state, digest), token)
         return state, digest if fingerprinted else None, list(reply[3:])
 

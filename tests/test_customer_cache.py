@@ -120,3 +120,22 @@ def test_cache_size_zero_reads_redis_every_time(make_app: Callable[..., Flask], 
         assert len(item_ids(api.get(f"/v1/customers/{customer}/recommendations?n=3"))) == 3
     cache = api.app.extensions["tailor"].repository.customers
     assert not cache.enabled and cache.hits == 0 and cache._thread is None
+
+
+def test_a_customer_read_before_their_record_exists_is_not_kept(make_app: Callable[..., Flask], retail: TrainedModel,
+                                                                  redis_client: redis.Redis) -> None:
+    """After a Redis restart the workers serve the version they hold while it is re-published: a customer
+    read in between has no record yet, and must not stay "unknown" once it is back (records are untracked)."""
+    api = ApiClient(make_app())
+    cache = api.app.extensions["tailor"].repository.customers
+    customer = retail.busiest_customer()
+    url = f"/v1/customers/{customer}/recommendations?n=3"
+    assert api.get(url).get_json()["source"] == "personalized"  # starts the cache's tracking
+    wait_for(lambda: cache.ready, timeout=5)
+    record_key = keys.customer_history(retail.version, customer)
+    record = redis_client.get(record_key)
+    redis_client.delete(record_key)
+    assert api.get(url).get_json()["source"] == "popular"
+    assert api.get(url).get_json()["source"] == "popular"
+    redis_client.set(record_key, record)  # what re-publishing writes
+    assert api.get(url).get_json()["source"] == "personalized"
