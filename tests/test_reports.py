@@ -12,7 +12,7 @@ from service.domain import reports
 from service.domain.bandit import Bandit, Choice
 from service.domain.messages import MessageBoard, MessageSlot, slot_report
 from service.domain.promotions import Promotion, promotion_report
-from service.domain.targeting import execute, new_decision_id
+from service.domain.targeting import new_decision_id, run_scripts
 
 
 def test_wilson_hand_computed() -> None:
@@ -75,8 +75,7 @@ def test_slot_report_through_redis_scripts(redis_client: redis.Redis) -> None:
     for i, (variant, q, explore, rewarded) in enumerate(DECISIONS):
         k = slot.variant_ids.index(variant)
         choice = Choice(new_decision_id("m", "hand"), k, 0.1 + 0.8 * q, q, explore, None, "")
-        pipe = redis_client.pipeline(transaction=False)
-        execute(redis_client, pipe, {0: board.bandit.record(pipe, "hand", slot.variant_ids, choice, f"c{i}", 0)})
+        run_scripts(redis_client, [board.bandit.record("hand", slot.variant_ids, choice, f"c{i}", 0)])
         if rewarded:
             assert board.feedback(redis_client, "hand", choice.decision_id, "click", f"c{i}") == "rewarded"
             board.feedback(redis_client, "hand", choice.decision_id, "conversion", f"c{i}")

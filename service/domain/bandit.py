@@ -34,14 +34,13 @@ import time
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import redis
 
 from service import keys
 from service.domain.profile import STAGES
-from service.domain.targeting import CustomerFacts, Lua, as_text, new_decision_id
+from service.domain.targeting import CustomerFacts, Lua, ScriptCall, as_text, new_decision_id
 from training.embeddings import EMBEDDING_DIM
 
 #: Scale of the posterior that Thompson sampling draws from. The Bernoulli noise of click rates around 5-10%
@@ -346,16 +345,15 @@ class Bandit:
             v, propensity, explore = choose(q, exploration, self.rng)
         return Choice(new_decision_id("m", slot), v, propensity, float(q[v]), explore, x, used_space)
 
-    def record(self, pipe: redis.client.Pipeline, slot: str, variants: Sequence[str], choice: Choice,
-               customer_id: str, now_s: float) -> tuple[Lua, list[str], list[Any]]:
-        """Queue the decision's Lua script on ``pipe``; returns what ``targeting.execute`` needs to retry."""
+    def record(self, slot: str, variants: Sequence[str], choice: Choice, customer_id: str,
+               now_s: float) -> ScriptCall:
+        """The decision's Lua script call (run it with ``targeting.run_scripts``)."""
         k = len(variants)
         x = b"" if choice.context is None else pack_context(choice.context)
         script_keys = reward_keys(slot, choice.decision_id)
         args = [variants[choice.variant], customer_id, int(now_s * 1000), self.attribution_s,
                 1 if choice.explore else 0, repr(choice.propensity), repr(choice.learned / choice.propensity),
                 repr((1.0 / k) / choice.propensity), choice.space, CONTEXT_DIM, x]
-        DECIDE.queue(pipe, script_keys, args)
         return DECIDE, script_keys, args
 
     def reward(self, client: redis.Redis, slot: str, decision_id: str, event_type: str,

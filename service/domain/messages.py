@@ -34,9 +34,9 @@ from service.domain.targeting import (
     DefinitionStore,
     as_time,
     check_identifier,
-    execute,
     is_number,
     isoformat,
+    run_scripts,
 )
 
 MIN_VARIANTS, MAX_VARIANTS = 2, 20
@@ -298,13 +298,12 @@ class MessageBoard:
             return self._answer(slot, kept, sticky.decision_id, sticky.propensity, sticky.explore, True, values)
         ids = slot.variant_ids
         choice = self.bandit.choose(client, slot.slot, ids, slot.exploration, customer, space)
-        pipe = client.pipeline(transaction=False)
-        scripted = {0: self.bandit.record(pipe, slot.slot, ids, choice, customer.customer_id, now)}
+        sticky_set = []
         if slot.sticky_days > 0:
             record = Sticky(ids[choice.variant], choice.decision_id, choice.propensity, choice.explore, now)
-            pipe.set(keys.message_sticky(customer.customer_id, slot.slot), record.encode(),
-                     ex=max(1, int(slot.sticky_days * 86_400)))
-        execute(client, pipe, scripted)
+            sticky_set.append(("SET", keys.message_sticky(customer.customer_id, slot.slot), record.encode(),
+                               "EX", max(1, int(slot.sticky_days * 86_400))))
+        run_scripts(client, [self.bandit.record(slot.slot, ids, choice, customer.customer_id, now)], sticky_set)
         return self._answer(slot, slot.variants[choice.variant], choice.decision_id, choice.propensity,
                             choice.explore, False, values, contextual=bool(choice.space))
 

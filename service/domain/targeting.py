@@ -144,8 +144,9 @@ def parse_decision_id(decision_id: str) -> tuple[str, str] | None:
 class Lua:
     """A Lua script run by SHA, loaded on first use (and again after a Redis restart).
 
-    Unlike redis-py's ``Script`` inside a pipeline, queueing one costs no extra ``SCRIPT EXISTS`` round
-    trip: a ``NOSCRIPT`` answer is rare, and only the calls that got one are repeated after loading.
+    Unlike redis-py's ``Script`` inside a pipeline, batching calls (``run_scripts``) costs no extra
+    ``SCRIPT EXISTS`` round trip: a ``NOSCRIPT`` answer is rare, and only the calls that got one are
+    repeated after loading.
     """
 
     def __init__(self, source: str) -> None:
@@ -159,41 +160,26 @@ class Lua:
             client.script_load(self.source)
             return client.evalsha(self.sha, len(keys), *keys, *args)
 
-    def queue(self, pipe: redis.client.Pipeline, keys: Sequence[str], args: Sequence[Any]) -> None:
-        pipe.evalsha(self.sha, len(keys), *keys, *args)
-
 
 ScriptCall = tuple[Lua, Sequence[str], Sequence[Any]]
 
 
-def run_scripts(client: redis.Redis, calls: Sequence[ScriptCall]) -> list[Any]:
-    """Run several scripts in one round trip (``send_commands``); their raw replies, in order.
+def run_scripts(client: redis.Redis, calls: Sequence[ScriptCall], then: Sequence[Sequence[Any]] = ()) -> list[Any]:
+    """Run several scripts, then the plain commands ``then``, in one round trip (``send_commands``); their
+    raw replies, in order.
 
     Scripts met with NOSCRIPT (a restarted or flushed Redis) are loaded and run again; any other error
     reply is raised.
     """
-    replies = send_commands(client, [("EVALSHA", lua.sha, len(script_keys), *script_keys, *args)
-                                     for lua, script_keys, args in calls])
+    replies = send_commands(client, [*(("EVALSHA", lua.sha, len(script_keys), *script_keys, *args)
+                                       for lua, script_keys, args in calls), *then])
     for index, reply in enumerate(replies):
-        if isinstance(reply, redis.exceptions.NoScriptError):
+        if isinstance(reply, redis.exceptions.NoScriptError) and index < len(calls):
             lua, script_keys, args = calls[index]
             replies[index] = lua(client, script_keys, args)
         elif isinstance(reply, Exception):
             raise reply
     return replies
-
-
-def execute(client: redis.Redis, pipe: redis.client.Pipeline,
-            scripted: Mapping[int, tuple[Lua, Sequence[str], Sequence[Any]]]) -> list[Any]:
-    """Run ``pipe``; the commands at the ``scripted`` positions that met NOSCRIPT are loaded and re-run."""
-    results = pipe.execute(raise_on_error=False)
-    for index, result in enumerate(results):
-        if isinstance(result, redis.exceptions.NoScriptError) and index in scripted:
-            lua, keys, args = scripted[index]
-            results[index] = lua(client, keys, args)
-        elif isinstance(result, Exception):
-            raise result
-    return results
 
 
 # -- revisioned definitions ----------------------------------------------------------------------------
