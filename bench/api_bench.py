@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.train_bench import machine  # noqa: E402
-from service.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
+from service.infrastructure.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
 
 WRK = ROOT / "bench" / "wrk"
 
@@ -129,7 +129,7 @@ def main() -> None:
     args = p.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk not found: apt-get install wrk")
-    tailor = [sys.executable, "-m", "training.cli", "--quiet"]
+    tailor = [sys.executable, "-m", "tailor.cli", "--quiet"]
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         model = Path(args.model) if args.model else tmp / "model"

@@ -4,8 +4,8 @@
         --format online-retail [--decisions 50000] [--workers 2] [--concurrency 8] [--write]
 
 What it does, all real: trains a model with ``tailor train`` (or takes ``--model DIR``), starts a private
-redis-server (``service.embedded_redis``), publishes the model with ``tailor publish``, starts the API with
-``tailor serve`` (gunicorn), defines a message slot with four tone variants over HTTP, and then plays
+redis-server (``service.infrastructure.embedded_redis``), publishes the model with ``tailor publish``, starts
+the API with ``tailor serve`` (gunicorn), defines a message slot with four tone variants over HTTP, and then plays
 simulated customers: each arrival is a ``GET /v1/customers/{id}/messages/{slot}``, and a click drawn from
 the customer's true click probability for the variant shown is sent back as a ``click`` event with the
 ``decision_id`` (``POST /v1/events``, each client every 5 clicks or 0.5 s, as a shop frontend would).
@@ -53,13 +53,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.train_bench import machine  # noqa: E402
+from scoring.artifact import read_artifact  # noqa: E402
+from scoring.embeddings import customer_embedding  # noqa: E402
 from service.domain.profile import StageRules, journey_stage  # noqa: E402
-from service.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
-from service.store import iso_to_day  # noqa: E402
-from training.artifact import read_artifact  # noqa: E402
-from training.embeddings import customer_embedding  # noqa: E402
+from service.infrastructure.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
+from service.infrastructure.model_store import iso_to_day  # noqa: E402
 
-TAILOR = [sys.executable, "-m", "training.cli"]
+TAILOR = [sys.executable, "-m", "tailor.cli"]
 TONES = ("value", "quality", "emotional", "urgency")
 SEGMENT_TONES = ("quality", "emotional", "value")  # tone of k-means segment 0, 1, 2
 CHECKPOINTS = (5_000, 20_000, 50_000)
@@ -284,9 +284,9 @@ def sensitivity(world: World, arrivals: np.ndarray, redis_url: str, exploration:
     fed back at once, statistics re-read every 250 decisions), for other posterior scales and priors."""
     import redis
 
-    from service.domain.bandit import Bandit
-    from service.domain.messages import MessageBoard
     from service.domain.targeting import CustomerFacts
+    from service.infrastructure.bandit_store import Bandit
+    from service.infrastructure.message_board import MessageBoard
 
     client = redis.Redis.from_url(redis_url)
     rows = []

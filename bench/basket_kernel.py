@@ -21,15 +21,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from training.threads import pin_env_threads  # noqa: E402
+from scoring.threads import pin_env_threads  # noqa: E402
 
 pin_env_threads(1, openmp=True)
 
 import numpy as np  # noqa: E402
 
+from scoring.artifact import read_artifact  # noqa: E402
 from service.domain.customer import basket_history  # noqa: E402
 from service.domain.ranking import Filters, rank_scores  # noqa: E402
-from training.artifact import read_artifact  # noqa: E402
 
 
 def per_call_us(fn: Callable[[np.ndarray], object], baskets: list[np.ndarray]) -> float:

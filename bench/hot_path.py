@@ -25,15 +25,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from training.threads import pin_env_threads  # noqa: E402
+from scoring.threads import pin_env_threads  # noqa: E402
 
 pin_env_threads(1, openmp=True)  # as in every gunicorn worker (service.gunicorn_conf), before numpy loads
 
 import numpy as np  # noqa: E402
 
+from redis_state.versions import connect  # noqa: E402
 from service import create_app  # noqa: E402
-from service.embedded_redis import EmbeddedRedis  # noqa: E402
-from training.publish import connect, publish_model  # noqa: E402
+from service.infrastructure.embedded_redis import EmbeddedRedis  # noqa: E402
+from training.publish import publish_model  # noqa: E402
 
 
 def environ(method: str, path: str, query: str = "", body: bytes = b"") -> dict:

@@ -23,16 +23,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from training.threads import pin_env_threads  # noqa: E402
+from scoring.threads import pin_env_threads  # noqa: E402
 
 pin_env_threads(1, openmp=True)
 
 import numpy as np  # noqa: E402
 
 from bench.hot_path import call, environ  # noqa: E402
+from redis_state.versions import connect  # noqa: E402
 from service import create_app  # noqa: E402
-from service.embedded_redis import EmbeddedRedis  # noqa: E402
-from training.publish import connect, publish_model  # noqa: E402
+from service.infrastructure.embedded_redis import EmbeddedRedis  # noqa: E402
+from training.publish import publish_model  # noqa: E402
 
 
 def main() -> None:

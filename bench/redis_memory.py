@@ -26,15 +26,15 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from service import keys  # noqa: E402
+from redis_state import keys  # noqa: E402
 from service.domain.events import Event, stream_fields  # noqa: E402
-from service.embedded_redis import EmbeddedRedis  # noqa: E402
+from service.infrastructure.embedded_redis import EmbeddedRedis  # noqa: E402
 
 
 def measure_model(client: redis.Redis, url: str, model_dir: str) -> dict[str, Any]:
     base = client.info("memory")["used_memory"]
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "training.cli", "-q", "publish", "--model", model_dir,
+    subprocess.run([sys.executable, "-m", "tailor.cli", "-q", "publish", "--model", model_dir,
                     "--redis-url", url], check=True, cwd=ROOT)
     publish_s = time.perf_counter() - started
     version = client.get(keys.ACTIVE_MODEL).decode()

@@ -24,7 +24,7 @@ from datetime import date
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-TAILOR = [sys.executable, "-m", "training.cli"]
+TAILOR = [sys.executable, "-m", "tailor.cli"]
 
 
 def run(cmd: list[str]) -> tuple[float, float, str]:

@@ -1,92 +1,18 @@
-"""Tailor's HTTP service: ``create_app`` builds a Flask app serving the active model from Redis.
+"""Tailor's HTTP service, grouped by role along the request path (see docs/ARCHITECTURE.md).
 
-The app is stateless apart from an in-memory copy of the active model version (see ``service.store``), so
-any number of processes can run side by side behind a load balancer; ``service.runner`` runs it under
-gunicorn (``tailor serve``).
+``api`` (HTTP: blueprints, schemas, auth) -> ``usecases`` (what a request asks for) -> ``infrastructure``
+(Redis, the model store, caches) -> ``domain`` (pure rules); ``app`` wires them together. ``create_app``
+is re-exported lazily so that ``import service.domain`` stays free of Flask.
 """
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
-
-if TYPE_CHECKING:  # the training job imports service.keys / service.codec: keep `import service` light
-    from flask import Flask
-
-    from service.auth import KeyRing
-    from service.config import Settings
-    from service.engine import Engine
-    from service.redis_client import RedisGateway
-    from service.repository import Repository
-    from service.store import ModelStore
-
-API_VERSION = "1.0"
+from typing import Any
 
 
-@dataclass
-class Tailor:
-    """Everything a request needs, stored as ``app.extensions["tailor"]``."""
+def __getattr__(name: str) -> Any:
+    if name in {"create_app", "Tailor", "API_VERSION"}:
+        from service.app import factory
 
-    settings: Settings
-    keys: KeyRing
-    gateway: RedisGateway
-    store: ModelStore
-    repository: Repository
-    engine: Engine
-
-    def close(self) -> None:
-        """Stop the model poller and close Redis connections (tests; gunicorn workers just exit)."""
-        self.store.close()
-        self.repository.customers.close()
-        self.gateway.close()
-
-
-def create_app(config: dict[str, Any] | None = None) -> Flask:
-    """Build the app; ``config`` overrides environment variables by name (e.g. ``{"REDIS_URL": ...}``)."""
-    from flask import Flask
-
-    from service import logs, observability
-    from service.api import BLUEPRINTS
-    from service.api.console import console_blueprint
-    from service.api.docs import docs_blueprint
-    from service.api.framework import TailorApi
-    from service.auth import KeyRing
-    from service.config import Settings
-    from service.engine import Engine
-    from service.redis_client import RedisGateway
-    from service.repository import Repository
-    from service.store import ModelStore
-
-    settings = Settings.load(config)
-    logs.register_secrets([*settings.api_keys, urlsplit(settings.redis_url).password or ""])
-    logs.configure_logging(settings.log_level, settings.log_format)
-    app = Flask(__name__)
-    app.config.update(
-        API_TITLE="Tailor", API_VERSION=API_VERSION, OPENAPI_VERSION="3.0.3",
-        OPENAPI_URL_PREFIX="/", OPENAPI_JSON_PATH="openapi.json",
-        MAX_CONTENT_LENGTH=settings.max_body_bytes,
-        API_SPEC_OPTIONS={"info": {"description": (
-            "Personalization for online shops: recommendations, popular lists, customer profiles and "
-            "behaviour events. Errors are always `{\"error\": {\"code\", \"message\", \"details\"}}`. "
-            "Authenticate with `Authorization: Bearer KEY` or `X-API-Key: KEY`; scopes: read < marketing "
-            "< admin.")}},
-    )
-    gateway = RedisGateway(settings)
-    store = ModelStore(gateway, settings.model_poll_s)
-    repository = Repository(gateway, settings)
-    app.extensions["tailor"] = Tailor(
-        settings=settings, keys=KeyRing.from_config(settings.api_keys, settings.public_read), gateway=gateway,
-        store=store, repository=repository, engine=Engine(store, repository, settings),
-    )
-    observability.install(app, app.extensions["tailor"])
-    api = TailorApi(app)
-    for blueprint in BLUEPRINTS:
-        api.register_blueprint(blueprint)
-    app.register_blueprint(docs_blueprint())
-    app.register_blueprint(console_blueprint())
-    if not settings.api_keys and not settings.public_read:
-        logging.getLogger("tailor").warning(
-            "no TAILOR_API_KEYS and TAILOR_PUBLIC_READ is off: every /v1 request will get 401")
-    return app
+        return getattr(factory, name)
+    raise AttributeError(f"module 'service' has no attribute {name!r}")

@@ -1,6 +1,6 @@
 """gunicorn settings of the API (``gunicorn -c python:service.gunicorn_conf service.wsgi:app``).
 
-Read from the same environment variables as the service (see ``service.config``): ``TAILOR_BIND``,
+Read from the same environment variables as the service (see ``settings``): ``TAILOR_BIND``,
 ``TAILOR_WORKERS`` (0 = 2 x cores + 1), ``TAILOR_WORKER_CLASS``, ``TAILOR_THREADS``,
 ``TAILOR_WORKER_CONNECTIONS``, ``TAILOR_LOG_LEVEL``.
 BLAS/OpenMP pools are pinned to one thread per worker before numpy loads: parallelism comes from the
@@ -19,8 +19,8 @@ import os
 import tempfile
 from typing import Any
 
-from service.config import Settings
-from training.threads import pin_env_threads
+from scoring.threads import pin_env_threads
+from settings import Settings
 
 pin_env_threads(1, openmp=True)
 
@@ -54,7 +54,7 @@ preload_app = False
 logconfig_dict: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"tailor": {"()": f"service.logs.{'Json' if _settings.log_format == 'json' else 'Text'}"
+    "formatters": {"tailor": {"()": f"service.app.logs.{'Json' if _settings.log_format == 'json' else 'Text'}"
                                     "Formatter"}},
     "handlers": {"error_console": {"class": "logging.StreamHandler", "formatter": "tailor",
                                    "stream": "ext://sys.stderr"}},
@@ -79,7 +79,7 @@ def on_starting(server: Any) -> None:
 
 def child_exit(server: Any, worker: Any) -> None:
     """A worker exited: its live gauges (the model version it served) must no longer be reported."""
-    from service.observability import mark_worker_dead
+    from service.infrastructure.metrics import mark_worker_dead
 
     mark_worker_dead(worker.pid)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from training.threads import pin_env_threads
+from scoring.threads import pin_env_threads
 
 pin_env_threads(1, openmp=True)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from service.embedded_redis import EmbeddedRedis
+from service.infrastructure.embedded_redis import EmbeddedRedis
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_CSV = ROOT / "data" / "sample" / "online_retail_sample.csv"

@@ -29,7 +29,7 @@ def auth(scope: str) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def sample_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``tailor train`` on the shipped sample, once per session."""
-    from training.cli import main
+    from tailor.cli import main
 
     out = tmp_path_factory.mktemp("model") / "m"
     assert main(["-q", "train", "--data", str(SAMPLE_CSV), "--format", "online-retail", "--no-eval",

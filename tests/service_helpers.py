@@ -20,8 +20,8 @@ import redis
 from flask import Flask
 from werkzeug.test import TestResponse
 
+from scoring.artifact import Artifact, read_artifact, write_artifact
 from service import create_app
-from training.artifact import Artifact, read_artifact, write_artifact
 from training.data import load_purchase_log
 from training.pipeline import PhaseTimer, train_artifact
 from training.publish import publish_model

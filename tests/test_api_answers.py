@@ -8,9 +8,9 @@ import marshmallow as ma
 import pytest
 from flask import Flask
 
-from service.answers import AnswerMemo, fingerprint
 from service.api.events_schemas import EventBatch, fast_events
 from service.api.recommendations_schemas import BasketRequest, fast_basket
+from service.infrastructure.answer_memo import AnswerMemo, fingerprint
 from tests.service_helpers import ApiClient, TrainedModel, event, item_ids
 
 pytest_plugins = ["tests.service_helpers"]

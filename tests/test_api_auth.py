@@ -8,9 +8,9 @@ from collections.abc import Callable
 import pytest
 from flask import Flask
 
-from service.auth import KeyRing, check
-from service.config import ConfigError, Settings, parse_api_keys
-from service.errors import Forbidden, Unauthorized
+from service.api.auth import KeyRing, check
+from service.domain.errors import Forbidden, Unauthorized
+from settings import ConfigError, Settings, parse_api_keys
 from tests.service_helpers import KEYS, ApiClient, TrainedModel, assert_error, event
 
 pytest_plugins = ["tests.service_helpers"]

@@ -8,7 +8,7 @@ import pytest
 import redis
 from flask import Flask
 
-from service import keys
+from redis_state import keys
 from tests.service_helpers import ApiClient, TrainedModel, assert_error, event, item_ids
 from training.events import read_stream_purchases
 

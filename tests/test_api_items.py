@@ -8,7 +8,7 @@ from collections.abc import Callable
 import redis
 from flask import Flask
 
-from service import keys
+from redis_state import keys
 from tests.service_helpers import KEYS, ApiClient, TrainedModel, assert_error, event, item_ids, wait_for
 
 pytest_plugins = ["tests.service_helpers"]

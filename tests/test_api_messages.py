@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from service import keys
+from redis_state import keys
 
 if TYPE_CHECKING:
     from tests.marketing_support import Service
@@ -189,7 +189,7 @@ def test_report_shape(service: Service) -> None:
     shares = report["policy"]
     assert shares["bandit_share"]["decisions"] + shares["uniform_share"]["decisions"] == 20
     assert set(report["off_policy"]) == {"decisions", "learned", "uniform", "lift"}
-    from service.marketing import marketing
+    from service.usecases.marketing import marketing
 
     counters = marketing(service.app.extensions["tailor"], service.app.extensions).counters()
     assert counters["messages"]["banner"]["decisions"] == 20 and counters["promotions"] == {}

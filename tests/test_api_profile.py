@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from flask import Flask
 
+from scoring.history import SECONDS_PER_DAY
 from service.domain.profile import StageRules, journey_stage
 from tests.service_helpers import ApiClient, TrainedModel, assert_error, event
-from training.history import SECONDS_PER_DAY
 
 pytest_plugins = ["tests.service_helpers"]
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from service import keys
+from redis_state import keys
 
 if TYPE_CHECKING:
     from tests.marketing_support import Service

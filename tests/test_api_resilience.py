@@ -16,7 +16,7 @@ import redis
 import requests
 from flask import Flask
 
-from service.embedded_redis import EmbeddedRedis, free_port
+from service.infrastructure.embedded_redis import EmbeddedRedis, free_port
 from tests.service_helpers import (
     API_KEYS,
     KEYS,
@@ -129,7 +129,7 @@ def test_gunicorn_swap_and_outage(models: Models, redis_url: str, redis_client: 
     port = free_port()
     env = {**os.environ, "REDIS_URL": redis_url, "TAILOR_API_KEYS": API_KEYS, "TAILOR_LOG_LEVEL": "warning"}
     log = (tmp_path / "gunicorn.log").open("w")
-    server = subprocess.Popen([sys.executable, "-m", "training.cli", "serve", "--bind", f"127.0.0.1:{port}",
+    server = subprocess.Popen([sys.executable, "-m", "tailor.cli", "serve", "--bind", f"127.0.0.1:{port}",
                                "--workers", "3"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {KEYS['read']}"}

@@ -7,7 +7,8 @@ import os
 
 import pytest
 
-from service import config, runner
+import settings as config
+from service.app import runner
 
 
 @pytest.fixture

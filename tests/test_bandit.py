@@ -12,19 +12,20 @@ import numpy as np
 import pytest
 import redis
 
-from service import keys
+from redis_state import keys
 from service.domain.bandit import (
     CONTEXT_DIM,
-    Bandit,
     LinearPosterior,
     choose,
     context_vector,
     unpack_upper,
     unpack_vector,
 )
-from service.domain.feedback import apply_feedback
-from service.domain.messages import MessageBoard, Sticky, render
+from service.domain.messages import Sticky, render
 from service.domain.targeting import CustomerFacts, DefinitionError, parse_decision_id
+from service.infrastructure.bandit_store import Bandit
+from service.infrastructure.feedback import apply_feedback
+from service.infrastructure.message_board import MessageBoard
 
 T0 = 1_800_000_000.0
 

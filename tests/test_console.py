@@ -117,7 +117,7 @@ class Published:
 @pytest.fixture(scope="module")
 def evaluated_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """Two versions trained (and evaluated against the baseline) by ``tailor train``, as in production."""
-    from training.cli import main
+    from tailor.cli import main
 
     root = tmp_path_factory.mktemp("console-models")
     for algorithm in ("popular", "item-knn"):
@@ -128,7 +128,7 @@ def evaluated_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pa
 
 @pytest.fixture
 def published(evaluated_models: tuple[Path, Path], redis_client: redis.Redis) -> Published:
-    from training.artifact import read_artifact
+    from scoring.artifact import read_artifact
     from training.publish import publish_model
 
     older, newer = evaluated_models

@@ -10,10 +10,10 @@ import pytest
 import redis
 from flask import Flask
 
-from service import keys
-from service.customer_cache import CustomerCache
-from service.embedded_redis import EmbeddedRedis
-from service.redis_client import make_client
+from redis_state import keys
+from service.infrastructure.customer_cache import CustomerCache
+from service.infrastructure.embedded_redis import EmbeddedRedis
+from service.infrastructure.redis_client import make_client
 from tests.service_helpers import KEYS, ApiClient, TrainedModel, event, item_ids, wait_for
 
 pytest_plugins = ["tests.service_helpers"]

@@ -18,10 +18,10 @@ import pytest
 import requests
 import yaml
 
-from service.config import SETTINGS, Settings
-from service.embedded_redis import free_port
+from service.infrastructure.embedded_redis import free_port
+from settings import SETTINGS, Settings
+from tailor.cli import build_parser
 from tests.service_helpers import wait_for
-from training.cli import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
@@ -109,7 +109,7 @@ def test_every_compose_variable_is_a_setting_or_documented():
     used = {match.group(1) for match in VARIABLE.finditer(COMPOSE.read_text())}
     assert {"REDIS_URL", "TAILOR_API_KEYS", "TAILOR_RETRAIN_TOLERANCE", "TAILOR_KEEP_VERSIONS"} <= used
     undocumented = sorted(name for name in used if name not in SETTING_NAMES and f"`{name}`" not in readme)
-    assert not undocumented, f"document these in README.md (Docker Compose) or add them to service.config: " \
+    assert not undocumented, f"document these in README.md (Docker Compose) or add them to settings: " \
                              f"{undocumented}"
 
 
@@ -160,7 +160,7 @@ def test_entrypoint_modules_and_console_script_exist():
                                f"sys.exit(importlib.util.find_spec({name!r}) is None)"], cwd=ROOT).returncode == 0
     assert re.search(rf"^{re.escape(attribute)}\s*=", (ROOT / (module.replace('.', '/') + '.py')).read_text(), re.M)
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts["tailor"] == "training.cli:main", "the trainer's entry point"
+    assert scripts["tailor"] == "tailor.cli:main", "the trainer's entry point"
 
 
 @pytest.mark.slow

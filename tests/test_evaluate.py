@@ -11,6 +11,8 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
+from scoring.history import PurchaseHistory, to_day
+from scoring.models.base import Recommender
 from training.evaluate import (
     EvaluationResult,
     Split,
@@ -21,9 +23,7 @@ from training.evaluate import (
     split_log,
     top_k,
 )
-from training.history import PurchaseHistory, to_day
 from training.matrix import build_history, history_for
-from training.models.base import Recommender
 
 
 def log(rows: list[tuple[str, str, str, str, float]]) -> pd.DataFrame:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from tailor.cli import main
 from tests.conftest import SAMPLE_CSV
 from tests.service_helpers import ApiClient, TrainedModel, event
-from training.cli import main
 
 pytest_plugins = ["tests.service_helpers"]
 

@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from training.history import CustomerRow, PurchaseHistory
-from training.models import ALGORITHMS, DEFAULT_ALGORITHM, HYPERPARAMETERS, Reason, Recommender, create, load
-from training.models.ease import MAX_ITEMS
-from training.models.hybrid import HybridRecommender
+from scoring.history import CustomerRow, PurchaseHistory
+from scoring.models import ALGORITHMS, DEFAULT_ALGORITHM, HYPERPARAMETERS, Reason, Recommender, create, load
+from scoring.models.ease import MAX_ITEMS
+from scoring.models.hybrid import HybridRecommender
 
 N_ITEMS = 40
 GROUP = 10  # items 0-9 are bought together by group A, 10-19 by group B; 20-39 are rare noise

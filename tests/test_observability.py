@@ -16,8 +16,8 @@ import pytest
 from flask import Flask
 from prometheus_client.parser import text_string_to_metric_families
 
-from service import logs
-from service.embedded_redis import EmbeddedRedis
+from service.app import logs
+from service.infrastructure.embedded_redis import EmbeddedRedis
 from tests.service_helpers import KEYS, ApiClient, TrainedModel, event
 
 pytest_plugins = ["tests.service_helpers", "tests.marketing_support"]
@@ -191,7 +191,7 @@ def test_text_format_is_redacted_too(make_app: Callable[..., Flask], retail: Tra
 
 def test_middleware_costs_a_few_microseconds(app: Flask, retail: TrainedModel):
     """The per-request work of the observer (metrics + request id, no access log line) stays in µs."""
-    from service.observability import RequestObserver
+    from service.app.observability import RequestObserver
 
     observer = RequestObserver(app.extensions["tailor"], access_log=False)
     response = app.response_class(b"{}")
@@ -216,7 +216,7 @@ def test_gunicorn_workers_share_metrics_and_log_json(models: Any, redis_url: str
 
     import requests
 
-    from service.embedded_redis import free_port
+    from service.infrastructure.embedded_redis import free_port
     from tests.service_helpers import API_KEYS, ROOT, wait_for
     from training.publish import publish_model
 
@@ -229,7 +229,7 @@ def test_gunicorn_workers_share_metrics_and_log_json(models: Any, redis_url: str
            "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "TAILOR_LOG_FORMAT": "json"}
     stderr_path = tmp_path / "stderr.log"
     with stderr_path.open("w") as stderr:
-        server = subprocess.Popen([sys.executable, "-m", "training.cli", "serve", "--bind", f"127.0.0.1:{port}",
+        server = subprocess.Popen([sys.executable, "-m", "tailor.cli", "serve", "--bind", f"127.0.0.1:{port}",
                                    "--workers", "3"], cwd=ROOT, env=env, stdout=stderr, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     key = KEYS["read"]

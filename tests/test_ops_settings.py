@@ -7,11 +7,12 @@ import json
 import pytest
 import redis
 
-from service import keys
-from service.config import SETTINGS
+from redis_state import keys
+from redis_state.versions import PublishError
+from settings import SETTINGS
+from tailor.cli import main
 from tests.service_helpers import Models
-from training.cli import main
-from training.publish import PublishError, publish_model
+from training.publish import publish_model
 
 pytest_plugins = ["tests.service_helpers"]
 

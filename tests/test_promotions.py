@@ -12,17 +12,19 @@ import numpy as np
 import pytest
 import redis
 
-from service import keys
+from redis_state import keys
 from service.domain.profile import STAGES
-from service.domain.promotions import PromotionBook, TargetIndex, rank
-from service.domain.targeting import CustomerFacts, DefinitionError, DefinitionStore
-from service.store import assemble
+from service.domain.promotions import TargetIndex, rank
+from service.domain.targeting import CustomerFacts, DefinitionError
+from service.infrastructure.definitions import DefinitionStore
+from service.infrastructure.model_store import assemble
+from service.infrastructure.promotion_book import PromotionBook
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
 
 def catalogue(version: str = "v1"):
-    """A real served-model snapshot (``service.store.LoadedModel``) of six items in two categories."""
+    """A real served-model snapshot (``model_store.LoadedModel``) of six items in two categories."""
     items = [
         {"item_id": "A", "title": "Red mug", "category": "kitchen"},
         {"item_id": "B", "title": "Blue mug", "category": "kitchen"},

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import redis
 
-from service import keys
-from service.codec import unpack_customer
+from redis_state import keys, versions
+from redis_state.codec import unpack_customer
+from tailor.cli import main
 from tests.conftest import SAMPLE_CSV
 from training import publish
-from training.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -48,26 +48,26 @@ def test_rollback_and_activate(redis_client: redis.Redis, model_dirs: list[Path]
     first = publish.publish_model(redis_client, model_dirs[0])
     second = publish.publish_model(redis_client, model_dirs[1])
     assert redis_client.get(keys.ACTIVE_MODEL).decode() == second
-    assert publish.rollback(redis_client) == first
+    assert versions.rollback(redis_client) == first
     assert redis_client.get(keys.ACTIVE_MODEL).decode() == first
-    publish.activate_version(redis_client, second)
-    listed = publish.list_versions(redis_client)
+    versions.activate_version(redis_client, second)
+    listed = versions.list_versions(redis_client)
     assert [v["version"] for v in listed if v["active"]] == [second]
-    with pytest.raises(publish.PublishError, match="is active"):
-        publish.delete_version(redis_client, second)
-    publish.delete_version(redis_client, first)
+    with pytest.raises(versions.PublishError, match="is active"):
+        versions.delete_version(redis_client, second)
+    versions.delete_version(redis_client, first)
     assert not list(redis_client.scan_iter(match=keys.customer_history_pattern(first)))
-    with pytest.raises(publish.PublishError, match="already published"):
+    with pytest.raises(versions.PublishError, match="already published"):
         publish.publish_model(redis_client, model_dirs[1])
 
 
 def test_prune_keeps_newest_and_active(redis_client: redis.Redis, model_dirs: list[Path]) -> None:
     first = publish.publish_model(redis_client, model_dirs[0])
     publish.publish_model(redis_client, model_dirs[1], activate=False)
-    publish.activate_version(redis_client, first)
-    removed = publish.prune(redis_client, keep=1)
+    versions.activate_version(redis_client, first)
+    removed = versions.prune(redis_client, keep=1)
     assert removed == []  # the only older version is the active one
-    assert {v["version"] for v in publish.list_versions(redis_client)} == {first, _version(model_dirs[1])}
+    assert {v["version"] for v in versions.list_versions(redis_client)} == {first, _version(model_dirs[1])}
 
 
 def test_failed_publish_leaves_active_model_untouched(redis_client: redis.Redis, model_dirs: list[Path],
@@ -83,8 +83,8 @@ def test_failed_publish_leaves_active_model_untouched(redis_client: redis.Redis,
             yield item
 
     monkeypatch.setattr(publish, "customer_records", records_then_connection_lost)
-    with pytest.raises(publish.PublishError, match="active model unchanged"):
+    with pytest.raises(versions.PublishError, match="active model unchanged"):
         publish.publish_model(redis_client, model_dirs[1])
     assert redis_client.get(keys.ACTIVE_MODEL).decode() == first
     assert set(redis_client.scan_iter(count=1000)) == keys_before, "a failed publish left keys behind"
-    assert [v["version"] for v in publish.list_versions(redis_client)] == [first]
+    assert [v["version"] for v in versions.list_versions(redis_client)] == [first]

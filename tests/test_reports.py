@@ -9,10 +9,13 @@ import pytest
 import redis
 
 from service.domain import reports
-from service.domain.bandit import Bandit, Choice
-from service.domain.messages import MessageBoard, MessageSlot, slot_report
+from service.domain.bandit import Choice
+from service.domain.messages import MessageSlot, slot_report
 from service.domain.promotions import Promotion, promotion_report
-from service.domain.targeting import new_decision_id, run_scripts
+from service.domain.targeting import new_decision_id
+from service.infrastructure.bandit_store import Bandit
+from service.infrastructure.message_board import MessageBoard
+from service.infrastructure.scripts import run_scripts
 
 
 def test_wilson_hand_computed() -> None:

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from service import keys
+from redis_state import keys
+from tailor.cli import EXIT_REJECTED, main
 from tests.conftest import SAMPLE_CSV
 from tests.service_helpers import ApiClient
-from training.cli import EXIT_REJECTED, main
 from training.retrain import gate
 
 pytest_plugins = ["tests.service_helpers"]

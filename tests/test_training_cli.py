@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from scoring.artifact import ArtifactError, read_artifact
+from tailor.cli import main
 from tests.conftest import SAMPLE_CSV
-from training.artifact import ArtifactError, read_artifact
-from training.cli import main
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,9 @@ from typing import TextIO
 import numpy as np
 import pandas as pd
 
-from training.artifact import Artifact
+from scoring.artifact import Artifact
+from scoring.history import PurchaseHistory
 from training.evaluate import top_k
-from training.history import PurchaseHistory
 
 CHUNK_CELLS = 1 << 23  # scores materialised at once (rows x items): ~32 MB of float32, whatever the catalogue
 HEADER = ("customer_id", "rank", "item_id", "score")

@@ -22,10 +22,10 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from training.history import PurchaseHistory
+from scoring.history import PurchaseHistory
+from scoring.models import BASELINE_ALGORITHM, DEFAULT_ALGORITHM, create
+from scoring.models.base import Recommender
 from training.matrix import build_history, history_for
-from training.models import BASELINE_ALGORITHM, DEFAULT_ALGORITHM, create
-from training.models.base import Recommender
 
 CELLS_PER_CHUNK = 1 << 23  # scores materialized at once (rows x items), ~32 MB of float32
 BLOCK = 128  # top_k narrows wide rows to whole blocks of this many items first

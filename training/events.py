@@ -12,9 +12,9 @@ from datetime import datetime
 import pandas as pd
 import redis
 
-from service import keys
+from redis_state import keys
+from redis_state.versions import PublishError, connect
 from training.data import DataError, PurchaseLog
-from training.publish import PublishError, connect
 
 READ_BATCH = 10_000
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from training.history import PurchaseHistory, to_day
+from scoring.history import PurchaseHistory, to_day
 
 REQUIRED_COLUMNS = ("customer_id", "item_id", "timestamp", "quantity", "order_id")
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from training.artifact import (
+from scoring.artifact import (
     FORMAT_VERSION,
     Artifact,
     CustomerTable,
@@ -25,12 +25,12 @@ from training.artifact import (
     new_version_id,
     utc_now,
 )
+from scoring.embeddings import item_embeddings
+from scoring.history import PurchaseHistory, to_day
+from scoring.models import create
+from scoring.threads import limit_blas_threads
 from training.data import PurchaseLog
-from training.embeddings import item_embeddings
-from training.history import PurchaseHistory, to_day
 from training.matrix import build_history
-from training.models import create
-from training.threads import limit_blas_threads
 
 POPULAR_LIST_LENGTH = 200
 POPULAR_WINDOW_DAYS = 90

@@ -16,13 +16,14 @@ from typing import Any
 
 import redis
 
-from service import keys
-from training.artifact import write_artifact
+from redis_state import keys
+from redis_state.versions import log_event
+from scoring.artifact import write_artifact
+from scoring.threads import limit_blas_threads
 from training.data import PurchaseLog
 from training.evaluate import ModelReport, evaluate
 from training.pipeline import PhaseTimer, train_artifact
-from training.publish import log_event, publish_model
-from training.threads import limit_blas_threads
+from training.publish import publish_model
 
 GATED_METRICS = ("overall", "discovery")
 

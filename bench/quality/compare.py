@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from scoring.models import ALGORITHMS, create
+from scoring.threads import limit_blas_threads
 from training.data import load_purchase_log
 from training.evaluate import METRICS, Metrics, make_split, run, split_log
-from training.models import ALGORITHMS, create
-from training.threads import limit_blas_threads
 
 DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared/datasets/online-retail/online_retail.csv.gz"
 

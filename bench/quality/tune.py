@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 
 from bench.quality.compare import DEFAULT_DATA, splits
+from scoring.models import ALGORITHMS, HYPERPARAMETERS, create
+from scoring.threads import limit_blas_threads
 from training.data import load_purchase_log
 from training.evaluate import run
-from training.models import ALGORITHMS, HYPERPARAMETERS, create
-from training.threads import limit_blas_threads
 
 
 def parse_grid(algorithm: str, specs: list[str]) -> dict[str, list[Any]]:

@@ -9,7 +9,7 @@ import marshmallow as ma
 from marshmallow import fields, validate
 from webargs.fields import DelimitedList
 
-from service.errors import InvalidInput
+from service.domain.errors import InvalidInput
 
 MAX_ID_LENGTH = 256
 MAX_N = 100

@@ -9,8 +9,8 @@ import flask
 
 from service.api.events_schemas import EventBatch, IngestResultSchema
 from service.api.framework import Blueprint, json_response
-from service.errors import InvalidInput
-from service.observability import count_events
+from service.domain.errors import InvalidInput
+from service.infrastructure.metrics import count_events
 
 blp = Blueprint("events", __name__, url_prefix="/v1/events", description="Behaviour events (the feedback loop)")
 

@@ -28,8 +28,8 @@ from webargs import core
 from webargs.flaskparser import FlaskParser, abort, is_json_request
 from werkzeug.exceptions import HTTPException
 
-from service.auth import authorize
-from service.errors import ServiceError
+from service.api.auth import authorize
+from service.domain.errors import ServiceError
 
 log = logging.getLogger("tailor.api")
 

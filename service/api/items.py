@@ -9,7 +9,7 @@ import flask
 from service.api.common_schemas import RecommendationsSchema, path_id
 from service.api.framework import Blueprint, json_response
 from service.api.items_schemas import ItemPatch, ItemSchema, SimilarQuery
-from service.engine import Engine
+from service.usecases.engine import Engine
 
 blp = Blueprint("items", __name__, url_prefix="/v1/items", description="Catalogue items")
 

@@ -8,7 +8,7 @@ import flask
 
 from service.api.framework import Blueprint, json_response
 from service.api.models_schemas import ActivateRequest, ActivationSchema, ModelListSchema, ModelSummarySchema
-from service.errors import Conflict, NotFound
+from service.domain.errors import Conflict, NotFound
 
 blp = Blueprint("models", __name__, url_prefix="/v1/models", description="Model versions")
 
@@ -47,7 +47,7 @@ def active_model() -> flask.Response:
 @blp.alt_response(404, response="NOT_FOUND")
 def activate(body: dict[str, Any]) -> flask.Response:
     """Activate a published version; every API process switches to it within a second."""
-    from training.publish import PublishError
+    from redis_state.versions import PublishError
 
     tailor = _tailor()
     try:
@@ -64,7 +64,7 @@ def activate(body: dict[str, Any]) -> flask.Response:
 @blp.alt_response(409, response="CONFLICT")
 def rollback() -> flask.Response:
     """Re-activate the version that was active before the current one."""
-    from training.publish import PublishError
+    from redis_state.versions import PublishError
 
     tailor = _tailor()
     try:

@@ -17,13 +17,13 @@ from service.api.promotions_schemas import (
     PromotionReportSchema,
     PromotionSchema,
 )
-from service.marketing import Marketing, marketing
+from service.usecases.marketing import Marketing, marketing
 
 blp = Blueprint("promotions", __name__, url_prefix="/v1", description="Targeted promotions")
 
 
 def board() -> Marketing:
-    """The app's promotions and message slots (``service.marketing``), for this module and ``messages``."""
+    """The app's promotions and message slots (``service.usecases.marketing``), for this module and ``messages``."""
     app = flask.current_app
     return marketing(app.extensions["tailor"], app.extensions)
 

@@ -9,7 +9,7 @@ import flask
 from service.api.common_schemas import RecommendationsSchema, path_id
 from service.api.framework import Blueprint, json_response
 from service.api.recommendations_schemas import BasketRequest, CustomerRecommendationsQuery, PopularQuery
-from service.engine import Engine
+from service.usecases.engine import Engine
 
 blp = Blueprint("recommendations", __name__, url_prefix="/v1",
                 description="Recommendations for customers, baskets and anonymous visitors")

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import orjson
 
-from service.codec import CustomerRecord, unpack_customer
-from training.history import CustomerRow
+from redis_state.codec import CustomerRecord, unpack_customer
+from scoring.history import CustomerRow
 
 
 @dataclass(frozen=True)

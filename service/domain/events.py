@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from training.history import SECONDS_PER_DAY
+from scoring.history import SECONDS_PER_DAY
 
 EVENT_TYPES = ("view", "add_to_cart", "purchase", "click", "impression", "conversion")
 #: Types that must name an item.

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from scoring.history import SECONDS_PER_DAY
 from service.domain.customer import CustomerState
-from training.history import SECONDS_PER_DAY
 
 STAGES = ("new", "first-time buyer", "repeat", "lapsed")
 

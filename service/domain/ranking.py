@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from training.models.base import Reason
+from scoring.models.base import Reason
 
 EMPTY = np.empty(0, dtype=np.int64)
 #: Category code that matches no item (a ``category=`` filter naming a category the catalogue lacks).

@@ -1,0 +1,162 @@
+"""The published model versions in Redis: connect, list, activate, roll back, delete and prune.
+
+Both halves manage versions (``tailor publish`` / ``tailor models`` and the service's ``/v1/models``), so
+this lives below both. Activation is one atomic ``SET`` of the active pointer; every change is logged in the
+version history that ``GET /v1/models`` and ``tailor models list`` show.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import redis
+
+from redis_state import keys
+from settings import DEFAULT_REDIS_URL, mask_url
+
+
+class PublishError(Exception):
+    """Publishing or version management failed; the active model is unchanged."""
+
+
+def connect(url: str | None = None) -> redis.Redis:
+    """A client for ``url`` (or $REDIS_URL), checked with a PING so errors surface here, named."""
+    url = url or os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=30, socket_connect_timeout=5)
+        client.ping()
+    except (redis.RedisError, ValueError) as exc:
+        raise PublishError(f"cannot reach Redis at {mask_url(url)}: {exc}") from None
+    return client
+
+
+def log_event(client: redis.Redis, action: str, version: str, **extra: Any) -> None:
+    """Append to the version history that `GET /v1/models` and `tailor models list` show."""
+    entry = {"at": time.time(), "action": action, "version": version, **extra}
+    client.lpush(keys.MODEL_HISTORY, json.dumps(entry))
+    client.ltrim(keys.MODEL_HISTORY, 0, 999)
+
+
+def activate_version(client: redis.Redis, version: str, action: str = "activate") -> None:
+    """Make ``version`` the served one (one atomic SET) and log it; ``action`` names why in the history."""
+    if not client.exists(keys.model_manifest(version)):
+        raise PublishError(f"version {version} is not published (see `tailor models list`)")
+    previous = client.get(keys.ACTIVE_MODEL)
+    client.set(keys.ACTIVE_MODEL, version)
+    log_event(client, action, version, previous=previous.decode() if previous else None)
+
+
+def rollback(client: redis.Redis) -> str:
+    """Re-activate the version that was active before the current one (and still exists)."""
+    active = active_version(client)
+    for raw in client.lrange(keys.MODEL_HISTORY, 0, -1):
+        entry = json.loads(raw)
+        if entry.get("action") in {"publish", "activate", "rollback"}:
+            previous = entry.get("previous")
+            if entry.get("version") == active and previous and client.exists(keys.model_manifest(previous)):
+                activate_version(client, previous, action="rollback")
+                return previous
+            if entry.get("version") == active:
+                break
+    raise PublishError("no earlier version to roll back to")
+
+
+def active_version(client: redis.Redis) -> str | None:
+    raw = client.get(keys.ACTIVE_MODEL)
+    return raw.decode() if raw else None
+
+
+def delete_version(client: redis.Redis, version: str) -> None:
+    if active_version(client) == version:
+        raise PublishError(f"version {version} is active; activate another one before deleting it")
+    if not client.exists(keys.model_manifest(version)) and client.zscore(keys.MODEL_VERSIONS, version) is None:
+        raise PublishError(f"version {version} is not published")
+    remove_version_keys(client, version)
+    log_event(client, "delete", version)
+
+
+def remove_version_keys(client: redis.Redis, version: str, quiet: bool = False) -> None:
+    """Delete a version: its manifest and list entry first (it disappears at once), then its data."""
+    try:
+        client.zrem(keys.MODEL_VERSIONS, version)
+        client.delete(keys.model_manifest(version))
+        for pattern in (keys.model_blob_pattern(version), keys.customer_history_pattern(version)):
+            batch: list[bytes] = []
+            for key in client.scan_iter(match=pattern, count=5_000):
+                batch.append(key)
+                if len(batch) >= 1_000:
+                    _unlink(client, batch)
+                    batch = []
+            _unlink(client, batch)
+    except redis.RedisError:
+        if not quiet:
+            raise
+
+
+def _unlink(client: redis.Redis, batch: list[bytes]) -> None:
+    """One UNLINK per key, pipelined: keys of different customers live in different cluster slots."""
+    if batch:
+        pipe = client.pipeline(transaction=False)
+        for key in batch:
+            pipe.unlink(key)
+        pipe.execute()
+
+
+def prune(client: redis.Redis, keep: int) -> list[str]:
+    """Delete all but the ``keep`` newest versions; never the active one."""
+    active = active_version(client)
+    versions = [v.decode() for v in client.zrange(keys.MODEL_VERSIONS, 0, -1)]
+    removed = []
+    for version in versions[: max(0, len(versions) - max(keep, 1))]:
+        if version != active:
+            remove_version_keys(client, version)
+            log_event(client, "prune", version)
+            removed.append(version)
+    return removed
+
+
+def list_versions(client: redis.Redis) -> list[dict[str, Any]]:
+    """Published versions, newest first, with their headline metrics."""
+    active = active_version(client)
+    out = []
+    for raw_version, published_at in client.zrevrange(keys.MODEL_VERSIONS, 0, -1, withscores=True):
+        version = raw_version.decode()
+        raw = client.get(keys.model_manifest(version))
+        if raw is None:
+            continue
+        manifest = json.loads(raw)
+        out.append({
+            "version": version, "active": version == active, "published_at": published_at,
+            "created_at": manifest.get("created_at"), "algorithm": manifest.get("algorithm"),
+            "params": manifest.get("params"), "counts": manifest.get("counts"),
+            "evaluation": manifest.get("evaluation"), "data": {
+                k: manifest.get("data", {}).get(k) for k in ("source", "fingerprint_sha256", "until",
+                                                               "last_timestamp")},
+        })
+    return out
+
+
+def headline(evaluation: dict[str, Any] | None) -> str:
+    """'overall NDCG@10 0.371 / discovery 0.104' or '-' when not evaluated."""
+    if not evaluation:
+        return "-"
+    try:
+        model = evaluation["model"]
+        return (f"NDCG@{evaluation['k']} overall {model['overall']['ndcg']:.3f} / "
+                f"discovery {model['discovery']['ndcg']:.3f}")
+    except (KeyError, TypeError):
+        return "-"
+
+
+def format_versions(versions: list[dict[str, Any]]) -> str:
+    if not versions:
+        return "no published versions"
+    lines = [f"{'':2}{'VERSION':<38}{'ALGORITHM':<12}{'CUSTOMERS':>10}{'ITEMS':>8}  METRICS"]
+    for v in versions:
+        counts = v.get("counts") or {}
+        lines.append(f"{'*' if v['active'] else ' ':2}{v['version']:<38}{v['algorithm'] or '-':<12}"
+                     f"{counts.get('customers', 0):>10,}{counts.get('items', 0):>8,}  {headline(v['evaluation'])}")
+    return "\n".join(lines)

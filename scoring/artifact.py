@@ -1,0 +1,236 @@
+"""The versioned model directory that `tailor train --out DIR` writes and everything downstream reads.
+
+Layout (no pickle anywhere; every array is loaded with ``allow_pickle=False``)::
+
+    DIR/manifest.json     version, created_at, algorithm + params, data fingerprint, counts,
+                          data-quality report, evaluation metrics, library versions, file checksums
+    DIR/model.npz         the fitted model's arrays (Recommender.arrays())
+    DIR/history.npz       customers x items purchase history (orders, quantity, last_day) + now_day
+    DIR/customer_ids.npy  row index -> customer id (unicode)
+    DIR/item_ids.npy      column index -> item id (unicode)
+    DIR/customers.npz     per-customer profile: orders, spend, first/last purchase day, country index
+    DIR/items.json        item metadata aligned with item_ids: title, price, category
+    DIR/popular.json      fallback rankings: global and per country (item indices)
+    DIR/item_embeddings.npy  16-d item embeddings (customer context for the message bandit)
+
+The directory is assembled under a temporary sibling name and renamed into place, so a crash or a
+failed run never leaves a half-written directory that looks complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import shutil
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from scoring import models
+from scoring.history import PurchaseHistory
+from scoring.models.base import Recommender
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+LIBRARIES = ("tailor", "implicit", "numpy", "scipy", "pandas", "pyarrow")
+
+
+class ArtifactError(Exception):
+    """A model directory is missing, incomplete or corrupt (one-line message naming the file)."""
+
+
+@dataclass
+class CustomerTable:
+    """Per-customer aggregates the service shows in profiles and uses for eligibility rules."""
+
+    orders: np.ndarray  # int32: distinct orders
+    spend: np.ndarray  # float64: sum of quantity * price where the price is known
+    first_day: np.ndarray  # float64 days since epoch
+    last_day: np.ndarray  # float64 days since epoch
+    country: np.ndarray  # int32 index into `countries`, -1 when unknown
+    countries: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Artifact:
+    """A fitted model with everything needed to serve it, in memory."""
+
+    manifest: dict[str, Any]
+    model: Recommender
+    history: PurchaseHistory
+    customer_ids: np.ndarray
+    item_ids: np.ndarray
+    customers: CustomerTable
+    items: list[dict[str, Any]]
+    popular: dict[str, Any]
+    item_embeddings: np.ndarray
+
+    @property
+    def version(self) -> str:
+        return self.manifest["version"]
+
+
+def new_version_id(created_at: datetime, fingerprint: str) -> str:
+    """Sortable, unique and traceable to its data: ``20261124T120000Z-<data sha8>-<random4>``."""
+    return f"{created_at:%Y%m%dT%H%M%SZ}-{fingerprint[:8]}-{secrets.token_hex(2)}"
+
+
+def default_model_dir(version: str, root: str | os.PathLike = "var") -> Path:
+    """Where a model goes when no --out is given: ``var/models/VERSION``."""
+    return Path(root) / "models" / version
+
+
+def library_versions() -> dict[str, str]:
+    versions = {}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def history_arrays(history: PurchaseHistory) -> dict[str, np.ndarray]:
+    """A history as plain arrays; the three matrices share one sparsity structure, stored once."""
+    return {
+        "indptr": history.orders.indptr,
+        "indices": history.orders.indices,
+        "orders": history.orders.data,
+        "quantity": history.quantity.data,
+        "last_day": history.last_day.data,
+        "shape": np.asarray(history.shape, dtype=np.int64),
+        "now_day": np.asarray([history.now_day], dtype=np.float64),
+    }
+
+
+def history_from_arrays(arrays: Any) -> PurchaseHistory:
+    shape = tuple(int(x) for x in arrays["shape"])
+    indptr, indices = arrays["indptr"], arrays["indices"]
+
+    def mat(values: np.ndarray) -> sp.csr_matrix:
+        return sp.csr_matrix((values, indices, indptr), shape=shape)
+
+    return PurchaseHistory(
+        mat(arrays["orders"]), mat(arrays["quantity"]), mat(arrays["last_day"]), float(arrays["now_day"][0])
+    )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_artifact(out_dir: str | os.PathLike, artifact: Artifact) -> Path:
+    """Write ``artifact`` to ``out_dir`` atomically (temporary sibling, then rename); return the path."""
+    target = Path(out_dir)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(f".{target.name}.tmp-{secrets.token_hex(4)}")
+    staging.mkdir()
+    try:
+        np.savez(staging / "model.npz", **artifact.model.arrays())
+        np.savez(staging / "history.npz", **history_arrays(artifact.history))
+        np.save(staging / "customer_ids.npy", np.asarray(artifact.customer_ids, dtype=str))
+        np.save(staging / "item_ids.npy", np.asarray(artifact.item_ids, dtype=str))
+        np.save(staging / "item_embeddings.npy", artifact.item_embeddings.astype(np.float32))
+        c = artifact.customers
+        np.savez(
+            staging / "customers.npz",
+            orders=c.orders, spend=c.spend, first_day=c.first_day, last_day=c.last_day, country=c.country,
+        )
+        (staging / "countries.json").write_text(json.dumps(c.countries))
+        (staging / "items.json").write_text(json.dumps(artifact.items, allow_nan=False))
+        (staging / "popular.json").write_text(json.dumps(artifact.popular))
+        manifest = dict(artifact.manifest)
+        manifest["files"] = {p.name: _sha256(p) for p in sorted(staging.iterdir())}
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, allow_nan=False))
+        _replace_dir(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    artifact.manifest = manifest
+    return target
+
+
+def _replace_dir(staging: Path, target: Path) -> None:
+    """Move ``staging`` to ``target``; an existing target is swapped out only once the new one is whole."""
+    if not target.exists():
+        staging.rename(target)
+        return
+    retired = target.with_name(f".{target.name}.old-{secrets.token_hex(4)}")
+    target.rename(retired)
+    staging.rename(target)
+    shutil.rmtree(retired, ignore_errors=True)
+
+
+def read_manifest(model_dir: str | os.PathLike) -> dict[str, Any]:
+    path = Path(model_dir) / MANIFEST
+    if not Path(model_dir).is_dir():
+        raise ArtifactError(f"{model_dir}: no such model directory")
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ArtifactError(f"{path}: missing — not a complete model directory") from None
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"{path}: unreadable manifest ({exc})") from None
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(f"{path}: unsupported format_version {manifest.get('format_version')!r}")
+    return manifest
+
+
+def verify_files(model_dir: str | os.PathLike, manifest: dict[str, Any]) -> None:
+    """Check every file against the checksum in the manifest (done before publishing)."""
+    for name, expected in manifest.get("files", {}).items():
+        path = Path(model_dir) / name
+        if not path.exists():
+            raise ArtifactError(f"{path}: missing")
+        if _sha256(path) != expected:
+            raise ArtifactError(f"{path}: checksum mismatch — the model directory was modified or is corrupt")
+
+
+def load_model(manifest: dict[str, Any], arrays: Any) -> Recommender:
+    """The fitted model of a manifest, from an ``np.load``-like mapping of its arrays (no refit)."""
+    try:
+        return models.load(manifest["algorithm"], manifest["params"], {k: arrays[k] for k in arrays.files})
+    except ValueError as exc:
+        raise ArtifactError(f"manifest: {exc}") from None
+
+
+def read_artifact(model_dir: str | os.PathLike, *, verify: bool = False) -> Artifact:
+    """Load a model directory written by ``write_artifact``."""
+    root = Path(model_dir)
+    manifest = read_manifest(root)
+    if verify:
+        verify_files(root, manifest)
+    try:
+        with np.load(root / "model.npz", allow_pickle=False) as arrays:
+            model = load_model(manifest, arrays)
+        with np.load(root / "history.npz", allow_pickle=False) as arrays:
+            history = history_from_arrays(arrays)
+        with np.load(root / "customers.npz", allow_pickle=False) as arrays:
+            customers = CustomerTable(
+                orders=arrays["orders"], spend=arrays["spend"], first_day=arrays["first_day"],
+                last_day=arrays["last_day"], country=arrays["country"],
+                countries=json.loads((root / "countries.json").read_text()),
+            )
+        customer_ids = np.load(root / "customer_ids.npy", allow_pickle=False)
+        item_ids = np.load(root / "item_ids.npy", allow_pickle=False)
+        items = json.loads((root / "items.json").read_text())
+        popular = json.loads((root / "popular.json").read_text())
+        embeddings = np.load(root / "item_embeddings.npy", allow_pickle=False)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ArtifactError(f"{root}: incomplete or corrupt model directory ({exc})") from None
+    return Artifact(manifest, model, history, customer_ids, item_ids, customers, items, popular, embeddings)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)

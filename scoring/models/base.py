@@ -1,0 +1,88 @@
+"""One small interface in front of every recommender (implicit's models, EASE, popularity, the blend).
+
+The same object is used by the evaluator, the batch export and the HTTP service: a model is fitted on a
+``PurchaseHistory`` and scores any history against the whole catalogue, so evaluation measures exactly
+what is served and a purchase event changes the next answer without refitting.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, Self
+
+import numpy as np
+
+from scoring.history import CustomerRow, PurchaseHistory
+
+
+@dataclass(frozen=True)
+class Reason:
+    """Why an item was recommended: a kind plus, where one exists, the history item that led to it."""
+
+    kind: str  # "bought-with" | "repeat-purchase" | "popular" | "similar-customers"
+    related_item: int | None = None
+    period_days: float | None = None  # for "repeat-purchase": the customer's typical re-order interval
+
+
+class Recommender(ABC):
+    """A fitted model that scores purchase histories over the whole catalogue."""
+
+    name: ClassVar[str]
+
+    def __init__(self, **params: Any) -> None:
+        self.params: dict[str, Any] = params
+
+    @abstractmethod
+    def fit(self, history: PurchaseHistory, *, progress: bool = False) -> None:
+        """Learn from the training histories (rows = customers)."""
+
+    @abstractmethod
+    def score(self, history: PurchaseHistory) -> np.ndarray:
+        """Dense float32 scores (n_rows, n_items); higher is better. Callers rank and filter."""
+
+    @abstractmethod
+    def similar_items(self, item: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Up to n (item indices, scores) of items bought by the same customers, excluding ``item``."""
+
+    @abstractmethod
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Everything needed to score, as plain numeric arrays (saved as .npz / copied to Redis)."""
+
+    @classmethod
+    @abstractmethod
+    def from_arrays(cls, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> Self:
+        """Rebuild a fitted model from ``params`` and ``arrays()`` without refitting."""
+
+    def explain(self, history: PurchaseHistory, row: int, item: int) -> Reason | None:
+        """Why ``item`` ranks high for customer ``row``; None when the model cannot say."""
+        return None
+
+    def explain_many(self, history: PurchaseHistory, row: int, items: np.ndarray) -> list[Reason | None]:
+        """``explain`` for each of ``items`` (the service explains every answer it ranks); models override
+        it to weight the customer's history once instead of once per item."""
+        return [self.explain(history, row, int(item)) for item in np.asarray(items).tolist()]
+
+    def score_row(self, row: CustomerRow) -> np.ndarray:
+        """``score`` of one customer as a fresh 1-D float32 array (the caller may modify it).
+
+        The service calls this once per request; models with a cheaper single-customer path override it
+        (the shared model tests check that both paths agree)."""
+        return self.score(row.as_history())[0]
+
+    def explain_row(self, row: CustomerRow, items: np.ndarray) -> list[Reason | None]:
+        """``explain_many`` for one customer given as a ``CustomerRow``."""
+        return self.explain_many(row.as_history(), 0, items)
+
+
+def top_n(scores: np.ndarray, n: int, exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and scores of the n best items of one score row, best first, skipping ``exclude``."""
+    row = scores.astype(np.float32, copy=True)
+    if exclude is not None and len(exclude):
+        row[exclude] = -np.inf
+    n = min(n, int(np.isfinite(row).sum()))
+    if n <= 0:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+    part = np.argpartition(-row, n - 1)[:n]
+    order = part[np.argsort(-row[part], kind="stable")]
+    return order, row[order]

@@ -1,0 +1,134 @@
+"""EASE (Steck 2019): a closed-form item-item linear model, the strongest collaborative signal here.
+
+B = I - P / diag(P) with P = (X'X + lambda I)^-1, diagonal forced to zero, so an item is predicted only
+from the other items in the basket. One dense inverse of an items x items matrix: seconds for the few
+thousand items of a typical shop, impossible for 100k items, hence ``MAX_ITEMS`` (the hybrid switches to
+a sparse neighbour model above it). Scoring a single history adds up the rows of its few items.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Self
+
+import numpy as np
+import scipy.linalg.lapack
+import scipy.sparse as sp
+
+from scoring.history import CustomerRow, PurchaseHistory
+from scoring.models.base import Reason
+from scoring.models.params import Param, TunableRecommender
+from scoring.models.weighting import Weighting, positive_top_n
+
+MAX_ITEMS = 20_000
+
+
+def ease_weights(weighted: sp.csr_matrix, regularization: float) -> np.ndarray:
+    """The EASE item-item weight matrix (float32, zero diagonal) of a customers x items confidence matrix."""
+    n_items = weighted.shape[1]
+    if n_items > MAX_ITEMS:
+        raise ValueError(
+            f"EASE needs a dense {n_items} x {n_items} inverse; above {MAX_ITEMS} items use "
+            "'item-knn' or the default hybrid (which switches to a sparse neighbour model)"
+        )
+    gram = (weighted.T @ weighted).toarray().astype(np.float32)
+    gram[np.diag_indices(n_items)] += regularization
+    # Inverse through the Cholesky factor (potrf + potri): a third of the work of a general inverse, and
+    # float32 is accurate enough with lambda on the diagonal.
+    potrf, potri = scipy.linalg.lapack.get_lapack_funcs(("potrf", "potri"), (gram,))
+    factor, info = potrf(gram, lower=False, overwrite_a=True)
+    if info == 0:
+        precision, info = potri(factor, lower=False, overwrite_c=True)
+    if info != 0:
+        raise ValueError(f"EASE Gram matrix is not positive definite (LAPACK info {info}); raise lambda")
+    precision = np.triu(precision) + np.triu(precision, 1).T
+    weights = precision / -np.diag(precision)
+    weights[np.diag_indices(n_items)] = 0.0
+    return weights.astype(np.float32)
+
+
+def contributions(
+    weighted_row: sp.csr_matrix, weights: np.ndarray | sp.csr_matrix, item: int
+) -> tuple[int, float]:
+    """The history item (other than ``item``) adding most to the score of ``item``, and that amount."""
+    cols, values = weighted_row.indices, weighted_row.data
+    if not len(cols):
+        return -1, 0.0
+    column = weights[cols, item]
+    column = np.asarray(column.toarray() if sp.issparse(column) else column).ravel()
+    parts = values * column
+    parts[cols == item] = -np.inf
+    best = int(np.argmax(parts))
+    return int(cols[best]), float(parts[best])
+
+
+def contributions_row(cols: np.ndarray, values: np.ndarray, weights: np.ndarray | sp.csr_matrix,
+                      items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``contributions`` for each of ``items`` from one customer's history items ``cols`` (confidences
+    ``values``): the related history item per item (-1 where there is none) and its contribution."""
+    items = np.asarray(items, dtype=np.int64)
+    if not len(cols) or not len(items):
+        return np.full(len(items), -1, dtype=np.int64), np.zeros(len(items), dtype=np.float32)
+    sparse = sp.issparse(weights)
+    block = np.asarray(weights[cols][:, items].toarray()) if sparse else weights[np.ix_(cols, items)]
+    parts = values[:, None] * block
+    parts[cols[:, None] == items[None, :]] = -np.inf
+    best = parts.argmax(axis=0)
+    return cols[best].astype(np.int64), parts[best, np.arange(len(items))]
+
+
+def bought_with(related: np.ndarray, parts: np.ndarray) -> list[Reason | None]:
+    """"Bought with" reasons from ``contributions_row`` (None where no history item adds to the score)."""
+    return [Reason("bought-with", related_item=r) if r >= 0 and p > 0 else None
+            for r, p in zip(related.tolist(), parts.tolist(), strict=True)]
+
+
+class EASERecommender(TunableRecommender):
+    """Embarrassingly shallow autoencoder on time-decayed purchases (binary by default: measured best)."""
+
+    name = "ease"
+    hyperparameters = (
+        Param("regularization", 200.0, float, "L2 penalty lambda of the closed form"),
+        Param("weighting", "binary", str, "input confidence", ("binary", "orders", "log", "bm25")),
+        Param("half_life", 60.0, float, "time decay of the input in days (0 = none)"),
+    )
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self.weighting = Weighting(self.params["weighting"], self.params["half_life"])
+        self.weights = np.zeros((0, 0), dtype=np.float32)
+
+    def fit(self, history: PurchaseHistory, *, progress: bool = False) -> None:
+        self.weighting = Weighting.fit(history, self.params["weighting"], self.params["half_life"])
+        self.weights = ease_weights(self.weighting.apply(history), self.params["regularization"])
+
+    def score(self, history: PurchaseHistory) -> np.ndarray:
+        return np.asarray(self.weighting.apply(history) @ self.weights, dtype=np.float32)
+
+    def similar_items(self, item: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+        return positive_top_n(self.weights[item], n, item)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"weights": self.weights, **self.weighting.arrays()}
+
+    @classmethod
+    def from_arrays(cls, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> Self:
+        model = cls(**params)
+        model.weights = np.asarray(arrays["weights"], dtype=np.float32)
+        model.weighting = Weighting.from_arrays(model.params["weighting"], model.params["half_life"], arrays)
+        return model
+
+    def explain(self, history: PurchaseHistory, row: int, item: int) -> Reason | None:
+        related, part = contributions(self.weighting.apply(history.rows([row])), self.weights, item)
+        return Reason("bought-with", related_item=related) if related >= 0 and part > 0 else None
+
+    def explain_many(self, history: PurchaseHistory, row: int, items: np.ndarray) -> list[Reason | None]:
+        return self.explain_row(CustomerRow.of(history, row), items)
+
+    def score_row(self, row: CustomerRow) -> np.ndarray:
+        """The weighted sum of the rows of the customer's items (a gather + one BLAS gemv)."""
+        if not len(row.items):
+            return np.zeros(self.weights.shape[1], dtype=np.float32)
+        return self.weighting.apply_row(row) @ self.weights[row.items]
+
+    def explain_row(self, row: CustomerRow, items: np.ndarray) -> list[Reason | None]:
+        return bought_with(*contributions_row(row.items, self.weighting.apply_row(row), self.weights, items))

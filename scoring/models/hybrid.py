@@ -1,0 +1,150 @@
+"""The default model: the customer's own re-purchase signal blended with collaborative filtering.
+
+    score = rebuy / max(rebuy) + cf_weight * minmax(cf) + popularity_weight * recent_popularity
+
+* ``rebuy`` - orders containing the item x recency decay (see buy_again); scaled per customer so that
+  their most likely re-order is 1 whatever their volume;
+* ``cf`` - EASE for catalogues up to ``ease_max_items`` items, otherwise a sparse item-knn (BM25)
+  model, min-max scaled per customer; it ranks the items the customer has not bought yet;
+* ``recent_popularity`` - distinct buyers of the last ``popularity_window_days`` days, scaled to [0, 1]:
+  seasonal demand and a sensible answer for a customer without history.
+
+Weights and half-lives were chosen on validation splits that never see the reported holdout
+(docs/QUALITY.md). Everything but the fitted CF part and the popularity vector is computed from the
+served history, so a new purchase changes the next answer without refitting.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Self
+
+import numpy as np
+
+from scoring.history import CustomerRow, PurchaseHistory
+from scoring.models.base import Reason
+from scoring.models.buy_again import rebuy_scores, repeat_reason, repeat_reasons_then
+from scoring.models.ease import MAX_ITEMS, EASERecommender
+from scoring.models.item_knn import ItemKNNRecommender
+from scoring.models.params import Param, TunableRecommender
+from scoring.models.popular import item_popularity
+from scoring.models.weighting import Weighting, minmax_row, minmax_rows
+
+CF_MODELS: dict[str, type[EASERecommender] | type[ItemKNNRecommender]] = {
+    "ease": EASERecommender,
+    "item-knn": ItemKNNRecommender,
+}
+
+
+class HybridRecommender(TunableRecommender):
+    """Buy-again + collaborative filtering + recent popularity (the default algorithm)."""
+
+    name = "hybrid"
+    hyperparameters = (
+        Param("rebuy_weighting", "orders", str, "how repeat orders count in the rebuy signal",
+              ("binary", "orders", "log")),
+        Param("rebuy_half_life", 365.0, float, "days after which a past purchase counts half (0 = no decay)"),
+        Param("cf", "auto", str, "collaborative part; auto = ease up to ease_max_items items, else item-knn",
+              ("auto", "ease", "item-knn")),
+        Param("cf_weight", 0.5, float, "weight of the per-customer [0, 1]-scaled CF score"),
+        Param("popularity_weight", 0.15, float, "weight of the [0, 1]-scaled recent popularity"),
+        Param("popularity_window_days", 14.0, float, "recent popularity counts buyers of the last N days"),
+        Param("regularization", 200.0, float, "EASE L2 penalty lambda"),
+        Param("weighting", "binary", str, "CF input confidence", ("binary", "orders", "log", "bm25")),
+        Param("half_life", 60.0, float, "time decay of the CF input in days (0 = none)"),
+        Param("neighbours", 100, int, "neighbours per item of the item-knn fallback"),
+        Param("similarity", "bm25", str, "similarity of the item-knn fallback", ("cosine", "bm25")),
+        Param("ease_max_items", 20_000, int, "largest catalogue for which auto picks EASE"),
+    )
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self.requested_cf = self.params["cf"]
+        self.rebuy = Weighting(self.params["rebuy_weighting"], self.params["rebuy_half_life"])
+        self.cf: EASERecommender | ItemKNNRecommender | None = None
+        self.popularity = np.zeros(0, dtype=np.float32)
+        self._popularity_term: tuple[np.ndarray, np.ndarray] | None = None
+
+    def _cf_model(self, kind: str) -> EASERecommender | ItemKNNRecommender:
+        shared = {"weighting": self.params["weighting"], "half_life": self.params["half_life"]}
+        if kind == "ease":
+            return EASERecommender(regularization=self.params["regularization"], **shared)
+        return ItemKNNRecommender(
+            similarity=self.params["similarity"], neighbours=self.params["neighbours"], **shared
+        )
+
+    def fit(self, history: PurchaseHistory, *, progress: bool = False) -> None:
+        kind = self.requested_cf
+        if kind == "auto":
+            kind = "ease" if history.shape[1] <= min(self.params["ease_max_items"], MAX_ITEMS) else "item-knn"
+        self.params["cf"] = kind  # recorded so the manifest says which model was actually fitted
+        self.cf = self._cf_model(kind)
+        self.cf.fit(history, progress=progress)
+        popularity = item_popularity(history, self.params["popularity_window_days"])
+        if not popularity.any():  # nobody bought in the window (a quiet spell): fall back to all time
+            popularity = item_popularity(history)
+        self.popularity = popularity / max(float(popularity.max(initial=0.0)), 1.0)
+
+    def _cf(self) -> EASERecommender | ItemKNNRecommender:
+        if self.cf is None:
+            raise RuntimeError("hybrid model is not fitted")
+        return self.cf
+
+    def score(self, history: PurchaseHistory) -> np.ndarray:
+        scores = rebuy_scores(history, self.rebuy)
+        top = scores.max(axis=1, keepdims=True, initial=0.0)
+        np.divide(scores, top, out=scores, where=top > 0)
+        cf = minmax_rows(self._cf().score(history))
+        scores += np.float32(self.params["cf_weight"]) * cf
+        scores += self._weighted_popularity()
+        return scores
+
+    def _weighted_popularity(self) -> np.ndarray:
+        """``popularity_weight * popularity``, computed once per popularity vector (every request adds it)."""
+        cached = self._popularity_term
+        if cached is None or cached[0] is not self.popularity:
+            cached = self._popularity_term = (self.popularity,
+                                              np.float32(self.params["popularity_weight"]) * self.popularity)
+        return cached[1]
+
+    def similar_items(self, item: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+        return self._cf().similar_items(item, n)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        cf = {f"cf_{key}": value for key, value in self._cf().arrays().items()}
+        return {"popularity": self.popularity, **cf}
+
+    @classmethod
+    def from_arrays(cls, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> Self:
+        model = cls(**params)
+        kind = model.params["cf"]
+        if kind == "auto":  # params saved before fitting: the arrays tell which CF model was fitted
+            kind = "ease" if "cf_weights" in arrays else "item-knn"
+            model.params["cf"] = kind
+        cf_arrays = {key[3:]: value for key, value in arrays.items() if key.startswith("cf_")}
+        model.cf = CF_MODELS[kind].from_arrays(dict(model._cf_model(kind).params), cf_arrays)
+        model.popularity = np.asarray(arrays["popularity"], dtype=np.float32)
+        return model
+
+    def explain(self, history: PurchaseHistory, row: int, item: int) -> Reason | None:
+        reason = repeat_reason(history, row, item) or self._cf().explain(history, row, item)
+        return reason if reason is not None else Reason("popular")
+
+    def explain_many(self, history: PurchaseHistory, row: int, items: np.ndarray) -> list[Reason | None]:
+        return self.explain_row(CustomerRow.of(history, row), items)
+
+    def score_row(self, row: CustomerRow) -> np.ndarray:
+        """``score`` of one customer, the same arithmetic in the same order without the matrices."""
+        scores = minmax_row(self._cf().score_row(row))
+        scores *= np.float32(self.params["cf_weight"])
+        if len(row.items):
+            rebuy = self.rebuy.apply_row(row)
+            top = rebuy.max(initial=0.0)
+            if top > 0:
+                rebuy /= top
+            scores[row.items] += rebuy
+        scores += self._weighted_popularity()
+        return scores
+
+    def explain_row(self, row: CustomerRow, items: np.ndarray) -> list[Reason | None]:
+        reasons = repeat_reasons_then(row, items, lambda rest: self._cf().explain_row(row, rest))
+        return [reason if reason is not None else Reason("popular") for reason in reasons]

@@ -1,0 +1,1 @@
+"""App wiring: the factory, logging, request observation and the gunicorn runner."""

@@ -1,0 +1,82 @@
+"""The app factory: ``create_app`` wires settings, Redis, the model store, use cases and blueprints.
+
+The app is stateless apart from an in-memory copy of the active model version (see
+``service.infrastructure.model_store``), so any number of processes can run side by side behind a load
+balancer; ``service.app.runner`` runs it under gunicorn (``tailor serve``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Flask
+
+from service.api import BLUEPRINTS
+from service.api.auth import KeyRing
+from service.api.console import console_blueprint
+from service.api.docs import docs_blueprint
+from service.api.framework import TailorApi
+from service.app import logs, observability
+from service.infrastructure.model_store import ModelStore
+from service.infrastructure.redis_client import RedisGateway
+from service.infrastructure.repository import Repository
+from service.usecases.engine import Engine
+from settings import Settings
+
+API_VERSION = "1.0"
+
+
+@dataclass
+class Tailor:
+    """Everything a request needs, stored as ``app.extensions["tailor"]``."""
+
+    settings: Settings
+    keys: KeyRing
+    gateway: RedisGateway
+    store: ModelStore
+    repository: Repository
+    engine: Engine
+
+    def close(self) -> None:
+        """Stop the model poller and close Redis connections (tests; gunicorn workers just exit)."""
+        self.store.close()
+        self.repository.customers.close()
+        self.gateway.close()
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Build the app; ``config`` overrides environment variables by name (e.g. ``{"REDIS_URL": ...}``)."""
+    settings = Settings.load(config)
+    logs.register_secrets([*settings.api_keys, urlsplit(settings.redis_url).password or ""])
+    logs.configure_logging(settings.log_level, settings.log_format)
+    app = Flask(__name__)
+    app.config.update(
+        API_TITLE="Tailor", API_VERSION=API_VERSION, OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/", OPENAPI_JSON_PATH="openapi.json",
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        API_SPEC_OPTIONS={"info": {"description": (
+            "Personalization for online shops: recommendations, popular lists, customer profiles and "
+            "behaviour events. Errors are always `{\"error\": {\"code\", \"message\", \"details\"}}`. "
+            "Authenticate with `Authorization: Bearer KEY` or `X-API-Key: KEY`; scopes: read < marketing "
+            "< admin.")}},
+    )
+    gateway = RedisGateway(settings)
+    store = ModelStore(gateway, settings.model_poll_s)
+    repository = Repository(gateway, settings)
+    app.extensions["tailor"] = Tailor(
+        settings=settings, keys=KeyRing.from_config(settings.api_keys, settings.public_read), gateway=gateway,
+        store=store, repository=repository, engine=Engine(store, repository, settings),
+    )
+    observability.install(app, app.extensions["tailor"])
+    api = TailorApi(app)
+    for blueprint in BLUEPRINTS:
+        api.register_blueprint(blueprint)
+    app.register_blueprint(docs_blueprint())
+    app.register_blueprint(console_blueprint())
+    if not settings.api_keys and not settings.public_read:
+        logging.getLogger("tailor").warning(
+            "no TAILOR_API_KEYS and TAILOR_PUBLIC_READ is off: every /v1 request will get 401")
+    return app

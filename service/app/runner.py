@@ -1,0 +1,54 @@
+"""``tailor serve``: the API under gunicorn, configured by ``service/gunicorn_conf.py``."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from scoring.threads import pin_env_threads
+
+
+def gunicorn_options(bind: str | None = None, workers: int | None = None) -> dict[str, Any]:
+    """The settings of ``service.gunicorn_conf`` with the command line's overrides applied."""
+    from service import gunicorn_conf
+
+    options = {name: getattr(gunicorn_conf, name) for name in (
+        "bind", "workers", "worker_class", "threads", "worker_connections", "keepalive", "timeout",
+        "graceful_timeout", "loglevel", "accesslog", "errorlog", "proc_name", "preload_app", "post_worker_init",
+        "on_starting", "child_exit",
+        "logconfig_dict")}
+    if bind:
+        options["bind"] = bind
+    if workers is not None:
+        if workers < 1:
+            raise ValueError(f"--workers must be at least 1, got {workers}")
+        options["workers"] = workers
+    options["bind"] = [options["bind"]] if isinstance(options["bind"], str) else options["bind"]
+    return options
+
+
+def serve(bind: str | None = None, workers: int | None = None) -> int:
+    """Run gunicorn in this process until it is stopped; returns the exit status."""
+    pin_env_threads(1, openmp=True)
+    from gunicorn.app.base import BaseApplication
+
+    from settings import ConfigError
+
+    try:
+        options = gunicorn_options(bind, workers)
+    except (ConfigError, ValueError) as exc:
+        print(f"tailor: error: {exc}", file=sys.stderr)
+        return 2
+
+    class TailorServer(BaseApplication):
+        def load_config(self) -> None:
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            from service.wsgi import app
+
+            return app
+
+    TailorServer().run()
+    return 0

@@ -1,0 +1,335 @@
+"""The model store: which version is active, that version in process memory, and hot swaps.
+
+Each API process holds the active model (rebuilt from the arrays published to Redis, never per request)
+plus the item overrides of ``PATCH /v1/items/{id}`` as one immutable ``ServingState``. A background thread,
+started lazily in each process (so after gunicorn forks), polls ``keys.ACTIVE_MODEL`` and the overrides
+revision every ``TAILOR_MODEL_POLL_S``; a new version is loaded completely while the old one keeps serving,
+then one reference is swapped. A request reads that reference once and uses the same snapshot throughout,
+so a swap never mixes two versions in one answer and never fails a request.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import redis
+
+from redis_state import keys
+from redis_state.codec import array_from_bytes
+from scoring.history import SECONDS_PER_DAY
+from scoring.models.base import Recommender
+from service.infrastructure.redis_client import OUTAGE_ERRORS, RedisGateway
+
+log = logging.getLogger("tailor.store")
+
+#: After a version fails to load, wait this long before trying it again (a bad upload must not spin).
+LOAD_RETRY_S = 5.0
+
+
+class ModelLoadError(Exception):
+    """A published version could not be rebuilt (missing or corrupt blobs)."""
+
+
+class _Arrays(dict):
+    """The ``np.load`` (.npz) interface that ``scoring.artifact.load_model`` expects, over a dict."""
+
+    @property
+    def files(self) -> list[str]:
+        return list(self)
+
+
+def iso_to_day(text: str | None) -> float | None:
+    """ISO 8601 timestamp -> float days since the epoch (naive timestamps are UTC, like the training data)."""
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp() / SECONDS_PER_DAY
+
+
+@dataclass(frozen=True)
+class PopularList:
+    """A fallback ranking: item indices, best first, with their scores (recent distinct buyers)."""
+
+    items: np.ndarray
+    scores: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedModel:
+    """A published version rebuilt in memory with the lookups every request needs, precomputed once."""
+
+    version: str
+    manifest: dict[str, Any]
+    model: Recommender
+    item_ids: np.ndarray
+    item_index: dict[str, int]
+    item_meta: list[dict[str, Any]]
+    category_codes: np.ndarray
+    category_index: dict[str, int]
+    catalogue_inactive: frozenset[int]
+    popular: PopularList
+    popular_by_country: dict[str, PopularList]
+    countries: list[str]
+    data_end_day: float
+    loaded_at: float = field(default_factory=time.time)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    def summary(self) -> dict[str, Any]:
+        """What ``GET /v1/models/active`` shows about the version this process serves."""
+        m = self.manifest
+        return {
+            "version": self.version, "algorithm": m.get("algorithm"), "params": m.get("params"),
+            "created_at": m.get("created_at"), "published_at": m.get("published_at"),
+            "counts": m.get("counts"), "evaluation": m.get("evaluation"),
+            "data_until": (m.get("data") or {}).get("last_timestamp"), "loaded_at": self.loaded_at,
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class ServingState:
+    """One consistent snapshot: a model plus the items that must never be returned."""
+
+    model: LoadedModel
+    inactive: np.ndarray  # sorted item indices (int64)
+    inactive_set: frozenset[int]
+    overrides: dict[str, dict[str, Any]]
+    overrides_rev: int
+
+
+def build_state(model: LoadedModel, overrides: dict[str, dict[str, Any]], rev: int) -> ServingState:
+    """Combine the catalogue's active flags with the admin overrides (the override wins)."""
+    inactive = set(model.catalogue_inactive)
+    for item_id, override in overrides.items():
+        index = model.item_index.get(item_id)
+        if index is None or "active" not in override:
+            continue
+        if override["active"]:
+            inactive.discard(index)
+        else:
+            inactive.add(index)
+    return ServingState(model, np.asarray(sorted(inactive), dtype=np.int64), frozenset(inactive), overrides, rev)
+
+
+def _popular(entry: dict[str, Any] | None, n_items: int) -> PopularList:
+    entry = entry or {}
+    items = np.asarray(entry.get("items", []), dtype=np.int64)
+    scores = np.asarray(entry.get("recent_buyers", [0] * len(items)), dtype=np.float64)
+    if len(scores) != len(items):
+        scores = np.zeros(len(items), dtype=np.float64)
+    keep = (items >= 0) & (items < n_items)
+    return PopularList(items[keep], scores[keep])
+
+
+def load_version(client: redis.Redis, version: str) -> LoadedModel:
+    """Rebuild ``version`` from Redis (manifest, model arrays, item ids and metadata, popular lists)."""
+    from scoring.artifact import ArtifactError, load_model
+
+    raw_manifest = client.get(keys.model_manifest(version))
+    if raw_manifest is None:
+        raise ModelLoadError(f"version {version} has no manifest (not published, or deleted)")
+    try:
+        manifest = json.loads(raw_manifest)
+        # Every publish lists its blobs; the item embeddings are left out: only the message bandit uses
+        # them, and it reads them itself on first use (service.usecases.marketing).
+        names = [str(name) for name in manifest["blobs"] if name != "item_embeddings"]
+        pipe = client.pipeline(transaction=False)
+        for name in names:
+            pipe.get(keys.model_blob(version, name))
+        blobs = {name: blob for name, blob in zip(names, pipe.execute(), strict=True) if blob is not None}
+        arrays = _Arrays({name[len("model/"):]: array_from_bytes(blob) for name, blob in blobs.items()
+                          if name.startswith("model/")})
+        model = load_model(manifest, arrays)
+        item_ids = np.asarray(array_from_bytes(blobs["item_ids"]), dtype=str)
+        items = json.loads(blobs.get("items.json", b"[]"))
+        popular = json.loads(blobs.get("popular.json", b"{}"))
+        countries = json.loads(blobs.get("countries.json", b"[]"))
+    except (KeyError, ValueError, TypeError, ArtifactError) as exc:
+        raise ModelLoadError(f"version {version} is incomplete or corrupt: {type(exc).__name__}: {exc}") from None
+    return assemble(version, manifest, model, item_ids, items, popular, countries)
+
+
+def assemble(version: str, manifest: dict[str, Any], model: Recommender, item_ids: np.ndarray,
+             items: list[dict[str, Any]], popular: dict[str, Any], countries: list[str]) -> LoadedModel:
+    """Precompute the per-item lookups (metadata, category codes, inactive flags) of a version."""
+    n = len(item_ids)
+    if len(items) != n:
+        items = [{"item_id": str(i)} for i in item_ids]
+    meta: list[dict[str, Any]] = []
+    categories: dict[str, int] = {}
+    codes = np.full(n, -1, dtype=np.int32)
+    inactive: set[int] = set()
+    for index, (item_id, item) in enumerate(zip(item_ids, items, strict=True)):
+        category = item.get("category")
+        meta.append({"item_id": str(item_id), "title": item.get("title"), "price": item.get("price"),
+                     "category": category})
+        if category is not None:
+            codes[index] = categories.setdefault(str(category), len(categories))
+        if item.get("active") is False:
+            inactive.add(index)
+    data = manifest.get("data") or {}
+    end_day = iso_to_day(data.get("last_timestamp")) or iso_to_day(manifest.get("created_at")) or 0.0
+    by_country = {str(c): _popular(entry, n) for c, entry in (popular.get("by_country") or {}).items()}
+    return LoadedModel(
+        version=version, manifest=manifest, model=model, item_ids=item_ids,
+        item_index={str(item_id): i for i, item_id in enumerate(item_ids)}, item_meta=meta,
+        category_codes=codes, category_index=categories, catalogue_inactive=frozenset(inactive),
+        popular=_popular(popular.get("global"), n), popular_by_country=by_country,
+        countries=[str(c) for c in countries], data_end_day=float(end_day),
+    )
+
+
+def parse_overrides(raw: dict[bytes, bytes]) -> dict[str, dict[str, Any]]:
+    """The overrides hash, skipping entries that are not JSON objects (never fail the poll on one bad value)."""
+    out: dict[str, dict[str, Any]] = {}
+    for key, value in raw.items():
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            continue
+        if isinstance(parsed, dict):
+            out[key.decode("utf-8", "replace")] = parsed
+    return out
+
+
+class ModelStore:
+    """The active ``ServingState`` of this process, kept current by a lazily started poller thread."""
+
+    def __init__(self, gateway: RedisGateway, poll_s: float) -> None:
+        self.gateway = gateway
+        self.poll_s = poll_s
+        self._state: ServingState | None = None
+        self._pid: int | None = None
+        self._lock = threading.Lock()
+        # Serialises refreshes and local override updates, so no update is overwritten by a stale one.
+        self._refresh_lock = threading.RLock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._failed: dict[str, float] = {}
+        self.last_poll_ok = False
+
+    def current(self) -> ServingState | None:
+        """The snapshot to serve from (None until a version is loaded); starts the poller in a new process."""
+        if self._pid != os.getpid():
+            self.start()
+        return self._state
+
+    def start(self, wait_s: float = 0.0) -> None:
+        """Load the active version now and start polling (idempotent; re-run after a fork).
+
+        ``wait_s``: keep retrying a load that failed (Redis not answering yet, e.g. connect timeouts while
+        all workers boot at once) for up to this long, so that a worker does not take requests it can only
+        answer with 503 until its next poll.
+        """
+        with self._lock:
+            if self._pid == os.getpid():
+                return
+            self._pid = os.getpid()
+            self._stop = threading.Event()
+            self._failed.clear()
+            deadline = time.monotonic() + wait_s
+            self._safe_refresh()
+            while not self.last_poll_ok and time.monotonic() < deadline:
+                time.sleep(0.1)
+                self._safe_refresh()
+            self._thread = threading.Thread(target=self._run, name="tailor-model-poll", daemon=True)
+            self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5)
+
+    def _run(self) -> None:
+        stop = self._stop
+        while not stop.wait(self.poll_s):
+            self._safe_refresh()
+
+    def _safe_refresh(self) -> None:
+        try:
+            self.refresh()
+        except Exception:  # the poller must survive anything; the next poll tries again
+            log.exception("model poll failed")
+
+    def refresh(self) -> bool:
+        """One poll: pick up a newly activated version and changed overrides; True if the state changed."""
+        with self._refresh_lock:
+            return self._refresh()
+
+    def _refresh(self) -> bool:
+        try:
+            pipe = self.gateway.reads.pipeline(transaction=False)
+            pipe.get(keys.ACTIVE_MODEL)
+            pipe.get(keys.ITEM_OVERRIDES_REV)
+            active_raw, rev_raw = pipe.execute()
+        except OUTAGE_ERRORS:
+            self.last_poll_ok = False
+            self.gateway.breaker.trip()
+            return False
+        except redis.RedisError as exc:
+            self.last_poll_ok = False
+            log.warning("model poll: Redis error %s", type(exc).__name__)
+            return False
+        self.last_poll_ok = True
+        self.gateway.breaker.success()
+        state = self._state
+        model = state.model if state else None
+        version = active_raw.decode("utf-8", "replace") if active_raw else None
+        if version and (model is None or model.version != version) and self._may_try(version):
+            model = self._load(version) or model
+        if model is None:
+            return False
+        rev = int(rev_raw) if rev_raw and rev_raw.isdigit() else 0
+        overrides = state.overrides if state is not None else {}
+        if state is None or rev != state.overrides_rev:
+            try:
+                overrides = parse_overrides(self.gateway.loads.hgetall(keys.ITEM_OVERRIDES))
+            except redis.RedisError as exc:
+                log.warning("could not read item overrides (%s); keeping the previous ones", type(exc).__name__)
+                rev = state.overrides_rev if state is not None else -1
+        if state is not None and model is state.model and rev == state.overrides_rev:
+            return False
+        self._state = build_state(model, overrides, rev)
+        return True
+
+    def _may_try(self, version: str) -> bool:
+        failed_at = self._failed.get(version)
+        return failed_at is None or time.monotonic() - failed_at > LOAD_RETRY_S
+
+    def _load(self, version: str) -> LoadedModel | None:
+        started = time.perf_counter()
+        try:
+            model = load_version(self.gateway.loads, version)
+        except (ModelLoadError, redis.RedisError) as exc:
+            self._failed[version] = time.monotonic()
+            log.warning("could not load model %s, still serving the previous one: %s", version, exc)
+            return None
+        self._failed.pop(version, None)
+        log.info("model %s loaded in %.2fs (%d items, algorithm %s)", version, time.perf_counter() - started,
+                 model.n_items, model.manifest.get("algorithm"))
+        return model
+
+    def apply_override(self, item_id: str, override: dict[str, Any]) -> None:
+        """Apply an override made by this process at once (others see it at their next poll)."""
+        with self._refresh_lock:
+            state = self._state
+            if state is None:
+                return
+            overrides = {**state.overrides, item_id: override}
+            self._state = build_state(state.model, overrides, state.overrides_rev)

@@ -1,0 +1,1 @@
+"""Use cases: what each request asks of the model, the customer's state and the marketing definitions."""

@@ -1,0 +1,248 @@
+"""The use cases behind the endpoints: recommendations, similar items, popular lists, profiles, events.
+
+It ties the serving snapshot of the model store, the Redis repository and the pure domain functions
+together and returns plain JSON-ready dicts (recommendation answers, which are memoised, as their JSON
+document); HTTP (parsing, auth, status codes) stays in ``service.api``.
+
+Hot path of a customer's recommendations: one snapshot read, the customer from the worker's cache or one
+Lua read, then the remembered answer if that data is unchanged, else one ``model.score_row`` of the
+customer's history, an in-place mask and an exact top-k, ``explain_row`` for the n results.
+When Redis does not answer (or the circuit is open) the answer comes from the popular list held in
+process memory, marked ``popular-fallback``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from scoring.history import SECONDS_PER_DAY, CustomerRow
+from service.domain.customer import CustomerState, basket_history, purchase_history
+from service.domain.errors import NoActiveModel, NotFound, Unavailable
+from service.domain.events import Event
+from service.domain.profile import StageRules, build_profile
+from service.domain.ranking import Filters, item_indices, rank_list, rank_scores, reason_text, resolve_filters
+from service.infrastructure.answer_memo import Answer, AnswerMemo, encode
+from service.infrastructure.metrics import count_answer, count_fallback
+from service.infrastructure.model_store import LoadedModel, ModelStore, PopularList, ServingState
+from service.infrastructure.repository import IngestResult, Repository
+from settings import Settings
+
+SOURCE_PERSONALIZED = "personalized"
+SOURCE_SESSION = "session"
+SOURCE_POPULAR = "popular"
+SOURCE_FALLBACK = "popular-fallback"
+SOURCE_BASKET = "basket"
+SOURCE_SIMILAR = "similar-items"
+
+
+class Engine:
+    """Stateless per request; holds the store, the repository and the settings of this process."""
+
+    def __init__(self, store: ModelStore, repository: Repository, settings: Settings) -> None:
+        self.store = store
+        self.repository = repository
+        self.settings = settings
+        self.rules = StageRules(settings.lapsed_days, settings.repeat_min_orders)
+        self.answers = AnswerMemo(settings.answer_cache_size)
+        # With the wall clock "now" moves between requests, so an answer is no function of its inputs alone.
+        self.memoise = settings.clock == "data" and settings.answer_cache_size > 0
+
+    # -- helpers --------------------------------------------------------------------------------------
+    def serving(self) -> ServingState:
+        state = self.store.current()
+        if state is None:
+            raise NoActiveModel("no model version is active yet: publish one with `tailor publish`")
+        return state
+
+    def now_day(self, model: LoadedModel, customer: CustomerState | None = None) -> float:
+        """"Now" for recency and journey stages (see TAILOR_CLOCK)."""
+        if self.settings.clock == "wall":
+            return time.time() / SECONDS_PER_DAY
+        latest = customer.latest_day() if customer is not None else None
+        return max(model.data_end_day, latest or 0.0)
+
+    @staticmethod
+    def _items(model: LoadedModel, idx: np.ndarray, scores: np.ndarray,
+               reason: Callable[[int], str | None] | None) -> list[dict[str, Any]]:
+        meta = model.item_meta
+        return [{**meta[i], "score": round(s, 6), "reason": reason(i) if reason else None}
+                for i, s in zip(idx.tolist(), scores.tolist(), strict=True)]
+
+    def _filters(self, state: ServingState, exclude: Sequence[str], category: str | None,
+                 exclude_category: str | None) -> Filters:
+        m = state.model
+        return resolve_filters(inactive=state.inactive, exclude_ids=exclude, item_index=m.item_index,
+                               category_index=m.category_index, category=category,
+                               exclude_category=exclude_category)
+
+    def _popular_answer(self, state: ServingState, n: int, filters: Filters, source: str,
+                        country: str | None = None) -> dict[str, Any]:
+        m = state.model
+        ranking: PopularList = m.popular
+        segment = "global"
+        if country is not None and country in m.popular_by_country:
+            ranking, segment = m.popular_by_country[country], f"country:{country}"
+        idx, scores = rank_list(ranking.items, ranking.scores, n, filters, m.category_codes)
+        text = "popular right now" if segment == "global" else f"popular in {country}"
+        return {"model_version": m.version, "source": source, "segment": segment,
+                "items": self._items(m, idx, scores, lambda _i: text)}
+
+    def _scored(self, state: ServingState, history: CustomerRow, n: int, filters: Filters,
+                phrase: Callable[[int], str]) -> list[dict[str, Any]]:
+        m = state.model
+        scores = m.model.score_row(history)
+        idx, values = rank_scores(scores, n, filters, m.category_codes)
+        reasons = m.model.explain_row(history, idx)
+        texts = {int(i): reason_text(r, m.item_ids, phrase) for i, r in zip(idx.tolist(), reasons, strict=True)}
+        return self._items(m, idx, values, texts.__getitem__)
+
+    # -- recommendations ------------------------------------------------------------------------------
+    def for_customer(self, customer_id: str, *, n: int, exclude_purchased: bool = False,
+                     exclude: Sequence[str] = (), category: str | None = None,
+                     exclude_category: str | None = None) -> Answer:
+        """Personalized for known customers, session-based for unknown ones with events, else popular.
+
+        Like every memoised answer, returned as its JSON document (see ``service.infrastructure.answer_memo``)."""
+        state = self.serving()
+        m = state.model
+        filters = self._filters(state, exclude, category, exclude_category)
+        try:
+            customer, seen, _ = self.repository.customer_read(customer_id, m.version, fingerprinted=self.memoise)
+        except Unavailable:
+            count_fallback()
+            return encode({"customer_id": customer_id, **self._popular_answer(state, n, filters, SOURCE_FALLBACK)})
+        if seen is None:
+            return encode(self._customer_answer(state, customer, n, exclude_purchased, filters))
+        key = ("customer", customer_id, n, exclude_purchased, tuple(exclude), category, exclude_category)
+        answer = self.answers.get(state, key, seen)
+        count_answer(answer is not None)
+        if answer is None:
+            answer = encode(self._customer_answer(state, customer, n, exclude_purchased, filters))
+            self.answers.put(state, key, answer, seen)
+        return answer
+
+    def _customer_answer(self, state: ServingState, customer: CustomerState, n: int, exclude_purchased: bool,
+                         filters: Filters) -> dict[str, Any]:
+        m = state.model
+        customer_id = customer.customer_id
+        if not customer.known and not customer.has_events:
+            return {"customer_id": customer_id, **self._popular_answer(state, n, filters, SOURCE_POPULAR)}
+        session = not customer.known
+        now = self.now_day(m, customer)
+        history = purchase_history(customer, m.item_index, m.n_items, m.data_end_day, now,
+                                   include_session=session)
+        if session:
+            bought = item_indices((p.item_id for p in customer.live_after(m.data_end_day)), m.item_index)
+            viewed = item_indices((s.item_id for s in customer.session), m.item_index)
+            filters = filters.with_blocked(viewed)
+            bought_set = set(bought.tolist())
+            phrase: Callable[[int], str] = lambda i: "you ordered" if i in bought_set else "you viewed"  # noqa: E731
+        else:
+            bought = history.items
+            phrase = _you_ordered
+        if exclude_purchased and len(bought):
+            filters = filters.with_blocked(bought)
+        items = self._scored(state, history, n, filters, phrase)
+        return {"customer_id": customer_id, "model_version": m.version,
+                "source": SOURCE_SESSION if session else SOURCE_PERSONALIZED, "items": items}
+
+    def for_basket(self, items: Sequence[str], *, n: int, exclude: Sequence[str] = (),
+                   category: str | None = None, exclude_category: str | None = None) -> Answer:
+        """Recommendations from the given items alone (anonymous visitor, basket); basket items excluded.
+
+        Remembered per set of known items: order, repeats and unknown ids do not change the answer."""
+        state = self.serving()
+        index = state.model.item_index
+        basket = np.asarray(sorted({index[i] for i in items if i in index}), dtype=np.int64)
+        key = ("basket", tuple(basket.tolist()), n, tuple(exclude), category, exclude_category)
+        answer = self.answers.get(state, key) if self.memoise else None
+        if answer is None:
+            answer = encode(self._basket_answer(state, basket, n, exclude, category, exclude_category))
+            if self.memoise:
+                self.answers.put(state, key, answer)
+        return answer
+
+    def _basket_answer(self, state: ServingState, basket: np.ndarray, n: int, exclude: Sequence[str],
+                       category: str | None, exclude_category: str | None) -> dict[str, Any]:
+        m = state.model
+        filters = self._filters(state, exclude, category, exclude_category).with_blocked(basket)
+        if not len(basket):
+            return self._popular_answer(state, n, filters, SOURCE_POPULAR)
+        history = basket_history(basket, m.n_items, self.now_day(m))
+        answer = self._scored(state, history, n, filters, _in_your_basket)
+        return {"model_version": m.version, "source": SOURCE_BASKET, "items": answer}
+
+    def similar(self, item_id: str, *, n: int) -> Answer:
+        """Items bought by the same customers; 404 for an item the model does not know."""
+        state = self.serving()
+        index = _index_of(state.model, item_id)
+        key = ("similar", index, n)
+        answer = self.answers.get(state, key)
+        if answer is None:
+            answer = encode(self._similar_answer(state, item_id, index, n))
+            self.answers.put(state, key, answer)
+        return answer
+
+    def _similar_answer(self, state: ServingState, item_id: str, index: int, n: int) -> dict[str, Any]:
+        m = state.model
+        extra = min(len(state.inactive), 1000)
+        idx, scores = m.model.similar_items(index, n + extra)
+        idx, scores = np.asarray(idx, dtype=np.int64), np.asarray(scores, dtype=np.float64)
+        idx, scores = rank_list(idx, scores, n, Filters(state.inactive), m.category_codes)
+        text = f"customers who bought {item_id} also bought this"
+        return {"item_id": item_id, "model_version": m.version, "source": SOURCE_SIMILAR,
+                "items": self._items(m, idx, scores, lambda _i: text)}
+
+    def popular(self, *, n: int, country: str | None = None, category: str | None = None) -> dict[str, Any]:
+        state = self.serving()
+        filters = self._filters(state, (), category, None)
+        return self._popular_answer(state, n, filters, SOURCE_POPULAR, country=country)
+
+    # -- customers and events -------------------------------------------------------------------------
+    def profile(self, customer_id: str) -> dict[str, Any]:
+        """Needs Redis (no meaningful fallback): ``Unavailable`` -> 503."""
+        state = self.serving()
+        m = state.model
+        customer = self.repository.customer(customer_id, m.version)
+        return {"model_version": m.version, **build_profile(
+            customer, item_ids=m.item_ids, item_index=m.item_index, item_meta=m.item_meta,
+            countries=m.countries, data_end_day=m.data_end_day, now_day=self.now_day(m, customer),
+            rules=self.rules)}
+
+    def ingest(self, events: Sequence[Event]) -> IngestResult:
+        return self.repository.ingest(events)
+
+    # -- items ----------------------------------------------------------------------------------------
+    def item(self, item_id: str) -> dict[str, Any]:
+        state = self.serving()
+        m = state.model
+        index = _index_of(m, item_id)
+        return {**m.item_meta[index], "active": index not in state.inactive_set, "model_version": m.version}
+
+    def set_item_active(self, item_id: str, active: bool) -> dict[str, Any]:
+        """Admin: (de)activate an item everywhere; this process applies it at once, others within a poll."""
+        _index_of(self.serving().model, item_id)
+        override = self.repository.set_item_override(item_id, active)
+        self.store.apply_override(item_id, override)
+        return self.item(item_id)
+
+
+def _index_of(model: LoadedModel, item_id: str) -> int:
+    """The item's index in ``model``; ``NotFound`` (404) for an item its catalogue lacks."""
+    index = model.item_index.get(item_id)
+    if index is None:
+        raise NotFound(f"item {item_id!r} is not in the catalogue of model {model.version}",
+                       details={"item_id": item_id})
+    return index
+
+
+def _you_ordered(_index: int) -> str:
+    return "you ordered"
+
+
+def _in_your_basket(_index: int) -> str:
+    return "in your basket"
