@@ -7,8 +7,12 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN apt-get update && apt-get install -y --no-install-recommends build-essential && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY tailor ./tailor
 COPY service ./service
 COPY training ./training
+COPY scoring ./scoring
+COPY redis_state ./redis_state
+COPY settings ./settings
 RUN pip wheel --wheel-dir /wheels .
 
 FROM python:3.11-slim AS runtime

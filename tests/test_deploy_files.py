@@ -20,7 +20,7 @@ import yaml
 
 from service.infrastructure.embedded_redis import free_port
 from settings import SETTINGS, Settings
-from tailor.cli import build_parser
+from tailor.parser import build_parser
 from tests.service_helpers import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,0 +1,138 @@
+"""The `tailor` command line: every subcommand, its flags and their help (``build_parser``)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    from training.data import FORMATS
+
+    g = p.add_argument_group("purchase log")
+    g.add_argument("--data", required=True, metavar="FILE", help="CSV, gzip-compressed CSV or Parquet file")
+    g.add_argument("--format", default="generic", metavar="FORMAT",
+                   help=f"input layout: {', '.join(FORMATS)} (default: generic)")
+    for name, default in (("customer", "customer_id"), ("item", "item_id"), ("time", "timestamp"),
+                          ("quantity", "quantity"), ("price", "price"), ("title", "title"),
+                          ("category", "category"), ("country", "country")):
+        g.add_argument(f"--{name}-col", default=default, metavar="NAME",
+                       help=f"generic format: column holding the {name} (default: {default})")
+    g.add_argument("--until", metavar="YYYY-MM-DD[THH:MM]", help="use only events strictly before this time")
+    g.add_argument("--max-bad-rows", type=float, default=0.01, metavar="FRACTION",
+                   help="stop when more than this share of rows is unparseable (default: 0.01)")
+    g.add_argument("--events-from", metavar="REDIS_URL",
+                   help="also read purchases that the service received as events (the feedback loop)")
+
+
+def hyperparameter_flags() -> dict[str, list[tuple[str, Any]]]:
+    """Every hyper-parameter name -> [(algorithm, Param)], so one flag serves all algorithms that share it."""
+    from scoring.models import HYPERPARAMETERS
+
+    specs: dict[str, list[tuple[str, Any]]] = {}
+    for algorithm, params in HYPERPARAMETERS.items():
+        for name, param in params.items():
+            specs.setdefault(name, []).append((algorithm, param))
+    return specs
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    from scoring.models import ALGORITHMS, DEFAULT_ALGORITHM
+
+    g = p.add_argument_group("model (each flag applies to the algorithms named in its help)")
+    g.add_argument("--algorithm", default=DEFAULT_ALGORITHM, choices=sorted(ALGORITHMS),
+                   help=f"recommender (default: {DEFAULT_ALGORITHM}, chosen by measurement)")
+    for name, owners in sorted(hyperparameter_flags().items()):
+        param = owners[0][1]
+        defaults = ", ".join(f"{alg}: {prm.default}" for alg, prm in owners)
+        g.add_argument(param.flag, dest=f"hp_{name}", default=None, metavar=param.type.__name__.upper(),
+                       help=f"{param.help} (default {defaults})")
+
+
+def _add_eval_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("evaluation")
+    g.add_argument("--holdout-days", type=float, default=30.0, metavar="DAYS",
+                   help="hold out the last DAYS of the log (default: 30)")
+    g.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
+
+
+def _add_redis_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--redis-url", default=None, metavar="URL",
+                   help="Redis to use (default: $REDIS_URL, else redis://127.0.0.1:6379/0)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tailor", description="Tailor: personalization for online shops.")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    # --quiet is accepted after the command too; SUPPRESS keeps an absent flag from resetting the global one.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS, help="no progress output")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_parser = sub.add_parser
+
+    def add_command(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return add_parser(name, parents=[common], **kwargs)
+
+    sub.add_parser = add_command  # type: ignore[method-assign]
+
+    train = sub.add_parser("train", help="train (and evaluate) a model from a purchase log")
+    _add_data_args(train)
+    _add_model_args(train)
+    _add_eval_args(train)
+    train.add_argument("--no-eval", action="store_true", help="skip the holdout evaluation")
+    train.add_argument("--out", metavar="DIR", help="write the versioned model directory here")
+    train.add_argument("--publish", action="store_true", help="publish to Redis and activate after training")
+    _add_redis_arg(train)
+
+    evaluate = sub.add_parser("evaluate", help="time-based holdout evaluation beside the popularity baseline")
+    _add_data_args(evaluate)
+    _add_model_args(evaluate)
+    _add_eval_args(evaluate)
+
+    rec = sub.add_parser("recommend", help="batch recommendations as CSV (customer_id,rank,item_id,score)")
+    rec.add_argument("--model", required=True, metavar="DIR")
+    rec.add_argument("--customers", required=True, metavar="FILE", help="customer ids, one per line; - for stdin")
+    rec.add_argument("--n", type=int, default=10, metavar="N")
+    rec.add_argument("--exclude-purchased", action="store_true", help="never recommend what was bought")
+    rec.add_argument("--output", required=True, metavar="OUT.csv", help="- for stdout")
+
+    publish = sub.add_parser("publish", help="copy a model directory into Redis and activate it")
+    publish.add_argument("--model", required=True, metavar="DIR")
+    publish.add_argument("--no-activate", action="store_true", help="upload only")
+    publish.add_argument("--keep", type=int, default=None, metavar="N",
+                         help="model versions kept for rollback (default: $TAILOR_KEEP_VERSIONS or 3)")
+    _add_redis_arg(publish)
+
+    models = sub.add_parser("models", help="list, activate, roll back or delete published versions")
+    _add_redis_arg(models)
+    msub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    mlist = msub.add_parser("list", help="published versions with their metrics")
+    mlist.add_argument("--json", action="store_true")
+    msub.add_parser("activate", help="make VERSION the served model").add_argument("version")
+    msub.add_parser("rollback", help="re-activate the previously active version")
+    msub.add_parser("delete", help="delete a non-active VERSION").add_argument("version")
+
+    retrain = sub.add_parser("retrain", help="train, evaluate against the active model, publish only if not worse")
+    _add_data_args(retrain)
+    _add_model_args(retrain)
+    retrain.add_argument("--holdout-days", type=float, default=30.0, metavar="DAYS")
+    retrain.add_argument("--tolerance", type=float, default=None, metavar="FRACTION",
+                         help="allowed relative NDCG drop vs the active model (default: $TAILOR_RETRAIN_TOLERANCE "
+                              "or 0.02)")
+    retrain.add_argument("--force", action="store_true", help="publish even if the quality gate fails")
+    retrain.add_argument("--out", default="var/models", metavar="DIR", help="where model directories go")
+    retrain.add_argument("--every", type=float, default=None, metavar="HOURS",
+                         help="run again every HOURS (for the trainer service); default: once")
+    retrain.add_argument("--json", action="store_true")
+    _add_redis_arg(retrain)
+
+    config = sub.add_parser("config", help="print the effective configuration, secrets masked")
+    config.add_argument("--json", action="store_true")
+
+    serve = sub.add_parser("serve", help="run the HTTP API under gunicorn")
+    serve.add_argument("--bind", default=None, metavar="HOST:PORT", help="default: $TAILOR_BIND or 127.0.0.1:8000")
+    serve.add_argument("--workers", type=int, default=None, metavar="N", help="default: 2 x cores + 1")
+    demo = sub.add_parser("demo", help="embedded Redis + train on the shipped sample + publish + serve")
+    demo.add_argument("--bind", default="127.0.0.1:8000", metavar="HOST:PORT")
+    demo.add_argument("--workers", type=int, default=None, metavar="N")
+    return parser
