@@ -165,8 +165,22 @@ def test_buy_again_ranks_frequent_and_recent_first() -> None:
     model = create("buy-again", half_life=30.0)
     model.fit(make_history())
     frequent = model.score(single([5, 6], orders=[6.0, 1.0]))[0]
-    assert frequent[5] > frequent[6] > 0
-    assert (frequent[np.setdiff1d(np.arange(N_ITEMS), [5, 6])] == 0).all()
+    others = np.setdiff1d(np.arange(N_ITEMS), [5, 6])
+    assert frequent[5] > frequent[6] > frequent[others].max()
+
+
+def test_buy_again_fills_with_popular_items_not_id_order(history: PurchaseHistory) -> None:
+    """After the customer's own items come the most bought ones (the popularity fallback)."""
+    model = create("buy-again")
+    model.fit(history)
+    scores = model.score(single([30]))[0]
+    popularity = np.bincount(history.orders.indices, minlength=N_ITEMS)
+    ranked = np.argsort(-scores, kind="stable")
+    assert ranked[0] == 30
+    others = np.setdiff1d(np.arange(N_ITEMS), [30])
+    assert list(popularity[ranked[1:11]]) == sorted(popularity[others], reverse=True)[:10]
+    assert [r.kind for r in model.explain_row(CustomerRow.of(single([30]), 0), ranked[:2])] == [
+        "repeat-purchase", "popular"]
     old = PurchaseHistory.from_entries(
         np.zeros(2, dtype=np.int64), np.asarray([5, 6]), np.ones(2), np.ones(2),
         np.asarray([NOW - 300, NOW - 1]), (1, N_ITEMS), NOW,
@@ -300,3 +314,13 @@ def test_score_row_matches_score(fitted: Recommender, history: PurchaseHistory) 
     scores[:] = 0.0  # callers may modify the answer: it must not be a view of the model
     np.testing.assert_allclose(fitted.score_row(CustomerRow.of(history, 0)), fitted.score(history.rows([0]))[0],
                                rtol=1e-5, atol=1e-6)
+
+
+def test_identical_runs_give_identical_models(history: PurchaseHistory) -> None:
+    """Every algorithm is deterministic: the same data and params fit the same arrays (bpr included)."""
+    for name in ALGORITHMS:
+        first, second = create(name, **FAST.get(name, {})), create(name, **FAST.get(name, {}))
+        first.fit(history)
+        second.fit(history)
+        for key, value in first.arrays().items():
+            assert np.array_equal(value, second.arrays()[key]), (name, key)

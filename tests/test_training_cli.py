@@ -77,6 +77,23 @@ def test_recommend_batch_export(model_dir: Path, tmp_path: Path, capsys: pytest.
     assert fallback == [artifact.item_ids[i] for i in artifact.popular["global"]["items"][:5]]
 
 
+def test_unknown_customers_between_known_ones_get_the_fallback(model_dir: Path, tmp_path: Path) -> None:
+    """known, unknown, unknown, known (one scoring chunk): four customers, each with a full list, in order."""
+    ids = [str(x) for x in np.load(model_dir / "customer_ids.npy")[:2]]
+    customers = tmp_path / "customers.txt"
+    wanted = [ids[0], "ghost-1", "ghost-2", ids[1]]
+    customers.write_text("\n".join(wanted) + "\n")
+    out = tmp_path / "recs.csv"
+    assert main(["recommend", "--model", str(model_dir), "--customers", str(customers), "--n", "3",
+                 "--output", str(out), "--quiet"]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert [r["customer_id"] for r in rows] == [c for c in wanted for _ in range(3)]
+    assert [int(r["rank"]) for r in rows] == [1, 2, 3] * 4
+    artifact = read_artifact(model_dir)
+    popular = [artifact.item_ids[i] for i in artifact.popular["global"]["items"][:3]]
+    assert [r["item_id"] for r in rows[3:6]] == popular == [r["item_id"] for r in rows[6:9]]
+
+
 def test_until_is_recorded_and_respected(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "m"
     assert main(["train", "--data", str(SAMPLE_CSV), "--format", "online-retail", "--until", "2011-06-01",

@@ -53,26 +53,42 @@ def recommend_known(
         yield np.arange(start, start + len(chunk)), items, np.take_along_axis(scores, items, axis=1)
 
 
-def _write_block(out: TextIO, customers: np.ndarray, items: np.ndarray, scores: np.ndarray,
-                 item_ids: np.ndarray) -> int:
+def _known_frame(customers: np.ndarray, positions: np.ndarray, items: np.ndarray, scores: np.ndarray,
+                 item_ids: np.ndarray) -> pd.DataFrame:
+    """Rows of ranked known customers; ``positions`` (their place in the input) orders the output."""
     n = items.shape[1]
     valid = np.isfinite(scores)
     ranks = np.broadcast_to(np.arange(1, n + 1), items.shape)
-    frame = pd.DataFrame({
+    return pd.DataFrame({
+        "position": np.repeat(positions, n)[valid.ravel()],
         "customer_id": np.repeat(customers, n)[valid.ravel()],
         "rank": ranks[valid],
         "item_id": item_ids[items[valid]],
         "score": np.round(scores[valid].astype(np.float64), 6),
     })
-    frame.to_csv(out, header=False, index=False, lineterminator="\n")
-    return len(frame)
+
+
+def _fallback_frame(customer_ids: np.ndarray, positions: np.ndarray, fallback: pd.DataFrame) -> pd.DataFrame:
+    """The popularity fallback for the unknown customers at ``positions``."""
+    n = len(fallback)
+    return pd.DataFrame({
+        "position": np.repeat(positions, n),
+        "customer_id": np.repeat(customer_ids[positions], n),
+        "rank": np.tile(fallback["rank"].to_numpy(), len(positions)),
+        "item_id": np.tile(fallback["item_id"].to_numpy(), len(positions)),
+        "score": np.tile(fallback["score"].to_numpy(), len(positions)),
+    })
 
 
 def export_recommendations(
     artifact: Artifact, customer_ids: list[str], n: int, exclude_purchased: bool, out: TextIO,
     progress: bool = False,
 ) -> dict[str, int]:
-    """Write ``customer_id,rank,item_id,score`` rows in the order customers were given; return counts."""
+    """Write ``customer_id,rank,item_id,score`` rows in the order customers were given; return counts.
+
+    Known customers are ranked in chunks; the unknown ones get the popularity fallback at their place in the
+    input, also when they sit between known customers of one chunk.
+    """
     from tqdm import tqdm
 
     index = pd.Index(artifact.customer_ids)
@@ -82,36 +98,36 @@ def export_recommendations(
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(HEADER)
     known = np.flatnonzero(positions >= 0)
+    unknown = np.flatnonzero(positions < 0)
     rows_written = 0
     bar = tqdm(total=len(customer_ids), unit="customer", disable=not progress, file=sys.stderr)
-    # Known customers are ranked in chunks; unknown ones in between get the popularity fallback, keeping
-    # the output in input order.
     cursor = 0
     for local, items, scores in recommend_known(artifact, positions[known], n, exclude_purchased):
         block = known[local]
-        rows_written += _write_fallback(writer, customer_ids, range(cursor, block[0]), fallback)
-        rows_written += _write_block(out, ids[block], items, scores, artifact.item_ids)
-        bar.update(block[-1] + 1 - cursor)
-        cursor = block[-1] + 1
-    rows_written += _write_fallback(writer, customer_ids, range(cursor, len(customer_ids)), fallback)
+        end = int(block[-1]) + 1
+        rows_written += _write(out, _known_frame(ids[block], block, items, scores, artifact.item_ids),
+                               _fallback_frame(ids, unknown[(unknown >= cursor) & (unknown < end)], fallback))
+        bar.update(end - cursor)
+        cursor = end
+    rows_written += _write(out, _fallback_frame(ids, unknown[unknown >= cursor], fallback))
     bar.update(len(customer_ids) - cursor)
     bar.close()
-    return {"customers": len(customer_ids), "known": len(known), "fallback": len(customer_ids) - len(known),
+    return {"customers": len(customer_ids), "known": len(known), "fallback": len(unknown),
             "rows": rows_written}
 
 
-def _fallback(artifact: Artifact, n: int) -> list[tuple[str, float]]:
+def _write(out: TextIO, *frames: pd.DataFrame) -> int:
+    """Write frames merged in input order (position, then rank); return the number of rows."""
+    frame = pd.concat(frames, ignore_index=True).sort_values(["position", "rank"], kind="stable")
+    frame.drop(columns="position").to_csv(out, header=False, index=False, lineterminator="\n")
+    return len(frame)
+
+
+def _fallback(artifact: Artifact, n: int) -> pd.DataFrame:
     popular = artifact.popular["global"]
-    return [(artifact.item_ids[i], float(s)) for i, s in zip(popular["items"][:n], popular["recent_buyers"][:n],
-                                                             strict=True)]
-
-
-def _write_fallback(writer: csv.writer, customer_ids: list[str], positions: range,
-                    fallback: list[tuple[str, float]]) -> int:
-    for pos in positions:
-        writer.writerows((customer_ids[pos], rank, item, score) for rank, (item, score) in
-                         enumerate(fallback, start=1))
-    return len(positions) * len(fallback)
+    top = popular["items"][:n]
+    return pd.DataFrame({"rank": np.arange(1, len(top) + 1), "item_id": np.asarray(artifact.item_ids)[top],
+                         "score": np.asarray(popular["recent_buyers"][:n], dtype=np.float64)})
 
 
 def open_lines(path: str) -> Iterable[str]:

@@ -15,6 +15,7 @@ import numpy as np
 from scoring.history import CustomerRow, PurchaseHistory
 from scoring.models.base import Reason
 from scoring.models.params import Param, TunableRecommender
+from scoring.models.popular import item_popularity
 from scoring.models.weighting import Weighting
 
 
@@ -88,15 +89,13 @@ def repeat_reasons_then(row: CustomerRow, items: np.ndarray,
     return reasons
 
 
-def rebuy_row(row: CustomerRow, weighting: Weighting) -> np.ndarray:
-    """``rebuy_scores`` of one customer: float32 over the catalogue, 0 outside their purchases."""
-    scores = np.zeros(row.n_items, dtype=np.float32)
-    scores[row.items] = weighting.apply_row(row)
-    return scores
-
-
 class BuyAgainRecommender(TunableRecommender):
-    """Only the customer's own purchases: weighted order count x recency decay (nothing else ranks)."""
+    """The customer's own purchases first (weighted order count x recency decay), then popular items.
+
+    Bought items score ``1 + rebuy`` and every other item its all-time popularity scaled into [0, 1), so a
+    customer with few purchases (or none) gets their own items followed by a popularity fallback, never
+    the catalogue in id order.
+    """
 
     name = "buy-again"
     hyperparameters = (
@@ -108,33 +107,59 @@ class BuyAgainRecommender(TunableRecommender):
         super().__init__(**params)
         self.weighting = Weighting(self.params["weighting"], self.params["half_life"])
         self.n_items = 0
+        self.fallback = np.zeros(0, dtype=np.float32)
 
     def fit(self, history: PurchaseHistory, *, progress: bool = False) -> None:
         self.n_items = history.shape[1]
+        self.fallback = _fallback_scores(item_popularity(history))
+
+    def _fallback(self) -> np.ndarray:
+        """Scaled popularity; zeros for a model saved before it was stored (its old behaviour)."""
+        if len(self.fallback) != self.n_items:
+            self.fallback = np.zeros(self.n_items, dtype=np.float32)
+        return self.fallback
 
     def score(self, history: PurchaseHistory) -> np.ndarray:
-        return rebuy_scores(history, self.weighting)
+        scores = rebuy_scores(history, self.weighting)
+        bought = history.orders
+        rows = np.repeat(np.arange(history.shape[0]), np.diff(bought.indptr))
+        scores[rows, bought.indices] += np.float32(1.0)
+        unbought = np.ones(scores.shape, dtype=bool)
+        unbought[rows, bought.indices] = False
+        scores[unbought] = np.broadcast_to(self._fallback(), scores.shape)[unbought]
+        return scores
 
     def similar_items(self, item: int, n: int) -> tuple[np.ndarray, np.ndarray]:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {"n_items": np.asarray([self.n_items], dtype=np.int64)}
+        return {"n_items": np.asarray([self.n_items], dtype=np.int64), "fallback": self._fallback()}
 
     @classmethod
     def from_arrays(cls, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> Self:
         model = cls(**params)
         model.n_items = int(arrays["n_items"][0])
+        if "fallback" in arrays:
+            model.fallback = np.asarray(arrays["fallback"], dtype=np.float32)
         return model
 
     def explain(self, history: PurchaseHistory, row: int, item: int) -> Reason | None:
-        return repeat_reason(history, row, item)
+        return repeat_reason(history, row, item) or Reason("popular")
 
     def explain_many(self, history: PurchaseHistory, row: int, items: np.ndarray) -> list[Reason | None]:
-        return repeat_reasons_row(CustomerRow.of(history, row), items)
+        return self.explain_row(CustomerRow.of(history, row), items)
 
     def score_row(self, row: CustomerRow) -> np.ndarray:
-        return rebuy_row(row, self.weighting)
+        scores = self._fallback().copy()
+        if len(row.items):
+            scores[row.items] = np.float32(1.0) + self.weighting.apply_row(row)
+        return scores
 
     def explain_row(self, row: CustomerRow, items: np.ndarray) -> list[Reason | None]:
-        return repeat_reasons_row(row, items)
+        return [reason or Reason("popular") for reason in repeat_reasons_row(row, items)]
+
+
+def _fallback_scores(popularity: np.ndarray) -> np.ndarray:
+    """Popularity scaled into [0, 0.5]: always below a bought item's ``1 + rebuy``."""
+    top = float(popularity.max(initial=0.0))
+    return (popularity / (2.0 * top) if top > 0 else popularity).astype(np.float32)

@@ -136,10 +136,11 @@ class BPRRecommender(_FactorizationRecommender):
     def fit(self, history: PurchaseHistory, *, progress: bool = False) -> None:
         self.weighting = Weighting.fit(history, self.params["weighting"], self.params["half_life"])
         with limit_blas_threads():
+            # One thread: implicit's parallel SGD (Hogwild) makes identical runs differ even with a seed.
             model = BayesianPersonalizedRanking(
                 factors=self.params["factors"], learning_rate=self.params["learning_rate"],
                 regularization=self.params["regularization"], iterations=self.params["iterations"],
-                random_state=SEED,
+                random_state=SEED, num_threads=1,
             )
             model.fit(self._confidence(history), show_progress=progress)
         self.item_factors = np.asarray(model.item_factors, dtype=np.float32)

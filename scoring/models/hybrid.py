@@ -1,6 +1,6 @@
 """The default model: the customer's own re-purchase signal blended with collaborative filtering.
 
-    score = rebuy / max(rebuy) + cf_weight * minmax(cf) + popularity_weight * recent_popularity
+    score = rebuy_weight * rebuy / max(rebuy) + cf_weight * minmax(cf) + popularity_weight * recent_popularity
 
 * ``rebuy`` - orders containing the item x recency decay (see buy_again); scaled per customer so that
   their most likely re-order is 1 whatever their volume;
@@ -9,8 +9,10 @@
 * ``recent_popularity`` - distinct buyers of the last ``popularity_window_days`` days, scaled to [0, 1]:
   seasonal demand and a sensible answer for a customer without history.
 
-Weights and half-lives were chosen on validation splits that never see the reported holdout
-(docs/QUALITY.md). Everything but the fitted CF part and the popularity vector is computed from the
+The defaults were chosen on Online Retail's validation splits (docs/QUALITY.md); `tailor train` re-chooses
+the weights and half-lives on each shop's own validation folds (``training.tuning``), which scores every
+blend from one set of ``components`` per fold, so the search costs one fit per CF setting.
+Everything but the fitted CF part and the popularity vector is computed from the
 served history, so a new purchase changes the next answer without refitting.
 """
 
@@ -43,6 +45,7 @@ class HybridRecommender(TunableRecommender):
         Param("rebuy_weighting", "orders", str, "how repeat orders count in the rebuy signal",
               ("binary", "orders", "log")),
         Param("rebuy_half_life", 365.0, float, "days after which a past purchase counts half (0 = no decay)"),
+        Param("rebuy_weight", 1.0, float, "weight of the customer's own [0, 1]-scaled re-purchase signal"),
         Param("cf", "auto", str, "collaborative part; auto = ease up to ease_max_items items, else item-knn",
               ("auto", "ease", "item-knn")),
         Param("cf_weight", 0.5, float, "weight of the per-customer [0, 1]-scaled CF score"),
@@ -90,12 +93,30 @@ class HybridRecommender(TunableRecommender):
         return self.cf
 
     def score(self, history: PurchaseHistory) -> np.ndarray:
-        scores = rebuy_scores(history, self.rebuy)
-        top = scores.max(axis=1, keepdims=True, initial=0.0)
-        np.divide(scores, top, out=scores, where=top > 0)
-        cf = minmax_rows(self._cf().score(history))
-        scores += np.float32(self.params["cf_weight"]) * cf
-        scores += self._weighted_popularity()
+        return self.blend(self.components(history))
+
+    def components(self, history: PurchaseHistory) -> tuple[np.ndarray, np.ndarray]:
+        """(rebuy scaled to [0, 1] per customer, CF min-max scaled per customer): the blend's inputs."""
+        rebuy = rebuy_scores(history, self.rebuy)
+        top = rebuy.max(axis=1, keepdims=True, initial=0.0)
+        np.divide(rebuy, top, out=rebuy, where=top > 0)
+        return rebuy, minmax_rows(self._cf().score(history))
+
+    def blend(self, components: tuple[np.ndarray, np.ndarray], weights: dict[str, float] | None = None
+              ) -> np.ndarray:
+        """The score of ``components`` under this model's weights, or ``weights`` (cf_weight,
+        rebuy_weight, popularity_weight) when the tuner tries another blend of the same fitted model."""
+        rebuy, cf = components
+        if weights is None:
+            scores = np.float32(self.params["cf_weight"]) * cf
+            if self.params["rebuy_weight"] != 1.0:
+                rebuy = np.float32(self.params["rebuy_weight"]) * rebuy
+            scores += rebuy
+            scores += self._weighted_popularity()
+            return scores
+        scores = np.float32(weights["cf_weight"]) * cf
+        scores += np.float32(weights["rebuy_weight"]) * rebuy
+        scores += np.float32(weights["popularity_weight"]) * self.popularity
         return scores
 
     def _weighted_popularity(self) -> np.ndarray:
@@ -141,6 +162,8 @@ class HybridRecommender(TunableRecommender):
             top = rebuy.max(initial=0.0)
             if top > 0:
                 rebuy /= top
+            if self.params["rebuy_weight"] != 1.0:
+                rebuy *= np.float32(self.params["rebuy_weight"])
             scores[row.items] += rebuy
         scores += self._weighted_popularity()
         return scores
