@@ -184,11 +184,11 @@ def cmd_models(args: argparse.Namespace) -> int:
     client = versions.connect(args.redis_url)
     action = args.models_command
     if action == "list":
-        versions = versions.list_versions(client)
+        listed = versions.list_versions(client)
         if args.json:
-            print(json.dumps(versions, indent=2))
+            print(json.dumps(listed, indent=2))
         else:
-            print(versions.format_versions(versions))
+            print(versions.format_versions(listed))
     elif action == "activate":
         versions.activate_version(client, args.version)
         print(f"activated {args.version}")

@@ -88,3 +88,22 @@ def test_failed_publish_leaves_active_model_untouched(redis_client: redis.Redis,
     assert redis_client.get(keys.ACTIVE_MODEL).decode() == first
     assert set(redis_client.scan_iter(count=1000)) == keys_before, "a failed publish left keys behind"
     assert [v["version"] for v in versions.list_versions(redis_client)] == [first]
+
+
+def test_models_commands_through_the_cli(redis_url: str, model_dirs: list[Path],
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """`tailor models list | activate | rollback | delete` print what they did and agree with Redis."""
+    for model_dir in model_dirs:
+        assert main(["--quiet", "publish", "--model", str(model_dir), "--redis-url", redis_url]) == 0
+    first, second = (_version(d) for d in model_dirs)
+    capsys.readouterr()
+    assert main(["models", "--redis-url", redis_url, "list"]) == 0
+    listing = capsys.readouterr().out
+    assert f"* {second}" in listing and first in listing
+    assert main(["models", "--redis-url", redis_url, "list", "--json"]) == 0
+    assert [v["version"] for v in json.loads(capsys.readouterr().out)] == [second, first]
+    assert main(["models", "--redis-url", redis_url, "rollback"]) == 0
+    assert capsys.readouterr().out.strip() == f"rolled back to {first}"
+    assert main(["models", "--redis-url", redis_url, "activate", second]) == 0
+    assert main(["models", "--redis-url", redis_url, "delete", first]) == 0
+    assert capsys.readouterr().out.splitlines() == [f"activated {second}", f"deleted {first}"]
