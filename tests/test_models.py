@@ -30,12 +30,15 @@ FAST: dict[str, dict[str, Any]] = {
     "item-knn": {"neighbours": 20},
     "ease": {"regularization": 10.0},
     "hybrid": {"regularization": 10.0},
+    "tifu-knn": {"neighbours": 10, "group_size": 3},
+    "upcf": {"neighbours": 10, "recency": 3},
 }
 CASES = [pytest.param((name, FAST.get(name, {})), id=name) for name in ALGORITHMS] + [
     pytest.param(("hybrid", {"cf": "item-knn", "neighbours": 20}), id="hybrid-item-knn"),
     pytest.param(("item-knn", {"similarity": "cosine", "neighbours": 20}), id="item-knn-cosine"),
+    pytest.param(("tifu-knn", {"neighbours": 10, "distance": "cosine"}), id="tifu-knn-cosine"),
 ]
-COLLABORATIVE = {"als", "bpr", "item-knn", "ease", "hybrid"}
+COLLABORATIVE = {"als", "bpr", "item-knn", "ease", "hybrid", "tifu-knn", "upcf"}
 
 
 def make_history(n_customers: int = 120, seed: int = 7) -> PurchaseHistory:

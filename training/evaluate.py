@@ -15,6 +15,7 @@ Models are scored through ``Recommender.score`` on the training histories, i.e. 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -234,31 +235,48 @@ def _candidates(scores: np.ndarray, k: int) -> np.ndarray:
 
 def evaluate_model(model: Recommender, split: Split, k: int = 10) -> tuple[Metrics, Metrics]:
     """(overall, discovery) metrics of a fitted model on a split, scoring in memory-bounded chunks."""
+    return evaluate_variants(split, lambda history: [model.score(history)], k)[0]
+
+
+def evaluate_variants(split: Split, score_chunk: Callable[[PurchaseHistory], list[np.ndarray]],
+                      k: int = 10) -> list[tuple[Metrics, Metrics]]:
+    """(overall, discovery) metrics of several scorings of the same split at once.
+
+    ``score_chunk(history)`` returns one score matrix per variant for a chunk of customers; the tuner uses
+    it to rank every blend of one fitted model from a single set of model outputs per chunk.
+    """
     rows = split.rows
     n_items = split.train.shape[1]
     chunk = max(1, CELLS_PER_CHUNK // max(n_items, 1))
-    overall, discovery = [], []
+    overall: list[list[np.ndarray]] = []
+    discovery: list[list[np.ndarray]] = []
     for start in range(0, len(rows), chunk):
         batch = rows[start : start + chunk]
         history = split.train.rows(batch)
-        scores = np.asarray(model.score(history), dtype=np.float32)
-        overall.append(top_k(scores, k))
         bought = history.orders
-        scores[np.repeat(np.arange(len(batch)), np.diff(bought.indptr)), bought.indices] = -np.inf
-        discovery.append(top_k(scores, k))
+        bought_rows = np.repeat(np.arange(len(batch)), np.diff(bought.indptr))
+        for variant, scores in enumerate(score_chunk(history)):
+            if variant == len(overall):
+                overall.append([])
+                discovery.append([])
+            scores = np.asarray(scores, dtype=np.float32)
+            overall[variant].append(top_k(scores, k))
+            scores[bought_rows, bought.indices] = -np.inf
+            discovery[variant].append(top_k(scores, k))
     truth = split.truth[rows]
     bought = split.train.orders[rows]
     new = truth - truth.multiply(bought > 0)
     new.eliminate_zeros()
     new = sp.csr_matrix(new)
-    empty = np.zeros((0, min(k, n_items)), dtype=np.int64)
-    ranked = np.vstack(overall) if overall else empty
-    ranked_new = np.vstack(discovery) if discovery else empty
     keep = np.flatnonzero(np.diff(new.indptr) > 0)
-    return (
-        ranking_metrics(ranked, truth, n_items),
-        ranking_metrics(ranked_new[keep], new[keep], n_items),
-    )
+    empty = np.zeros((0, min(k, n_items)), dtype=np.int64)
+    results = []
+    for ranked_overall, ranked_discovery in zip(overall or [[]], discovery or [[]], strict=True):
+        ranked = np.vstack(ranked_overall) if ranked_overall else empty
+        ranked_new = np.vstack(ranked_discovery) if ranked_discovery else empty
+        results.append((ranking_metrics(ranked, truth, n_items),
+                        ranking_metrics(ranked_new[keep], new[keep], n_items)))
+    return results
 
 
 def run(model: Recommender, split: Split, k: int = 10) -> ModelReport:

@@ -16,6 +16,8 @@ from scoring.models.hybrid import HybridRecommender
 from scoring.models.item_knn import ItemKNNRecommender
 from scoring.models.params import Param
 from scoring.models.popular import PopularRecommender
+from scoring.models.tifu_knn import TIFUKNNRecommender
+from scoring.models.upcf import UPCFRecommender
 
 ALGORITHMS: dict[str, type[Recommender]] = {
     cls.name: cls
@@ -27,6 +29,8 @@ ALGORITHMS: dict[str, type[Recommender]] = {
         ALSRecommender,
         BPRRecommender,
         PopularRecommender,
+        TIFUKNNRecommender,
+        UPCFRecommender,
     )
 }
 DEFAULT_ALGORITHM = HybridRecommender.name
