@@ -41,3 +41,13 @@ def test_rank_scores_masks_and_orders() -> None:
     assert idx.tolist() == [5, 3, 0] and values.tolist() == pytest.approx([0.8, 0.7, 0.5])
     idx, _ = rank_scores(scores.copy(), 10, Filters(category=1), codes)
     assert idx.tolist() == [1, 3]
+
+
+def test_similar_customers_reason_names_the_shared_item() -> None:
+    from scoring.models.base import Reason
+    from service.domain.ranking import reason_text
+
+    ids = np.asarray(["A", "B"])
+    assert reason_text(Reason("similar-customers", 1), ids, lambda _: "") == (
+        "customers who buy B like you also buy this")
+    assert reason_text(Reason("similar-customers"), ids, lambda _: "") == "customers who buy like you also buy this"

@@ -15,7 +15,7 @@ Models are scored through ``Recommender.score`` on the training histories, i.e. 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -238,6 +238,13 @@ def evaluate_model(model: Recommender, split: Split, k: int = 10) -> tuple[Metri
     return evaluate_variants(split, lambda history: [model.score(history)], k)[0]
 
 
+def chunks(split: Split) -> Iterator[PurchaseHistory]:
+    """The evaluated customers' training histories in memory-bounded chunks (always the same chunks)."""
+    chunk = max(1, CELLS_PER_CHUNK // max(split.train.shape[1], 1))
+    for start in range(0, len(split.rows), chunk):
+        yield split.train.rows(split.rows[start : start + chunk])
+
+
 def evaluate_variants(split: Split, score_chunk: Callable[[PurchaseHistory], list[np.ndarray]],
                       k: int = 10) -> list[tuple[Metrics, Metrics]]:
     """(overall, discovery) metrics of several scorings of the same split at once.
@@ -247,14 +254,11 @@ def evaluate_variants(split: Split, score_chunk: Callable[[PurchaseHistory], lis
     """
     rows = split.rows
     n_items = split.train.shape[1]
-    chunk = max(1, CELLS_PER_CHUNK // max(n_items, 1))
     overall: list[list[np.ndarray]] = []
     discovery: list[list[np.ndarray]] = []
-    for start in range(0, len(rows), chunk):
-        batch = rows[start : start + chunk]
-        history = split.train.rows(batch)
+    for history in chunks(split):
         bought = history.orders
-        bought_rows = np.repeat(np.arange(len(batch)), np.diff(bought.indptr))
+        bought_rows = np.repeat(np.arange(history.shape[0]), np.diff(bought.indptr))
         for variant, scores in enumerate(score_chunk(history)):
             if variant == len(overall):
                 overall.append([])

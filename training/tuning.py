@@ -9,8 +9,8 @@ seen by the search. Every candidate is fitted on each fold's training part and r
 Candidates, most informative first (the search stops starting new ones when the budget is spent):
 
 1. popularity and buy-again (no fit worth the name);
-2. the hybrid with its default CF part, and a grid of blends (``rebuy_weight`` x ``cf_weight`` x
-   ``popularity_weight``) scored from one set of hybrid components per fold, so the grid costs one fit;
+2. the hybrid, fitted once per fold, and a coordinate search over its blend weights (``rebuy_weight``,
+   ``popularity_weight``, ``cf_weight``) scored from the kept components, so the search costs one fit;
 3. the other algorithms at their defaults (ALS, item-kNN, EASE where the catalogue allows it, and the
    repeat-aware next-basket models when registered);
 4. the hybrid's half-lives and CF settings, each refitted and blended with the best weights so far.
@@ -22,42 +22,42 @@ the default from trading one view away for the other.
 
 from __future__ import annotations
 
-import itertools
 import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from scoring.history import PurchaseHistory
 from scoring.models import ALGORITHMS, HYPERPARAMETERS, create
 from scoring.models.ease import MAX_ITEMS
 from scoring.models.hybrid import HybridRecommender
 from scoring.threads import limit_blas_threads
-from training.evaluate import Metrics, Split, evaluate_variants, make_split, split_log
+from training.evaluate import Metrics, Split, chunks, evaluate_variants, make_split, split_log
 
 DEFAULT_BUDGET_S = 40.0
 VALIDATION_FOLDS = 2
 #: Customers evaluated per fold: enough for NDCG differences of ~0.005 to show, small enough for the budget.
-FOLD_CUSTOMERS = 4_000
-BLEND_GRID = {
-    "rebuy_weight": (0.0, 0.25, 1.0),
-    "cf_weight": (0.25, 0.5, 1.0),
-    "popularity_weight": (0.05, 0.15, 0.5, 1.5),
+FOLD_CUSTOMERS = 3_000
+#: Blend weights tried one coordinate at a time, from the defaults (every term is scaled to [0, 1]).
+BLEND_GRID: dict[str, tuple[float, ...]] = {
+    "rebuy_weight": (0.0, 0.1, 0.25, 0.5, 1.0, 2.0),
+    "popularity_weight": (0.0, 0.05, 0.15, 0.5, 1.5, 4.0),
+    "cf_weight": (0.1, 0.25, 0.5, 1.0, 2.0),
 }
+BLEND_PASSES = 2
 #: Hybrid variants refitted in stage 4 (each blended with the best weights found so far).
 HYBRID_VARIANTS: tuple[dict[str, Any], ...] = (
     {"rebuy_half_life": 90.0},
     {"half_life": 0.0},
     {"popularity_window_days": 30.0},
     {"rebuy_weighting": "log"},
-    {"regularization": 500.0},
     {"rebuy_half_life": 0.0},
+    {"regularization": 500.0},
 )
-OTHER_ALGORITHMS = ("als", "item-knn", "ease", "tifu-knn", "upcf")
+OTHER_ALGORITHMS = ("tifu-knn", "upcf", "als", "item-knn", "ease")
 
 
 @dataclass(frozen=True)
@@ -173,44 +173,74 @@ class _Search:
             results += evaluate_variants(split, lambda history, m=model: [m.score(history)], self.k)
         self._record(algorithm, fitted_params, results, time.perf_counter() - started)
 
-    def hybrid(self, params: dict[str, Any], blends: list[dict[str, float]]) -> None:
-        """Fit the hybrid once per fold and evaluate every blend of its components."""
+    def hybrid(self, params: dict[str, Any], weights: dict[str, float], *, refine: bool) -> None:
+        """Fit the hybrid once per fold, keep its components, and evaluate blends of them: ``weights`` alone,
+        or (``refine``) a coordinate search over ``BLEND_GRID`` starting there, until the budget is spent."""
         if self.time_left() <= 0:
             self.skipped.append(f"hybrid {_short('hybrid', params)}")
             return
         started = time.perf_counter()
-        per_blend: list[list[tuple[Metrics, Metrics]]] = [[] for _ in blends]
-        fitted_params: dict[str, Any] = {}
+        fitted: list[tuple[HybridRecommender, list[tuple[np.ndarray, np.ndarray]]]] = []
         for split in self.folds:
             model = create("hybrid", **params)
             assert isinstance(model, HybridRecommender)
             model.fit(split.train)
-            fitted_params = dict(model.params)
+            fitted.append((model, [model.components(history) for history in chunks(split)]))
+        base = dict(fitted[0][0].params)
+        fit_seconds = time.perf_counter() - started
+        tried: dict[tuple[float, ...], Trial] = {}
 
-            def variants(history: PurchaseHistory, m: HybridRecommender = model) -> list[np.ndarray]:
-                components = m.components(history)
-                return [m.blend(components, weights) for weights in blends]
+        def measure(blend: dict[str, float]) -> Trial | None:
+            key = tuple(blend[name] for name in BLEND_GRID)
+            if key in tried:
+                return tried[key]
+            if tried and self.time_left() <= 0:
+                self.skipped.append(f"hybrid {_short('hybrid', {**base, **blend})}")
+                return None
+            began = time.perf_counter()
+            results = []
+            for split, (model, cache) in zip(self.folds, fitted, strict=True):
+                parts = iter(cache)
+                results += evaluate_variants(
+                    split, lambda _history, m=model, p=parts, w=blend: [m.blend(next(p), w)], self.k)
+            seconds = time.perf_counter() - began + (fit_seconds if not tried else 0.0)
+            tried[key] = self._record("hybrid", {**base, **blend}, results, seconds)
+            return tried[key]
 
-            for index, result in enumerate(evaluate_variants(split, variants, self.k)):
-                per_blend[index].append(result)
-        seconds = (time.perf_counter() - started) / max(len(blends), 1)
-        for weights, results in zip(blends, per_blend, strict=True):
-            self._record("hybrid", {**fitted_params, **weights}, results, seconds)
+        current = dict(weights)
+        measure(current)
+        for _ in range(BLEND_PASSES if refine else 0):
+            before = dict(current)
+            for name, values in BLEND_GRID.items():
+                for value in values:
+                    measure({**current, name: value})
+                current = self._best_blend(tried.values())
+            if current == before:
+                break
+
+    def _best_blend(self, trials: Iterable[Trial]) -> dict[str, float]:
+        trials = list(trials)
+        scored = _objectives(trials, self.trials)
+        best = max(zip(scored, trials, strict=True), key=lambda pair: pair[0])[1]
+        return _blend_of(best)
 
     def best(self) -> Trial:
         """The trial with the best objective (mean over views of NDCG relative to the view's best)."""
-        top_overall = max((t.overall for t in self.trials), default=0.0) or 1.0
-        top_discovery = max((t.discovery for t in self.trials), default=0.0) or 1.0
-        scored = [Trial(t.algorithm, t.params, t.overall, t.discovery, t.seconds,
-                        round(0.5 * (t.overall / top_overall + t.discovery / top_discovery), 6))
-                  for t in self.trials]
-        self.trials = scored
-        return max(scored, key=lambda t: t.objective)
+        self.trials = [replace(t, objective=o) for t, o in zip(self.trials, _objectives(self.trials, self.trials),
+                                                               strict=True)]
+        return max(self.trials, key=lambda t: t.objective)
 
 
-def _blends() -> list[dict[str, float]]:
-    names = list(BLEND_GRID)
-    return [dict(zip(names, values, strict=True)) for values in itertools.product(*BLEND_GRID.values())]
+def _objectives(trials: list[Trial], reference: list[Trial]) -> list[float]:
+    """Mean over the two views of each trial's NDCG relative to the best of ``reference`` in that view."""
+    top_overall = max((t.overall for t in reference), default=0.0) or 1.0
+    top_discovery = max((t.discovery for t in reference), default=0.0) or 1.0
+    return [round(0.5 * (t.overall / top_overall + t.discovery / top_discovery), 6) for t in trials]
+
+
+def _default_blend() -> dict[str, float]:
+    declared = HYPERPARAMETERS["hybrid"]
+    return {name: float(declared[name].default) for name in BLEND_GRID}
 
 
 def _blend_of(trial: Trial) -> dict[str, float]:
@@ -237,20 +267,26 @@ def search(interactions: pd.DataFrame, *, holdout_days: float = 30.0, budget_s: 
         if not quiet:
             print(line, file=sys.stderr, flush=True)
 
+    # The CF part the final fit on the whole log will choose (EASE up to its catalogue limit), fixed for
+    # every fold so that what is tuned is what is served.
+    n_items = int(interactions["item_id"].nunique())
+    declared = HYPERPARAMETERS["hybrid"]
+    cf = "ease" if n_items <= min(declared["ease_max_items"].default, MAX_ITEMS) else "item-knn"
     run = _Search(splits, budget_s, k, progress)
     with limit_blas_threads():
         run.plain("popular")
         run.plain("buy-again")
-        run.hybrid({}, _blends())
-        for name in _candidates(splits[0].train.shape[1]):
+        run.hybrid({"cf": cf}, _default_blend(), refine=True)
+        for name in _candidates(n_items):
             run.plain(name)
         for variant in HYBRID_VARIANTS:
-            best = run.best()
-            if best.algorithm == "hybrid":  # refine the best hybrid: one setting changed, its best blend
-                fitted = {name: value for name, value in best.params.items() if name not in BLEND_GRID}
-                run.hybrid({**fitted, **variant}, [_blend_of(best)])
-            else:  # another algorithm leads: give the hybrid's variants the whole blend grid
-                run.hybrid(variant, _blends())
+            best = max((t for t in run.trials if t.algorithm == "hybrid"), key=lambda t: t.objective,
+                       default=None)
+            run.best()
+            if best is None:
+                break
+            fitted = {name: value for name, value in best.params.items() if name not in BLEND_GRID}
+            run.hybrid({**fitted, **variant}, _blend_of(best), refine=False)
     chosen = run.best()
     return TuningResult(
         algorithm=chosen.algorithm, params=chosen.params, trials=run.trials, budget_seconds=budget_s,

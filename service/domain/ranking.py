@@ -136,5 +136,7 @@ def reason_text(reason: Reason | None, item_ids: np.ndarray, source_phrase: Call
     if kind == "popular":
         return "popular right now"
     if kind == "similar-customers":
-        return "customers like you bought this"
+        if related is not None and 0 <= related < len(item_ids):
+            return f"customers who buy {item_ids[related]} like you also buy this"
+        return "customers who buy like you also buy this"
     return None
