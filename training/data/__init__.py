@@ -40,8 +40,9 @@ from datetime import datetime
 import pandas as pd
 
 from training.data.cleaning import NON_PRODUCT_CODES, DataQualityReport, clean_rows, is_non_product
-from training.data.columns import FORMATS, ColumnNames
+from training.data.columns import FORMATS, ColumnNames, check_segments, segment_key
 from training.data.errors import DataError
+from training.data.parsing import EPOCH_FORMATS, check_time_format
 from training.data.readers import file_sha256, one_line, read_table, sniff_format
 
 
@@ -75,11 +76,13 @@ def load_purchase_log(
     columns: ColumnNames | None = None,
     until: datetime | None = None,
     max_bad_rows: float = 0.01,
+    time_format: str | None = None,
 ) -> PurchaseLog:
     """Read, validate and clean a purchase log; any problem becomes a one-line ``DataError``.
 
-    ``columns`` applies to the generic format only. ``until`` keeps events strictly before it (for a
-    reproducible training cut-off); a timezone-aware ``until`` is compared in UTC.
+    ``columns`` applies to the generic format only, except ``segments`` (both formats). ``until`` keeps
+    events strictly before it (for a reproducible training cut-off); a timezone-aware ``until`` is compared
+    in UTC. ``time_format`` (``--time-format``): a strftime pattern, ``epoch`` or ``epoch-ms``.
     """
     source = os.fspath(path)
     name = str(source)
@@ -88,11 +91,20 @@ def load_purchase_log(
     if not 0.0 <= float(max_bad_rows) <= 1.0:
         raise DataError(f"--max-bad-rows must be a fraction between 0 and 1, got {max_bad_rows!r}")
     columns = columns or ColumnNames()
+    check_segments(columns)
+    if fmt != "generic" and columns.basket is not None:
+        raise DataError(f"--basket-col applies to --format generic only ({fmt} has its invoice column)")
+    if time_format is not None:
+        try:
+            check_time_format(time_format)
+        except ValueError as exc:
+            raise DataError(str(exc)) from None
     try:
         kind, encoding, sep = sniff_format(name)
         fingerprint = file_sha256(name)
         interactions, items, report = clean_rows(  # no reference kept: clean_rows frees the raw table early
-            read_table(name, kind, encoding, sep), name, kind, encoding, sep, fmt, columns, until, max_bad_rows
+            read_table(name, kind, encoding, sep), name, kind, encoding, sep, fmt, columns, until, max_bad_rows,
+            time_format,
         )
     except DataError:
         raise
@@ -103,5 +115,5 @@ def load_purchase_log(
     return PurchaseLog(interactions, items, report, fingerprint, source)
 
 
-__all__ = ["FORMATS", "NON_PRODUCT_CODES", "ColumnNames", "DataError", "DataQualityReport", "PurchaseLog",
-           "is_non_product", "load_purchase_log", "parse_until"]
+__all__ = ["EPOCH_FORMATS", "FORMATS", "NON_PRODUCT_CODES", "ColumnNames", "DataError", "DataQualityReport",
+           "PurchaseLog", "is_non_product", "load_purchase_log", "parse_until", "segment_key"]
