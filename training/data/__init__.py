@@ -4,24 +4,45 @@ Two layouts are understood:
 
 ``generic``
     ``customer_id,item_id,timestamp`` plus optional ``quantity`` (default 1), ``price``, ``title``,
-    ``category`` and ``country``; every name can be overridden (``ColumnNames``).
+    ``category`` and ``country``; every name can be overridden (``ColumnNames``). Optionally a basket
+    column (``--basket-col``: invoice / order id) and segment columns (``--segment-col``, also in the
+    online-retail format), copied to the interactions as ``segment:NAME``.
 ``online-retail``
     The UCI "Online Retail" export (``InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,
     CustomerID,Country``) and its "Online Retail II" spelling (``Invoice``, ``Price``, ``Customer ID``).
+
+Baskets: the online-retail invoice, or the ``--basket-col`` column. **Without a basket column a basket is
+one customer's purchases of one calendar day** (of the timestamp as read, UTC when it had an offset); a
+missing basket id falls back to that day basket as well.
+
+Ids (customer, item, basket, segment values) are strings as written, stripped: leading zeros are kept
+(``00418683``); only an Excel float spelling of a whole number (``17850.0``) is read as ``17850``. A
+byte-order mark before the header is ignored.
+
+Times: ISO-8601 (offsets converted to UTC, then naive). ``--time-format`` gives a strftime pattern, or
+``epoch`` / ``epoch-ms`` (seconds / milliseconds since 1970 UTC), and is then the only format tried.
+Without it, a column that is mostly not ISO and written day/month/year or month/day/year (``/``, ``-`` or
+``.``, optional ``H:M[:S]``) gets its order from the values: a first field above 12 can only be a day, a
+second one too; when every value fits both, reading stops and names both formats and the flag. The
+online-retail format keeps its US month/day/year fallbacks.
 
 Cleaning drops every row that cannot be a purchase of a product by a known customer. Each dropped row is
 counted exactly once, by the first rule that applies, in this order (the ``DataQualityReport`` fields):
 
 1. ``missing_customer``       no customer id (empty cell)
 2. ``returns_cancellations``  quantity <= 0, or an invoice number starting with ``C`` (online-retail)
-3. ``non_product_codes``      postage, fees, discounts, vouchers ... (online-retail, see ``is_non_product``)
-4. ``duplicates``             exact repeat of an earlier row (all columns, as written in the file)
+3. ``non_product_codes``      postage, fees, discounts, vouchers, test codes (online-retail, ``is_non_product``)
+4. ``duplicates``             exact repeat of an earlier row (all columns, as written in the file); not
+                              applied to a generic log with neither a basket nor a quantity column, where a
+                              repeated line is one more unit bought (it adds to the quantity)
 5. ``unparseable``            bad or empty timestamp, non-numeric quantity or price, empty item id
 6. ``after_until``            timestamp at or after ``until`` (only events strictly before it are kept)
 
 ``unparseable_by_column`` counts the rows of step 5 per column (a row can be bad in several columns). If
 more than ``max_bad_rows`` of all rows read are unparseable, the file is rejected: that many bad values
-almost always mean a wrong column mapping or format, and training on the remainder would hide it.
+almost always mean a wrong column mapping or format, and training on the remainder would hide it. Every
+error names the file, the column and the first bad line (row, for Parquet), and points only to flags that
+exist.
 
 Everything is vectorized (values are parsed once per distinct string), because the whole training run is
 benchmarked against a bare ``pandas.read_csv`` + fit. Ten-million-line logs are the other benchmark: typed
