@@ -8,9 +8,12 @@ Layout (no pickle anywhere; every array is loaded with ``allow_pickle=False``)::
     DIR/history.npz       customers x items purchase history (orders, quantity, last_day) + now_day
     DIR/customer_ids.npy  row index -> customer id (unicode)
     DIR/item_ids.npy      column index -> item id (unicode)
-    DIR/customers.npz     per-customer profile: orders, spend, first/last purchase day, country index
+    DIR/customers.npz     per-customer profile: orders, spend, first/last purchase day, country index,
+                          segment value indices (customers x segment columns; absent in older artifacts)
+    DIR/countries.json    country index -> name
+    DIR/segments.json     segment column -> its values (index -> value); absent in older artifacts
     DIR/items.json        item metadata aligned with item_ids: title, price, category
-    DIR/popular.json      fallback rankings: global and per country (item indices)
+    DIR/popular.json      fallback rankings: global, per country and per segment value (item indices)
     DIR/item_embeddings.npy  16-d item embeddings (customer context for the message bandit)
 
 The directory is assembled under a temporary sibling name and renamed into place, so a crash or a
@@ -56,6 +59,9 @@ class CustomerTable:
     last_day: np.ndarray  # float64 days since epoch
     country: np.ndarray  # int32 index into `countries`, -1 when unknown
     countries: list[str] = field(default_factory=list)
+    segments: dict[str, list[str]] = field(default_factory=dict)  # segment column -> its values
+    segment: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int32))
+    # ^ int32 (customers x segments), column j indexes the values of the j-th segment; -1 when unknown
 
 
 @dataclass
@@ -122,6 +128,15 @@ def history_from_arrays(arrays: Any) -> PurchaseHistory:
     )
 
 
+def segment_matrix(customers: CustomerTable) -> np.ndarray:
+    """The (customers x segments) int32 index matrix, also when the table was built without segments."""
+    if customers.segment.shape == (len(customers.orders), len(customers.segments)):
+        return customers.segment.astype(np.int32, copy=False)
+    if customers.segments:
+        raise ValueError("customer segment indices do not match the segment columns")
+    return np.full((len(customers.orders), 0), -1, dtype=np.int32)
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as fh:
@@ -146,8 +161,10 @@ def write_artifact(out_dir: str | os.PathLike, artifact: Artifact) -> Path:
         np.savez(
             staging / "customers.npz",
             orders=c.orders, spend=c.spend, first_day=c.first_day, last_day=c.last_day, country=c.country,
+            segments=segment_matrix(c),
         )
         (staging / "countries.json").write_text(json.dumps(c.countries))
+        (staging / "segments.json").write_text(json.dumps(c.segments))
         (staging / "items.json").write_text(json.dumps(artifact.items, allow_nan=False))
         (staging / "popular.json").write_text(json.dumps(artifact.popular))
         manifest = dict(artifact.manifest)
@@ -217,10 +234,14 @@ def read_artifact(model_dir: str | os.PathLike, *, verify: bool = False) -> Arti
         with np.load(root / "history.npz", allow_pickle=False) as arrays:
             history = history_from_arrays(arrays)
         with np.load(root / "customers.npz", allow_pickle=False) as arrays:
+            segments_file = root / "segments.json"  # written since --segment-col
+            segments = json.loads(segments_file.read_text()) if segments_file.exists() else {}
             customers = CustomerTable(
                 orders=arrays["orders"], spend=arrays["spend"], first_day=arrays["first_day"],
                 last_day=arrays["last_day"], country=arrays["country"],
-                countries=json.loads((root / "countries.json").read_text()),
+                countries=json.loads((root / "countries.json").read_text()), segments=segments,
+                segment=(arrays["segments"] if "segments" in arrays.files
+                         else np.full((len(arrays["orders"]), 0), -1, dtype=np.int32)),
             )
         customer_ids = np.load(root / "customer_ids.npy", allow_pickle=False)
         item_ids = np.load(root / "item_ids.npy", allow_pickle=False)

@@ -53,9 +53,10 @@ def _load_log(args: argparse.Namespace):
     until = parse_until(args.until) if args.until else None
     columns = ColumnNames(customer=args.customer_col, item=args.item_col, time=args.time_col,
                           quantity=args.quantity_col, price=args.price_col, title=args.title_col,
-                          category=args.category_col, country=args.country_col)
+                          category=args.category_col, country=args.country_col, basket=args.basket_col,
+                          segments=tuple(args.segment_col))
     log = load_purchase_log(args.data, fmt=args.format, columns=columns, until=until,
-                            max_bad_rows=args.max_bad_rows)
+                            max_bad_rows=args.max_bad_rows, time_format=args.time_format)
     if args.events_from:
         from training.events import append_stream_purchases
 

@@ -18,6 +18,16 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
                           ("category", "category"), ("country", "country")):
         g.add_argument(f"--{name}-col", default=default, metavar="NAME",
                        help=f"generic format: column holding the {name} (default: {default})")
+    g.add_argument("--time-format", metavar="FMT",
+                   help="how the time column is written: a strftime pattern (e.g. %%d-%%m-%%Y, '%%m/%%d/%%Y %%H:%%M'), "
+                        "epoch (seconds since 1970 UTC) or epoch-ms (default: ISO 8601; d/m/Y vs m/d/Y is "
+                        "detected when the dates tell)")
+    g.add_argument("--basket-col", metavar="NAME",
+                   help="generic format: column holding the invoice / order id (default: none, a basket is one "
+                        "customer's purchases of one calendar day)")
+    g.add_argument("--segment-col", action="append", default=[], metavar="NAME",
+                   help="column holding a customer segment (age group, area ...), repeatable: popular lists per "
+                        "segment value and the segment in the customer profile")
     g.add_argument("--until", metavar="YYYY-MM-DD[THH:MM]", help="use only events strictly before this time")
     g.add_argument("--max-bad-rows", type=float, default=0.01, metavar="FRACTION",
                    help="stop when more than this share of rows is unparseable (default: 0.01)")

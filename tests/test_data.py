@@ -391,7 +391,8 @@ def test_large_log_paths_match_pandas(tmp_path: Path, times: str, kind: str) -> 
     cols = ["customer_id", "item_id", "timestamp", "quantity", "price"]
     pd.testing.assert_frame_equal(df[cols], expected[cols], check_dtype=False)
     assert str(df["timestamp"].dtype) == "datetime64[ns]" and df["order_id"].dtype == np.int64
-    orders = expected.groupby(["customer_id", "timestamp"], sort=False).ngroup()  # numbered by first line
+    # no basket column: a basket is a customer's calendar day, numbered by its first line
+    orders = expected.groupby(["customer_id", expected["timestamp"].dt.floor("D")], sort=False).ngroup()
     assert df["order_id"].tolist() == orders.tolist() and orders.max() + 1 < len(expected)
     assert log.items["item_id"].tolist() == ["A", "B", "C", "D", "E"]
     assert log.items["price"].tolist() == expected.groupby("item_id")["price"].median().tolist()

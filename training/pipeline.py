@@ -34,7 +34,8 @@ from training.matrix import build_history
 
 POPULAR_LIST_LENGTH = 200
 POPULAR_WINDOW_DAYS = 90
-MIN_COUNTRY_CUSTOMERS = 10
+MIN_COUNTRY_CUSTOMERS = 10  # a country or segment value gets its own popular list from this many customers
+SEGMENT_PREFIX = "segment:"  # interactions columns of the --segment-col columns (training.data.segment_key)
 
 
 @dataclass
@@ -62,8 +63,23 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def _main_value(rows: np.ndarray, values: pd.Series, n: int) -> tuple[np.ndarray, list[str]]:
+    """Per customer row: the index of the value most of its purchase lines name (-1: none), and the values."""
+    index = np.full(n, -1, dtype=np.int32)
+    if not values.notna().any():
+        return index, []
+    codes, uniques = pd.factorize(values)
+    known = codes >= 0
+    pairs = pd.DataFrame({"row": rows[known], "value": codes[known]})
+    counts = pairs.value_counts(sort=True)
+    main = counts[~counts.index.get_level_values("row").duplicated()]
+    index[main.index.get_level_values("row")] = main.index.get_level_values("value")
+    return index, [str(v) for v in uniques]
+
+
 def customer_table(interactions: pd.DataFrame, customer_ids: np.ndarray, history: PurchaseHistory) -> CustomerTable:
-    """Orders, spend, first/last purchase and main country per customer, aligned with ``customer_ids``."""
+    """Orders, spend, first/last purchase, main country and main value of each segment column per customer,
+    aligned with ``customer_ids``."""
     df = interactions
     rows = pd.Index(customer_ids).get_indexer(df["customer_id"])
     n = len(customer_ids)
@@ -74,19 +90,18 @@ def customer_table(interactions: pd.DataFrame, customer_ids: np.ndarray, history
     first_day = np.full(n, np.inf)
     np.minimum.at(first_day, rows, days)
     last_day = history.last_day.max(axis=1).toarray().ravel().astype(np.float64)  # already in the history
-    countries: list[str] = []
-    country_idx = np.full(n, -1, dtype=np.int32)
-    if "country" in df and df["country"].notna().any():
-        codes, uniques = pd.factorize(df["country"])
-        known = codes >= 0
-        # The main country is the one most of a customer's purchase lines name.
-        pairs = pd.DataFrame({"row": rows[known], "country": codes[known]})
-        counts = pairs.value_counts(sort=True)
-        main = counts[~counts.index.get_level_values("row").duplicated()]
-        country_idx[main.index.get_level_values("row")] = main.index.get_level_values("country")
-        countries = [str(c) for c in uniques]
+    # The main country (segment value) is the one most of a customer's purchase lines name.
+    country_idx, countries = (_main_value(rows, df["country"], n) if "country" in df
+                              else (np.full(n, -1, dtype=np.int32), []))
+    segments: dict[str, list[str]] = {}
+    segment = np.full((n, 0), -1, dtype=np.int32)
+    names = [c for c in df.columns if isinstance(c, str) and c.startswith(SEGMENT_PREFIX)]
+    if names:
+        segment = np.full((n, len(names)), -1, dtype=np.int32)
+        for j, column in enumerate(names):
+            segment[:, j], segments[column[len(SEGMENT_PREFIX):]] = _main_value(rows, df[column], n)
     return CustomerTable(orders=order_counts, spend=spend.round(2), first_day=first_day, last_day=last_day,
-                         country=country_idx, countries=countries)
+                         country=country_idx, countries=countries, segments=segments, segment=segment)
 
 
 def item_metadata(items: pd.DataFrame, item_ids: np.ndarray) -> list[dict[str, Any]]:
@@ -105,7 +120,8 @@ def item_metadata(items: pd.DataFrame, item_ids: np.ndarray) -> list[dict[str, A
 
 
 def popular_lists(history: PurchaseHistory, customers: CustomerTable) -> dict[str, Any]:
-    """Fallback rankings by distinct buyers in the last 90 days (all time breaks ties), global and per country.
+    """Fallback rankings by distinct buyers in the last 90 days (all time breaks ties): global, per country and
+    per value of each segment column, for values with at least ``MIN_COUNTRY_CUSTOMERS`` customers.
 
     Recent popularity is used because retail demand is seasonal: last year's bestsellers are a poor
     fallback in December.
@@ -123,12 +139,18 @@ def popular_lists(history: PurchaseHistory, customers: CustomerTable) -> dict[st
         order = order[total[order] > 0][:POPULAR_LIST_LENGTH]
         return {"items": order.tolist(), "recent_buyers": recent_buyers[order].astype(int).tolist()}
 
-    by_country: dict[str, dict[str, list]] = {}
-    for index, country in enumerate(customers.countries):
-        rows = np.flatnonzero(customers.country == index)
-        if len(rows) >= MIN_COUNTRY_CUSTOMERS:
-            by_country[country] = ranking(rows)
-    return {"window_days": POPULAR_WINDOW_DAYS, "global": ranking(slice(None)), "by_country": by_country}
+    def by_value(index: np.ndarray, values: list[str]) -> dict[str, dict[str, list]]:
+        lists: dict[str, dict[str, list]] = {}
+        for code, value in enumerate(values):
+            rows = np.flatnonzero(index == code)
+            if len(rows) >= MIN_COUNTRY_CUSTOMERS:
+                lists[value] = ranking(rows)
+        return lists
+
+    by_segment = {name: by_value(customers.segment[:, j], values)
+                  for j, (name, values) in enumerate(customers.segments.items())}
+    return {"window_days": POPULAR_WINDOW_DAYS, "global": ranking(slice(None)),
+            "by_country": by_value(customers.country, customers.countries), "by_segment": by_segment}
 
 
 def train_artifact(

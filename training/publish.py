@@ -20,7 +20,7 @@ from tqdm import tqdm
 from redis_state import keys
 from redis_state.codec import CustomerRecord, array_to_bytes, pack_customer
 from redis_state.versions import PublishError, activate_version, prune, remove_version_keys
-from scoring.artifact import Artifact, read_artifact
+from scoring.artifact import Artifact, read_artifact, segment_matrix
 from settings import ConfigError, setting_value
 
 PIPELINE_BATCH = 2_000
@@ -31,12 +31,14 @@ def customer_records(artifact: Artifact) -> Iterator[tuple[str, bytes]]:
     h = artifact.history
     indptr, indices = h.orders.indptr, h.orders.indices
     c = artifact.customers
+    segment = segment_matrix(c).tolist()
     for row, customer_id in enumerate(artifact.customer_ids):
         lo, hi = indptr[row], indptr[row + 1]
         yield str(customer_id), pack_customer(CustomerRecord(
             items=indices[lo:hi], orders=h.orders.data[lo:hi], quantity=h.quantity.data[lo:hi],
             last_day=h.last_day.data[lo:hi], spend=float(c.spend[row]), first_day=float(c.first_day[row]),
             last_purchase_day=float(c.last_day[row]), order_count=int(c.orders[row]), country=int(c.country[row]),
+            segments=tuple(segment[row]),
         ))
 
 
@@ -48,6 +50,7 @@ def model_blobs(artifact: Artifact) -> dict[str, bytes]:
     blobs["items.json"] = json.dumps(artifact.items).encode()
     blobs["popular.json"] = json.dumps(artifact.popular).encode()
     blobs["countries.json"] = json.dumps(artifact.customers.countries).encode()
+    blobs["segments.json"] = json.dumps(artifact.customers.segments).encode()
     return blobs
 
 

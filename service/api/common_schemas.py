@@ -90,5 +90,6 @@ class RecommendationsSchema(ma.Schema):
         "basket: from the posted items; similar-items: items bought by the same customers")})
     customer_id = fields.String()
     item_id = fields.String()
-    segment = fields.String(metadata={"description": "popular lists: 'global' or 'country:NAME'"})
+    segment = fields.String(metadata={"description": "popular lists: 'global', 'country:NAME' or, for a segment "
+                                                     "column, 'SEGMENT:VALUE'"})
     items = fields.List(fields.Nested(RecommendedItemSchema), required=True)

@@ -38,6 +38,9 @@ class ProfileSchema(ma.Schema):
     days_since_last_purchase = fields.Float(allow_none=True)
     journey_stage = fields.String(required=True, metadata={"enum": list(STAGES)})
     country = fields.String(allow_none=True)
+    segments = fields.Dict(keys=fields.String(), values=fields.String(allow_none=True), required=True, metadata={
+        "description": "segment column (`tailor train --segment-col`) -> the customer's value (the one most of "
+                       "their purchase lines name), null when unknown; empty for models trained without"})
     top_items = fields.List(fields.Nested(TopItemSchema), required=True)
     top_categories = fields.List(fields.Nested(TopCategorySchema), required=True)
     live_purchases = fields.Integer(required=True, metadata={

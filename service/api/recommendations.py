@@ -50,5 +50,5 @@ def basket_recommendations(items: list[str], **args: Any) -> flask.Response:
 @blp.arguments(PopularQuery(), location="query", as_kwargs=True)
 @blp.response(200, RecommendationsSchema)
 def popular(**args: Any) -> flask.Response:
-    """The most popular items (distinct recent buyers), per country where the data allows."""
+    """The most popular items (distinct recent buyers), per country or segment value where the data allows."""
     return json_response(engine().popular(**args))

@@ -47,8 +47,8 @@ def day_to_iso(day: float | None) -> str | None:
 
 def build_profile(state: CustomerState, *, item_ids: Any, item_index: dict[str, int],
                   item_meta: list[dict[str, Any]], countries: list[str], data_end_day: float, now_day: float,
-                  rules: StageRules, top: int = 5) -> dict[str, Any]:
-    """The profile document (JSON-ready)."""
+                  rules: StageRules, top: int = 5, segments: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    """The profile document (JSON-ready); ``segments``: the model's segment columns and their values."""
     record = state.record
     live = state.live_after(data_end_day)
     orders = record.order_count if record else 0
@@ -92,6 +92,10 @@ def build_profile(state: CustomerState, *, item_ids: Any, item_index: dict[str, 
     country = None
     if record is not None and 0 <= record.country < len(countries):
         country = countries[record.country]
+    customer_segments: dict[str, str | None] = {}
+    for j, (name, values) in enumerate((segments or {}).items()):
+        index = record.segments[j] if record is not None and j < len(record.segments) else -1
+        customer_segments[name] = values[index] if 0 <= index < len(values) else None
     return {
         "customer_id": state.customer_id,
         "known": state.known,
@@ -102,6 +106,7 @@ def build_profile(state: CustomerState, *, item_ids: Any, item_index: dict[str, 
         "days_since_last_purchase": None if last is None else round(max(now_day - last, 0.0), 1),
         "journey_stage": journey_stage(int(orders), last, now_day, rules),
         "country": country,
+        "segments": customer_segments,
         "top_items": top_items,
         "top_categories": top_categories,
         "live_purchases": len(live),

@@ -84,11 +84,27 @@ class LoadedModel:
     popular_by_country: dict[str, PopularList]
     countries: list[str]
     data_end_day: float
+    segments: dict[str, list[str]] = field(default_factory=dict)  # segment column -> values (index -> value)
+    popular_by_segment: dict[str, dict[str, PopularList]] = field(default_factory=dict)
     loaded_at: float = field(default_factory=time.time)
 
     @property
     def n_items(self) -> int:
         return len(self.item_ids)
+
+    def segment_popular(self, segment: str) -> tuple[str, str, PopularList] | None:
+        """``NAME:VALUE`` -> (name, value, that value's popular list), None when the data has no such list.
+
+        ``country:VALUE`` is the country's list unless a segment column is itself named ``country``.
+        """
+        for name, lists in self.popular_by_segment.items():
+            if segment.startswith(name + ":") and segment[len(name) + 1:] in lists:
+                return name, segment[len(name) + 1:], lists[segment[len(name) + 1:]]
+        if segment.startswith("country:") and "country" not in self.popular_by_segment:
+            value = segment[len("country:"):]
+            if value in self.popular_by_country:
+                return "country", value, self.popular_by_country[value]
+        return None
 
     def summary(self) -> dict[str, Any]:
         """What ``GET /v1/models/active`` shows about the version this process serves."""
@@ -159,13 +175,15 @@ def load_version(client: redis.Redis, version: str) -> LoadedModel:
         items = json.loads(blobs.get("items.json", b"[]"))
         popular = json.loads(blobs.get("popular.json", b"{}"))
         countries = json.loads(blobs.get("countries.json", b"[]"))
+        segments = json.loads(blobs.get("segments.json", b"{}"))  # absent in versions published before it
     except (KeyError, ValueError, TypeError, ArtifactError) as exc:
         raise ModelLoadError(f"version {version} is incomplete or corrupt: {type(exc).__name__}: {exc}") from None
-    return assemble(version, manifest, model, item_ids, items, popular, countries)
+    return assemble(version, manifest, model, item_ids, items, popular, countries, segments)
 
 
 def assemble(version: str, manifest: dict[str, Any], model: Recommender, item_ids: np.ndarray,
-             items: list[dict[str, Any]], popular: dict[str, Any], countries: list[str]) -> LoadedModel:
+             items: list[dict[str, Any]], popular: dict[str, Any], countries: list[str],
+             segments: dict[str, list[str]] | None = None) -> LoadedModel:
     """Precompute the per-item lookups (metadata, category codes, inactive flags) of a version."""
     n = len(item_ids)
     if len(items) != n:
@@ -185,12 +203,16 @@ def assemble(version: str, manifest: dict[str, Any], model: Recommender, item_id
     data = manifest.get("data") or {}
     end_day = iso_to_day(data.get("last_timestamp")) or iso_to_day(manifest.get("created_at")) or 0.0
     by_country = {str(c): _popular(entry, n) for c, entry in (popular.get("by_country") or {}).items()}
+    by_segment = {str(name): {str(v): _popular(entry, n) for v, entry in (lists or {}).items()}
+                  for name, lists in (popular.get("by_segment") or {}).items()}
     return LoadedModel(
         version=version, manifest=manifest, model=model, item_ids=item_ids,
         item_index={str(item_id): i for i, item_id in enumerate(item_ids)}, item_meta=meta,
         category_codes=codes, category_index=categories, catalogue_inactive=frozenset(inactive),
         popular=_popular(popular.get("global"), n), popular_by_country=by_country,
         countries=[str(c) for c in countries], data_end_day=float(end_day),
+        segments={str(name): [str(v) for v in values] for name, values in (segments or {}).items()},
+        popular_by_segment=by_segment,
     )
 
 

@@ -80,15 +80,21 @@ class Engine:
                                exclude_category=exclude_category)
 
     def _popular_answer(self, state: ServingState, n: int, filters: Filters, source: str,
-                        country: str | None = None) -> dict[str, Any]:
+                        country: str | None = None, segment: str | None = None) -> dict[str, Any]:
+        """The popular list of ``segment`` (``NAME:VALUE``), else of ``country``, else the global one: each
+        only where the data had enough customers in it."""
         m = state.model
         ranking: PopularList = m.popular
-        segment = "global"
-        if country is not None and country in m.popular_by_country:
-            ranking, segment = m.popular_by_country[country], f"country:{country}"
+        label, text = "global", "popular right now"
+        found = m.segment_popular(segment) if segment is not None else None
+        if found is not None:
+            name, value, ranking = found
+            label = f"{name}:{value}"
+            text = f"popular in {value}" if name == "country" else f"popular with {name} {value}"
+        elif country is not None and country in m.popular_by_country:
+            ranking, label, text = m.popular_by_country[country], f"country:{country}", f"popular in {country}"
         idx, scores = rank_list(ranking.items, ranking.scores, n, filters, m.category_codes)
-        text = "popular right now" if segment == "global" else f"popular in {country}"
-        return {"model_version": m.version, "source": source, "segment": segment,
+        return {"model_version": m.version, "source": source, "segment": label,
                 "items": self._items(m, idx, scores, lambda _i: text)}
 
     def _scored(self, state: ServingState, history: CustomerRow, n: int, filters: Filters,
@@ -197,10 +203,11 @@ class Engine:
         return {"item_id": item_id, "model_version": m.version, "source": SOURCE_SIMILAR,
                 "items": self._items(m, idx, scores, lambda _i: text)}
 
-    def popular(self, *, n: int, country: str | None = None, category: str | None = None) -> dict[str, Any]:
+    def popular(self, *, n: int, country: str | None = None, category: str | None = None,
+                segment: str | None = None) -> dict[str, Any]:
         state = self.serving()
         filters = self._filters(state, (), category, None)
-        return self._popular_answer(state, n, filters, SOURCE_POPULAR, country=country)
+        return self._popular_answer(state, n, filters, SOURCE_POPULAR, country=country, segment=segment)
 
     # -- customers and events -------------------------------------------------------------------------
     def profile(self, customer_id: str) -> dict[str, Any]:
@@ -211,7 +218,7 @@ class Engine:
         return {"model_version": m.version, **build_profile(
             customer, item_ids=m.item_ids, item_index=m.item_index, item_meta=m.item_meta,
             countries=m.countries, data_end_day=m.data_end_day, now_day=self.now_day(m, customer),
-            rules=self.rules)}
+            rules=self.rules, segments=m.segments)}
 
     def ingest(self, events: Sequence[Event]) -> IngestResult:
         return self.repository.ingest(events)

@@ -9,11 +9,13 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
-from training.data.columns import HINTS, ITEM_COLUMNS, ColumnNames, found_columns, resolve_columns
+from training.data.columns import HINTS, ITEM_COLUMNS, ColumnNames, found_columns, resolve_columns, segment_key
 from training.data.errors import DataError
 from training.data.parsing import (
     ONLINE_RETAIL_TIME_FORMATS,
+    AmbiguousDates,
     Column,
+    TimeFormats,
     duplicated_rows,
     first_seen,
     in_time_order,
@@ -31,6 +33,10 @@ NON_PRODUCT_CODES = frozenset({
 
 #: Prefixes of non-product stock codes (gift vouchers: ``gift_0001_10`` ...).
 NON_PRODUCT_PREFIXES = ("GIFT_",)
+
+
+#: Test bookings of Online Retail II (``TEST001``, ``TEST002`` ...): digits, so the no-digit rule misses them.
+NON_PRODUCT_PATTERN = r"^TEST\d+$"
 
 
 # Fields whose codes and distinct values build the output (the other columns are only parsed or compared).
@@ -86,11 +92,13 @@ def is_non_product(codes: pd.Series) -> pd.Series:
     Real product codes contain digits (``85123A``, ``15056BL``); bookings are words (``POST``, ``DOT``,
     ``AMAZONFEE``) plus a few known coded ones (``C2`` carriage, ``gift_0001_10`` vouchers). The
     no-digit rule also drops the two web-shop party bags ``DCGSSBOY``/``DCGSSGIRL`` (24 lines, none with
-    a customer). Empty codes are not matched (they are counted as unparseable instead).
+    a customer), and the test codes of Online Retail II (``TEST001``, ``TEST002``). Empty codes are not
+    matched (they are counted as unparseable instead).
     """
     upper = codes.str.upper()
     present = upper.notna()
-    known = upper.isin(list(NON_PRODUCT_CODES)) | upper.str.startswith(NON_PRODUCT_PREFIXES)
+    known = (upper.isin(list(NON_PRODUCT_CODES)) | upper.str.startswith(NON_PRODUCT_PREFIXES)
+             | upper.str.match(NON_PRODUCT_PATTERN))
     no_digit = ~upper.str.contains(r"\d", regex=True)
     return (present & (known.fillna(False) | no_digit.fillna(False))).astype(bool)
 
@@ -105,6 +113,7 @@ def clean_rows(
     names: ColumnNames,
     until: datetime | None,
     max_bad_rows: float,
+    time_format: str | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, DataQualityReport]:
     n = len(raw)
     if n == 0:
@@ -121,7 +130,12 @@ def clean_rows(
     customer_u = customer.text.str.replace(r"^(\d+)\.0+$", r"\1", regex=True)  # Excel: 17850.0 -> 17850
     item = field_of["item"]
     item_u = item.text.str.upper() if retail else item.text  # 85123a == 85123A in Online Retail
-    time_values = parse_timestamps(field_of["time"], ONLINE_RETAIL_TIME_FORMATS if retail else ())
+    formats = TimeFormats(explicit=time_format, fallbacks=ONLINE_RETAIL_TIME_FORMATS if retail else (),
+                          detect=not retail)
+    try:
+        time_values = parse_timestamps(field_of["time"], formats)
+    except AmbiguousDates as ambiguous:
+        _ambiguous_dates(path, kind, encoding, sep, col["time"], field_of["time"], ambiguous)
     bad_time = np.isnat(time_values)
     if "quantity" in field_of:
         quantity, bad_quantity, q_blank = parse_numbers(field_of["quantity"])
@@ -138,7 +152,7 @@ def clean_rows(
     missing_customer = n - int(alive.sum())
 
     returns = quantity <= 0
-    if "order" in field_of:
+    if retail and "order" in field_of:
         cancelled_u = field_of["order"].text.str.upper().str.startswith("C").fillna(False)
         returns |= field_of["order"].per_row(cancelled_u.to_numpy(dtype=bool), False)
     returns &= alive
@@ -151,7 +165,8 @@ def clean_rows(
 
     # The output columns are factorized now (duplicate detection compares them by code) and their raw values
     # dropped; the hash tables of the factorizations are handed back.
-    used = {key: column for key, column in field_of.items() if key in _OUTPUT_FIELDS}
+    used = {key: column for key, column in field_of.items()
+            if key in _OUTPUT_FIELDS or key.startswith(segment_key(""))}
     for column in used.values():
         column.detach()
     release_memory()
@@ -160,7 +175,8 @@ def clean_rows(
     ticks = time_values.view(np.int64)
     keep = in_time_order(np.flatnonzero(alive), ticks)
     duplicate = np.zeros(n, dtype=bool)
-    duplicate[keep] = duplicated_rows(every, keep, ticks[keep])
+    if retail or "order" in col or "quantity" in col:  # else a repeated line is one more unit bought
+        duplicate[keep] = duplicated_rows(every, keep, ticks[keep])
     alive &= ~duplicate
 
     bad_by_column = {
@@ -175,7 +191,7 @@ def clean_rows(
     alive &= ~unparseable
     bad_rows = int(unparseable.sum())
     if bad_rows and bad_rows > max_bad_rows * n:
-        _too_many_bad(raw, path, kind, encoding, sep, n, bad_by_column, max_bad_rows)
+        _too_many_bad(raw, path, kind, encoding, sep, n, bad_by_column, max_bad_rows, time_format)
 
     # Only codes and parsed values are used from here on: free the raw table before the output is built.
     del raw, every, by_name, field_of
@@ -209,10 +225,10 @@ def clean_rows(
     if "order" in used:
         order_id = used["order"].strings(used["order"].text, keep).astype("str")
         if order_id.isna().any():
-            generic = "order-" + _generic_order_ids(customer.codes[keep], timestamps.view(np.int64)).astype("str")
+            generic = "order-" + _day_baskets(customer.codes[keep], timestamps.view(np.int64)).astype("str")
             order_id = order_id.fillna(generic)
     else:
-        order_id = _generic_order_ids(customer.codes[keep], timestamps.view(np.int64))
+        order_id = _day_baskets(customer.codes[keep], timestamps.view(np.int64))
     country = (
         used["country"].strings(used["country"].text, keep) if "country" in used
         else pd.Series(np.nan, index=range(len(keep)), dtype="str")
@@ -225,20 +241,25 @@ def clean_rows(
         "price": pd.Series(price, dtype="float64", copy=False),
         "order_id": order_id,
         "country": country,
+        **{key: column.strings(column.text, keep) for key, column in used.items()
+           if key.startswith(segment_key(""))},
     }, copy=False)  # the arrays are fresh: copying (and consolidating) them only costs memory
     items = _items(item, item_u, keep, price, {k: used.get(k) for k in ("title", "category")})
     return interactions, items, report
 
 
-def _generic_order_ids(customer_codes: np.ndarray, ticks: np.ndarray) -> pd.Series:
-    """A generic log has no order numbers: a customer's lines with the same timestamp form one order.
+_NS_PER_DAY = 86_400 * 10**9
 
-    The orders are numbered (int64, by first appearance) rather than spelled out as strings: on ten million
-    lines the strings cost tens of seconds and gigabytes, and downstream only counts distinct orders. Rows
-    come in time order (``ticks``), so a line alone at its time is an order of its own and only the lines
-    sharing a time with another line need hashing.
+
+def _day_baskets(customer_codes: np.ndarray, ticks: np.ndarray) -> pd.Series:
+    """Without a basket column (``--basket-col``) a basket is one customer's purchases of one calendar day.
+
+    The baskets are numbered (int64, by first appearance) rather than spelled out as strings: on ten million
+    lines the strings cost tens of seconds and gigabytes, and downstream only counts distinct baskets. Rows
+    come in time order (``ticks``), so a line alone on its day is a basket of its own and only the lines
+    sharing a day with another line need hashing.
     """
-    pos, runs = shared_times(ticks)
+    pos, runs = shared_times(ticks // _NS_PER_DAY)
     width = int(customer_codes.max()) + 2 if len(customer_codes) else 1
     labels, _ = pd.factorize(runs * width + customer_codes[pos] + 1)
     first = np.ones(len(ticks), dtype=bool)
@@ -313,6 +334,7 @@ def _too_many_bad(
     n: int,
     bad_by_column: dict[str, tuple[str, np.ndarray]],
     max_bad_rows: float,
+    time_format: str | None = None,
 ) -> None:
     """Reject the file naming the worst column, its first bad line and value (usually a wrong mapping)."""
     what, (column, mask) = max(bad_by_column.items(), key=lambda kv: int(kv[1][1].sum()))
@@ -324,6 +346,33 @@ def _too_many_bad(
     noun = {"timestamp": "timestamp", "quantity": "quantity", "price": "price", "item": "item id"}[what]
     raise DataError(
         f"{path}: {count:,} of {n:,} rows ({100.0 * count / n:.1f}%) have an unparseable {noun} in "
-        f"column {column!r}, first at {where}: {shown} — {HINTS[what]} "
+        f"column {column!r}, first at {where}: {shown} — {_hint(what, value, time_format, count, n)} "
         f"(limit {100.0 * max_bad_rows:g}%)"
+    )
+
+
+def _hint(what: str, value: object, time_format: str | None, count: int, n: int) -> str:
+    """What to try: only flags that exist (``tailor/parser.py``)."""
+    if what != "timestamp":
+        return HINTS[what]
+    if time_format is not None:
+        return f"wrong --time-col, or does --time-format {time_format!r} not match?"
+    text = "" if pd.isna(value) else str(value).strip()
+    if text and text.replace(".", "", 1).lstrip("-").isdigit():
+        return "wrong --time-col? Unix times need --time-format epoch or --time-format epoch-ms"
+    if 2 * count > n:  # most rows: the column is written in a layout that is not ISO-8601
+        return "wrong --time-col, or give the layout with --time-format (strftime, e.g. '%d.%m.%Y %H:%M')?"
+    return HINTS[what]
+
+
+def _ambiguous_dates(path: str, kind: str, encoding: str, sep: str, name: str,
+                     column: Column, ambiguous: AmbiguousDates) -> None:
+    """Dates like 03/04/2024 throughout: refuse to guess, name both readings and the flag choosing one."""
+    first = int(np.flatnonzero(column.codes == ambiguous.value)[0])
+    value = str(column.uniques.iloc[ambiguous.value]).strip()
+    where = f"row {first + 1}" if kind == "parquet" else f"line {file_line(path, kind, encoding, sep, first)}"
+    day_first, month_first = ambiguous.candidates
+    raise DataError(
+        f"{path}: dates in column {name!r} read as day/month and as month/day (no day above 12), first at "
+        f"{where}: {value!r} — give --time-format '{day_first}' or --time-format '{month_first}'"
     )

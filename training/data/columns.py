@@ -60,6 +60,13 @@ class ColumnNames:
     title: str = "title"
     category: str = "category"
     country: str = "country"  # optional, used for segment-aware popularity
+    basket: str | None = None  # invoice / order id; without one a basket is a customer's calendar day
+    segments: tuple[str, ...] = ()  # customer segments (age group, area ...): popular lists and profiles
+
+
+def segment_key(name: str) -> str:
+    """The logical field (and interactions column) of segment column ``name``."""
+    return f"segment:{name}"
 
 
 def _norm(name: str) -> str:
@@ -101,7 +108,7 @@ def resolve_columns(raw: pd.DataFrame, path: str, fmt: str, names: ColumnNames) 
                     f"{path}: required column {spellings[0]!r} (online-retail format) not found; "
                     f"columns found: {found_columns(cols)}{hint}"
                 )
-        return resolved
+        return _extra_columns(cols, path, resolved, (), names.segments)
     defaults = ColumnNames()
     for key in ("customer", "item", "time", "quantity", "price", "title", "category", "country"):
         wanted = getattr(names, key)
@@ -115,4 +122,31 @@ def resolve_columns(raw: pd.DataFrame, path: str, fmt: str, names: ColumnNames) 
             else:
                 hint = f" (use --{key}-col to name it)"
             raise DataError(f"{path}: {kind} {wanted!r} not found; columns found: {found_columns(cols)}{hint}")
+    return _extra_columns(cols, path, resolved, (names.basket,) if names.basket else (), names.segments)
+
+
+def _extra_columns(cols: list[str], path: str, resolved: dict[str, str], basket: tuple[str, ...],
+                   segments: tuple[str, ...]) -> dict[str, str]:
+    """Add the ``--basket-col`` (generic format) and ``--segment-col`` columns, which must exist."""
+    wanted = [("order", name, "--basket-col") for name in basket]
+    wanted += [(segment_key(name), name, "--segment-col") for name in segments]
+    for key, name, flag in wanted:
+        hit = _find(cols, (name,), loose=False)
+        if hit is None:
+            raise DataError(f"{path}: column {name!r} ({flag}) not found; columns found: {found_columns(cols)}")
+        resolved[key] = hit
     return resolved
+
+
+def check_segments(names: ColumnNames) -> None:
+    """Segment names must be distinct and not the country column, which already is a segment."""
+    seen: set[str] = set()
+    for name in names.segments:
+        if not name.strip():
+            raise DataError("--segment-col needs a column name")
+        if name == names.country:
+            raise DataError(f"--segment-col {name!r} is the country column, already used for segments "
+                            "(--country-col)")
+        if name in seen:
+            raise DataError(f"--segment-col {name!r} given twice")
+        seen.add(name)

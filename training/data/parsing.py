@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -156,22 +158,133 @@ def _naive_ns(values: pd.Series | pd.Index) -> np.ndarray:
     return idx.as_unit("ns").to_numpy()
 
 
-def parse_timestamps(column: Column, formats: Sequence[str]) -> np.ndarray:
+EPOCH_FORMATS = {"epoch": 1_000_000.0, "epoch-ms": 1_000.0}  # --time-format name -> microseconds per unit
+
+
+# d/m/y or m/d/y (separator /, - or .; 2- or 4-digit year), optionally followed by H:M or H:M:S.
+_DAY_MONTH = re.compile(r"^(\d{1,2})([/.-])(\d{1,2})\2(\d{4}|\d{2})(?:([ T])(\d{1,2}):(\d{2})(:\d{2})?)?$")
+
+
+@dataclass(frozen=True)
+class TimeFormats:
+    """How a text time column is read: ``explicit`` (``--time-format``) alone, else ISO-8601 followed by
+    ``fallbacks`` (the online-retail exports), else the day/month order detected from the values."""
+
+    explicit: str | None = None
+    fallbacks: tuple[str, ...] = ()
+    detect: bool = True
+
+
+class AmbiguousDates(Exception):
+    """Every d/m/y-shaped value has both leading fields <= 12: no way to tell day/month from month/day."""
+
+    def __init__(self, value: int, candidates: tuple[str, str]) -> None:
+        super().__init__(candidates)
+        self.value = value  # index of an ambiguous distinct value (``Column.uniques``)
+        self.candidates = candidates  # (day-first format, month-first format)
+
+
+def check_time_format(fmt: str) -> None:
+    """A ``--time-format`` must be ``epoch``, ``epoch-ms`` or a strftime pattern pandas accepts."""
+    if fmt in EPOCH_FORMATS:
+        return
+    if "%" not in fmt:
+        raise ValueError(f"invalid --time-format {fmt!r}: expected a strftime pattern such as %d/%m/%Y or "
+                         "%m/%d/%Y %H:%M, or epoch / epoch-ms")
+    try:
+        pd.to_datetime(pd.Series(["2000"]), format=fmt, errors="coerce")
+    except ValueError as exc:
+        raise ValueError(f"invalid --time-format {fmt!r}: {exc}") from None
+
+
+def _epoch(values: np.ndarray, us_per_unit: float) -> np.ndarray:
+    """Seconds or milliseconds since 1970-01-01 UTC -> datetime64[ns] (NaT outside the ns range)."""
+    us = np.round(values * us_per_unit)  # exact for whole seconds / milliseconds
+    ok = np.isfinite(us) & (np.abs(us) < 9.2e15)
+    ticks = np.full(len(us), _NAT_TICKS, dtype=np.int64)
+    ticks[ok] = us[ok].astype(np.int64) * 1000
+    return ticks.view("datetime64[ns]")
+
+
+def _day_month_formats(strings: pd.Series) -> tuple[dict[int, str], AmbiguousDates | None]:
+    """Formats for the d/m/y-shaped ``strings`` (position -> format), decided from the values themselves.
+
+    A first field above 12 can only be a day (d/m/y), a second field above 12 only a day (m/d/y). The order
+    that explains more values wins (the others stay unparseable); when no value tells, the result is an
+    ``AmbiguousDates`` naming both candidates.
+    """
+    parts = strings.str.extract(_DAY_MONTH)
+    shaped = parts[0].notna().to_numpy()
+    if not shaped.any():
+        return {}, None
+    parts = parts[shaped]
+    first, second = parts[0].astype(int).to_numpy(), parts[2].astype(int).to_numpy()
+    day_first = int(((first > 12) & (first <= 31) & (second >= 1) & (second <= 12)).sum())
+    month_first = int(((second > 12) & (second <= 31) & (first >= 1) & (first <= 12)).sum())
+    shapes = parts[1] + "|" + parts[3].str.len().astype(str) + "|" + parts[4].fillna("") + "|" + \
+        parts[7].notna().astype(str)
+
+    def spell(shape: str, day_first: bool) -> str:
+        sep, year, tsep, seconds = shape.split("|")
+        head = f"%d{sep}%m" if day_first else f"%m{sep}%d"
+        date = f"{head}{sep}{'%Y' if year == '4' else '%y'}"
+        return date + (f"{tsep}%H:%M" + (":%S" if seconds == "True" else "") if tsep else "")
+
+    if day_first == month_first == 0:
+        shape = shapes.iloc[0]
+        return {}, AmbiguousDates(int(parts.index[0]), (spell(shape, True), spell(shape, False)))
+    order = day_first >= month_first
+    return {int(i): spell(shape, order) for i, shape in zip(parts.index, shapes, strict=True)}, None
+
+
+def _mostly(column: Column, values: np.ndarray, among: np.ndarray) -> bool:
+    """Whether the rows holding one of ``values`` are more than half of the rows holding one of ``among``
+    (masks over the distinct values)."""
+    rows = np.bincount(column.codes[column.codes >= 0], minlength=len(values))
+    return 2 * int(rows[values].sum()) > int(rows[among].sum())
+
+
+def parse_timestamps(column: Column, formats: TimeFormats | Sequence[str] = ()) -> np.ndarray:
     """Per row: naive datetime64[ns], NaT if unparseable or blank.
 
-    Typed datetimes are converted directly. Text is parsed per distinct value: ISO-8601 first (offsets are
-    converted to UTC), then each of ``formats`` on what is still unparsed.
+    Typed datetimes are converted directly. Text is parsed per distinct value: with an explicit format by
+    that format only (``epoch``/``epoch-ms``: numbers of seconds/milliseconds since 1970 UTC); otherwise
+    ISO-8601 first (offsets are converted to UTC), then each fallback format on what is still unparsed, then,
+    when most rows are not ISO, day/month order detected from the values (``AmbiguousDates``
+    when they cannot tell).
     """
+    if not isinstance(formats, TimeFormats):
+        formats = TimeFormats(fallbacks=tuple(formats), detect=False)
     if column.datetime:
         return _naive_ns(column.series)
+    nat = np.datetime64("NaT", "ns")
+    if formats.explicit in EPOCH_FORMATS:
+        scale = EPOCH_FORMATS[formats.explicit]
+        if column.numeric:
+            return _epoch(column.series.to_numpy(dtype=np.float64, na_value=np.nan), scale)
+        numbers = pd.to_numeric(pd.Series(column.text.to_numpy(dtype=object)), errors="coerce")
+        return column.per_row(_epoch(numbers.to_numpy(dtype=np.float64, na_value=np.nan), scale), nat)
     strings = column.text
+    if formats.explicit is not None:
+        parsed = pd.to_datetime(strings, format=formats.explicit, errors="coerce", utc=True)
+        return column.per_row(_naive_ns(parsed), nat)
     parsed = pd.to_datetime(strings, format="ISO8601", errors="coerce", utc=True)
-    for fmt in formats:
+    for fmt in formats.fallbacks:
         todo = parsed.isna() & strings.notna()
         if not todo.any():
             break
         parsed[todo] = pd.to_datetime(strings[todo], format=fmt, errors="coerce", utc=True)
-    return column.per_row(_naive_ns(parsed), np.datetime64("NaT", "ns"))
+    todo = parsed.isna() & strings.notna()
+    if formats.detect and todo.any() and _mostly(column, todo.to_numpy(dtype=bool), strings.notna().to_numpy()):
+        guessed, ambiguous = _day_month_formats(strings[todo])
+        if ambiguous is not None:
+            raise ambiguous
+        by_format: dict[str, list[int]] = {}
+        for position, fmt in guessed.items():
+            by_format.setdefault(fmt, []).append(position)
+        for fmt, positions in by_format.items():
+            parsed.loc[positions] = pd.to_datetime(strings.loc[positions], format=fmt, errors="coerce", utc=True)
+    return column.per_row(_naive_ns(parsed), nat)
 
 
 def in_time_order(rows: np.ndarray, ticks: np.ndarray) -> np.ndarray:

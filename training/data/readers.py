@@ -130,7 +130,9 @@ def read_table(path: str, kind: str, encoding: str, sep: str) -> pd.DataFrame:
     except Exception as exc:
         raise DataError(f"{path}: not a readable CSV file: {one_line(exc)}") from None
     release_memory()  # the reader's buffers
-    df.columns = [str(c).strip().lstrip("\ufeff").strip() for c in df.columns]
+    # A byte-order mark is dropped even when the rest of the file turned out not to be UTF-8 (then it was
+    # decoded as three cp1252 / Latin-1 characters).
+    df.columns = [str(c).strip().lstrip("\ufeff").removeprefix("\u00ef\u00bb\u00bf").strip() for c in df.columns]
     return df
 
 
