@@ -25,9 +25,10 @@ class CliError(Exception):
 
 def _hyperparameters(args: argparse.Namespace) -> dict[str, Any]:
     """The hyper-parameters given on the command line, checked against the chosen algorithm."""
-    from scoring.models import HYPERPARAMETERS
+    from scoring.models import DEFAULT_ALGORITHM, HYPERPARAMETERS
 
-    declared = HYPERPARAMETERS[args.algorithm]
+    algorithm = args.algorithm or DEFAULT_ALGORITHM
+    declared = HYPERPARAMETERS[algorithm]
     given: dict[str, Any] = {}
     for name, owners in hyperparameter_flags().items():
         value = getattr(args, f"hp_{name}")
@@ -35,7 +36,7 @@ def _hyperparameters(args: argparse.Namespace) -> dict[str, Any]:
             continue
         flag = owners[0][1].flag
         if name not in declared:
-            raise CliError(f"{flag} does not apply to --algorithm {args.algorithm} "
+            raise CliError(f"{flag} does not apply to --algorithm {algorithm} "
                            f"(it applies to: {', '.join(alg for alg, _ in owners)})")
         try:
             converted = declared[name].convert(value)
@@ -73,11 +74,37 @@ def _read_phase(args: argparse.Namespace, timer):
     return log
 
 
-def _evaluate(args: argparse.Namespace, log, params: dict[str, Any], timer):
+def _choose_model(args: argparse.Namespace, log, timer) -> tuple[str, dict[str, Any], dict[str, Any] | None]:
+    """(algorithm, params, tuning report): forced by --algorithm or model flags, else chosen on validation
+    folds that end where the evaluation holdout starts (``training.tuning``)."""
+    from scoring.models import DEFAULT_ALGORITHM
+    from training.tuning import search
+
+    params = _hyperparameters(args)
+    if args.tune_budget < 0:
+        raise CliError(f"--tune-budget must be 0 (no search) or a positive number of seconds, got {args.tune_budget}")
+    if args.algorithm or params or args.tune_budget == 0:
+        return args.algorithm or DEFAULT_ALGORITHM, params, None
+    with timer.phase("tune") as info:
+        result = search(log.interactions, holdout_days=args.holdout_days, budget_s=args.tune_budget,
+                        quiet=args.quiet)
+        info["detail"] = "no validation fold before the holdout" if result is None else (
+            f"{len(result.trials)} configurations, chose {result.algorithm}")
+    if result is None:
+        if not args.quiet:
+            print(f"tuning: the log is too short for a validation fold before the {args.holdout_days:g}-day "
+                  f"holdout; using {DEFAULT_ALGORITHM} with its defaults", file=sys.stderr)
+        return DEFAULT_ALGORITHM, {}, None
+    if not args.quiet:
+        print(result.format(), file=sys.stderr)
+    return result.algorithm, result.params, result.to_dict()
+
+
+def _evaluate(args: argparse.Namespace, log, algorithm: str, params: dict[str, Any], timer):
     from training.evaluate import evaluate
 
     with timer.phase("evaluate") as info, limit_blas_threads():
-        result = evaluate(log.interactions, args.algorithm, params, holdout_days=args.holdout_days)
+        result = evaluate(log.interactions, algorithm, params, holdout_days=args.holdout_days)
         info["detail"] = f"holdout {args.holdout_days:g} days"
     if not args.quiet or not args.json:
         print(result.format(), file=sys.stderr if args.json else sys.stdout)
@@ -90,20 +117,21 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if not args.out and not args.publish:
         raise CliError("nothing to do: give --out DIR and/or --publish")
-    params = _hyperparameters(args)
     timer = PhaseTimer(quiet=args.quiet)
     log = _read_phase(args, timer)
-    evaluation = None if args.no_eval else _evaluate(args, log, params, timer).to_dict()
-    artifact = train_artifact(log, args.algorithm, params, timer=timer, evaluation=evaluation, until=args.until)
+    algorithm, params, tuning = _choose_model(args, log, timer)
+    evaluation = None if args.no_eval else _evaluate(args, log, algorithm, params, timer).to_dict()
+    artifact = train_artifact(log, algorithm, params, timer=timer, evaluation=evaluation, until=args.until,
+                              tuning=tuning)
     out = Path(args.out) if args.out else default_model_dir(artifact.version)
     with timer.phase("write") as info:
         write_artifact(out, artifact)
         info["detail"] = str(out)
     if args.publish:
         _publish_dir(out, args.redis_url, activate=True, keep=None, quiet=args.quiet)
-    summary = {"version": artifact.version, "model_dir": str(out), "algorithm": args.algorithm,
+    summary = {"version": artifact.version, "model_dir": str(out), "algorithm": algorithm,
                "params": artifact.manifest["params"], "data_quality": log.report.to_dict(),
-               "evaluation": evaluation, "phases": timer.phases}
+               "tuning": tuning, "evaluation": evaluation, "phases": timer.phases}
     if args.json:
         print(json.dumps(summary, indent=2))
     elif not args.quiet:
@@ -114,12 +142,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from training.pipeline import PhaseTimer
 
-    params = _hyperparameters(args)
     timer = PhaseTimer(quiet=args.quiet)
     log = _read_phase(args, timer)
-    result = _evaluate(args, log, params, timer)
+    algorithm, params, tuning = _choose_model(args, log, timer)
+    result = _evaluate(args, log, algorithm, params, timer)
     if args.json:
-        print(json.dumps({"data_quality": log.report.to_dict(), "evaluation": result.to_dict(),
+        print(json.dumps({"data_quality": log.report.to_dict(), "tuning": tuning, "evaluation": result.to_dict(),
                           "phases": timer.phases}, indent=2))
     return 0
 
@@ -223,13 +251,14 @@ def cmd_retrain(args: argparse.Namespace) -> int:
             raise CliError(str(exc)) from None
     if not 0 <= tolerance < 1:
         raise CliError(f"--tolerance must be in [0, 1), got {tolerance}")
-    params = _hyperparameters(args)
+    _hyperparameters(args)  # a wrong model flag fails before the first run
     while True:
         timer = PhaseTimer(quiet=args.quiet)
         client = connect(args.redis_url)
         log = _read_phase(args, timer)
-        outcome = retrain(log, args.algorithm, params, client, out_root=Path(args.out), tolerance=tolerance,
-                          force=args.force, holdout_days=args.holdout_days, timer=timer)
+        algorithm, params, tuning = _choose_model(args, log, timer)
+        outcome = retrain(log, algorithm, params, client, out_root=Path(args.out), tolerance=tolerance,
+                          force=args.force, holdout_days=args.holdout_days, timer=timer, tuning=tuning)
         if args.json:
             print(json.dumps(outcome.to_dict(), indent=2), flush=True)
         else:

@@ -48,10 +48,17 @@ def hyperparameter_flags() -> dict[str, list[tuple[str, Any]]]:
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     from scoring.models import ALGORITHMS, DEFAULT_ALGORITHM
+    from training.tuning import DEFAULT_BUDGET_S
 
     g = p.add_argument_group("model (each flag applies to the algorithms named in its help)")
-    g.add_argument("--algorithm", default=DEFAULT_ALGORITHM, choices=sorted(ALGORITHMS),
-                   help=f"recommender (default: {DEFAULT_ALGORITHM}, chosen by measurement)")
+    g.add_argument("--algorithm", default=None, choices=sorted(ALGORITHMS), metavar="ALGORITHM",
+                   help=f"force a recommender, one of: {', '.join(sorted(ALGORITHMS))} (default: chosen with its "
+                        f"settings on the shop's own validation folds, see --tune-budget; model flags without "
+                        f"--algorithm apply to {DEFAULT_ALGORITHM})")
+    g.add_argument("--tune-budget", type=float, default=DEFAULT_BUDGET_S, metavar="SECONDS",
+                   help=f"time the default may spend choosing the algorithm and its settings on validation folds "
+                        f"that end before the evaluation holdout (default: {DEFAULT_BUDGET_S:g}; 0 = no search: "
+                        f"{DEFAULT_ALGORITHM} with its defaults)")
     for name, owners in sorted(hyperparameter_flags().items()):
         param = owners[0][1]
         defaults = ", ".join(f"{alg}: {prm.default}" for alg, prm in owners)

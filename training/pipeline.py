@@ -161,6 +161,7 @@ def train_artifact(
     timer: PhaseTimer,
     evaluation: dict[str, Any] | None = None,
     until: str | None = None,
+    tuning: dict[str, Any] | None = None,
 ) -> Artifact:
     """Fit ``algorithm`` on the whole (cleaned) log and bundle everything the service needs."""
     interactions = log.interactions
@@ -198,6 +199,7 @@ def train_artifact(
             "customer_item_pairs": int(history.orders.nnz),
         },
         "evaluation": evaluation,
+        "tuning": tuning,
         "libraries": library_versions(),
         "phases": timer.phases,
     }

@@ -84,6 +84,7 @@ def retrain(
     force: bool = False,
     holdout_days: float = 30,
     timer: PhaseTimer,
+    tuning: dict[str, Any] | None = None,
 ) -> RetrainOutcome:
     """Evaluate candidate vs active on one holdout, then publish the refitted candidate if it passes."""
     current = active_manifest(client)
@@ -105,7 +106,7 @@ def retrain(
     if not passes and not force:
         log_event(client, "retrain-rejected", current["version"] if current else "-", **outcome.log_fields())
         return outcome
-    artifact = train_artifact(log, algorithm, params, timer=timer, evaluation=evaluation.to_dict())
+    artifact = train_artifact(log, algorithm, params, timer=timer, evaluation=evaluation.to_dict(), tuning=tuning)
     out = out_root / artifact.version
     with timer.phase("write"):
         write_artifact(out, artifact)

@@ -161,7 +161,7 @@ class _Search:
 
     def plain(self, algorithm: str, params: dict[str, Any] | None = None) -> None:
         """Fit and evaluate one configuration on every fold."""
-        if self.time_left() <= 0:
+        if self.trials and self.time_left() <= 0:  # the first candidate always runs: a result exists
             self.skipped.append(f"{algorithm} {_short(algorithm, params or {})}")
             return
         started = time.perf_counter()
