@@ -174,20 +174,33 @@ def ranking_metrics(ranked: np.ndarray, truth: sp.csr_matrix, n_items: int) -> M
     if n_rows == 0:
         return Metrics(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0)
     hits = _hits(ranked, truth)
-    discounts = 1.0 / np.log2(np.arange(2, k + 2))
-    ideal = np.cumsum(discounts)[np.minimum(sizes, k).astype(np.int64) - 1]
     n_hits = hits.sum(axis=1)
     precision_at = np.cumsum(hits, axis=1) / np.arange(1, k + 1)
     average_precision = (precision_at * hits).sum(axis=1) / np.minimum(sizes, k)
     return Metrics(
         precision=float(np.mean(n_hits / k)),
         recall=float(np.mean(n_hits / sizes)),
-        ndcg=float(np.mean((hits * discounts).sum(axis=1) / ideal)),
+        ndcg=float(np.mean(_ndcg(hits, sizes))),
         map=float(np.mean(average_precision)),
         hit_rate=float(np.mean(n_hits > 0)),
         coverage=float(len(np.unique(ranked)) / n_items) if n_items else 0.0,
         customers=int(n_rows),
     )
+
+
+def _ndcg(hits: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Per-customer NDCG of boolean hit rows (binary gains, ideal DCG of min(|truth|, k) hits)."""
+    k = hits.shape[1]
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    ideal = np.cumsum(discounts)[np.minimum(sizes, k).astype(np.int64) - 1]
+    return (hits * discounts).sum(axis=1) / ideal
+
+
+def ndcg_per_customer(ranked: np.ndarray, truth: sp.csr_matrix) -> np.ndarray:
+    """NDCG@k of each row of ``ranked`` (for paired bootstrap intervals between models)."""
+    if ranked.shape[0] == 0:
+        return np.zeros(0)
+    return _ndcg(_hits(ranked, truth), np.diff(truth.indptr).astype(np.float64))
 
 
 def _hits(ranked: np.ndarray, truth: sp.csr_matrix) -> np.ndarray:
@@ -245,15 +258,14 @@ def chunks(split: Split) -> Iterator[PurchaseHistory]:
         yield split.train.rows(split.rows[start : start + chunk])
 
 
-def evaluate_variants(split: Split, score_chunk: Callable[[PurchaseHistory], list[np.ndarray]],
-                      k: int = 10) -> list[tuple[Metrics, Metrics]]:
-    """(overall, discovery) metrics of several scorings of the same split at once.
+def rank_variants(split: Split, score_chunk: Callable[[PurchaseHistory], list[np.ndarray]],
+                  k: int = 10) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per variant, the top-k lists of every evaluated customer: (overall, discovery with bought items
+    removed), rows aligned with ``split.rows``.
 
     ``score_chunk(history)`` returns one score matrix per variant for a chunk of customers; the tuner uses
     it to rank every blend of one fitted model from a single set of model outputs per chunk.
     """
-    rows = split.rows
-    n_items = split.train.shape[1]
     overall: list[list[np.ndarray]] = []
     discovery: list[list[np.ndarray]] = []
     for history in chunks(split):
@@ -267,20 +279,28 @@ def evaluate_variants(split: Split, score_chunk: Callable[[PurchaseHistory], lis
             overall[variant].append(top_k(scores, k))
             scores[bought_rows, bought.indices] = -np.inf
             discovery[variant].append(top_k(scores, k))
-    truth = split.truth[rows]
-    bought = split.train.orders[rows]
+    empty = np.zeros((0, min(k, split.train.shape[1])), dtype=np.int64)
+    return [(np.vstack(o) if o else empty, np.vstack(d) if d else empty)
+            for o, d in zip(overall or [[]], discovery or [[]], strict=True)]
+
+
+def view_truths(split: Split) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray]:
+    """(overall truth, discovery truth, rows of customers with something new), aligned with ``split.rows``."""
+    truth = split.truth[split.rows]
+    bought = split.train.orders[split.rows]
     new = truth - truth.multiply(bought > 0)
     new.eliminate_zeros()
     new = sp.csr_matrix(new)
-    keep = np.flatnonzero(np.diff(new.indptr) > 0)
-    empty = np.zeros((0, min(k, n_items)), dtype=np.int64)
-    results = []
-    for ranked_overall, ranked_discovery in zip(overall or [[]], discovery or [[]], strict=True):
-        ranked = np.vstack(ranked_overall) if ranked_overall else empty
-        ranked_new = np.vstack(ranked_discovery) if ranked_discovery else empty
-        results.append((ranking_metrics(ranked, truth, n_items),
-                        ranking_metrics(ranked_new[keep], new[keep], n_items)))
-    return results
+    return truth, new, np.flatnonzero(np.diff(new.indptr) > 0)
+
+
+def evaluate_variants(split: Split, score_chunk: Callable[[PurchaseHistory], list[np.ndarray]],
+                      k: int = 10) -> list[tuple[Metrics, Metrics]]:
+    """(overall, discovery) metrics of several scorings of the same split at once (see ``rank_variants``)."""
+    n_items = split.train.shape[1]
+    truth, new, keep = view_truths(split)
+    return [(ranking_metrics(ranked, truth, n_items), ranking_metrics(ranked_new[keep], new[keep], n_items))
+            for ranked, ranked_new in rank_variants(split, score_chunk, k)]
 
 
 def run(model: Recommender, split: Split, k: int = 10) -> ModelReport:

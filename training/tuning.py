@@ -37,7 +37,7 @@ from scoring.models.hybrid import HybridRecommender
 from scoring.threads import limit_blas_threads
 from training.evaluate import Metrics, Split, chunks, evaluate_variants, make_split, split_log
 
-DEFAULT_BUDGET_S = 40.0
+DEFAULT_BUDGET_S = 120.0
 VALIDATION_FOLDS = 2
 #: Customers evaluated per fold: enough for NDCG differences of ~0.005 to show, small enough for the budget.
 FOLD_CUSTOMERS = 3_000
