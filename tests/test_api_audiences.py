@@ -105,3 +105,26 @@ def test_promotion_audience_uses_targets_and_eligibility(service: Service) -> No
     assert doc["size"] > 0
     missing = post(service, {"promotion_id": "nope", "size": 3})
     assert missing.status_code == 404
+
+
+def test_rank_reorders_for_the_customer(service: Service, sample_model: Any) -> None:
+    artifact = read_artifact(sample_model)
+    busiest = int(np.argmax(np.diff(artifact.history.orders.indptr)))
+    customer = str(artifact.customer_ids[busiest])
+    bought = artifact.history.items_of(busiest)[:3]
+    others = [i for i in service.items[:40] if artifact.item_ids.tolist().index(i) not in set(bought.tolist())][:10]
+    items = ["unknown-b", *others, *[str(artifact.item_ids[i]) for i in bought], "unknown-a"]
+    doc = service.client.post(f"/v1/customers/{customer}/rank", json={"items": items},
+                              headers=service.headers("read")).get_json()
+    assert doc["source"] == "personalized" and len(doc["items"]) == len(items)
+    ranked = [i["item_id"] for i in doc["items"]]
+    assert ranked[-2:] == ["unknown-b", "unknown-a"] and doc["items"][-1]["score"] is None
+    scores = [i["score"] for i in doc["items"][:-2]]
+    assert scores == sorted(scores, reverse=True)
+    assert set(ranked[:3]) == {str(artifact.item_ids[i]) for i in bought}  # the customer's own re-orders first
+    stranger = service.client.post("/v1/customers/nobody-at-all/rank", json={"items": items},
+                                   headers=service.headers("read")).get_json()
+    assert stranger["source"] == "popular" and [i["item_id"] for i in stranger["items"]][-2:] == ranked[-2:]
+    too_many = service.client.post(f"/v1/customers/{customer}/rank", json={"items": ["x"] * 501},
+                                   headers=service.headers("read"))
+    assert too_many.status_code == 400
