@@ -49,3 +49,14 @@ def test_modes_and_errors(sample_model: Path, tmp_path: Path, capsys: pytest.Cap
     assert main(["audience", "--model", str(sample_model), "--items", "nope", "--size", "5",
                  "--output", str(out)]) == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_train_refuses_to_overwrite_without_force(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.marketing_support import SAMPLE_CSV
+
+    out = tmp_path / "m"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    assert main(["-q", "train", "--data", str(SAMPLE_CSV), "--format", "online-retail", "--no-eval",
+                 "--tune-budget", "0", "--out", str(out)]) == 2
+    assert "--force" in capsys.readouterr().err and (out / "keep.txt").exists()
