@@ -117,6 +117,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if not args.out and not args.publish:
         raise CliError("nothing to do: give --out DIR and/or --publish")
+    if args.out and Path(args.out).exists() and not args.force:
+        raise CliError(f"{args.out} already exists; give --force to replace it")
     timer = PhaseTimer(quiet=args.quiet)
     log = _read_phase(args, timer)
     algorithm, params, tuning = _choose_model(args, log, timer)

@@ -98,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval_args(train)
     train.add_argument("--no-eval", action="store_true", help="skip the holdout evaluation")
     train.add_argument("--out", metavar="DIR", help="write the versioned model directory here")
+    train.add_argument("--force", action="store_true", help="replace an existing --out directory")
     train.add_argument("--publish", action="store_true", help="publish to Redis and activate after training")
     _add_redis_arg(train)
 
