@@ -4,9 +4,11 @@ set, or customers due to re-order, chosen from every customer published with the
 Bounded work: the version's customers are loaded once per process (``service.infrastructure.population``,
 at most 500,000) and every audience's scores are remembered per (version, targeting) for the next
 request (8 entries), so only the first request of a targeting scores the customers - in chunks of
-``scoring.audience.CHUNK_CELLS`` scores, about 4,000 customers/s on a 3,700-item catalogue and 2,300/s on a
-24,000-item one on one core (docs/BENCHMARKS.md). Requests beyond ``MAX_CELLS`` scores (customers x
-catalogue) are refused with a 400 that points at ``tailor audience``, the batch command without the limit.
+``scoring.audience.CHUNK_CELLS`` scores, 1,100-2,300 customers/s on Online Retail's 3,700 items with the
+default hybrid model, ~800/s on Ta Feng's 24,000 items, on one core (docs/BENCHMARKS.md). Item, category
+and promotion audiences needing more than ``MAX_CELLS`` scores (customers x catalogue, ~15 s of one worker
+thread) are refused with a 400 that points at ``tailor audience``, the batch command without the limit;
+look-alike and re-order audiences cost one sparse pass and have no such limit.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ from service.infrastructure.model_store import LoadedModel, ServingState
 from service.infrastructure.population import PopulationCache
 from service.usecases.marketing import Marketing
 
-#: Largest scoring job one request may start (customers x catalogue items): ~10 s of one worker.
-MAX_CELLS = 2_000_000_000
+#: Largest scoring job one request may start (customers x catalogue items): ~15 s of one worker thread.
+MAX_CELLS = 200_000_000
 TARGETING = ("items", "categories", "promotion_id", "lookalike", "due_for_reorder")
 
 
