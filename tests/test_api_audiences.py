@@ -128,3 +128,17 @@ def test_rank_reorders_for_the_customer(service: Service, sample_model: Any) -> 
     too_many = service.client.post(f"/v1/customers/{customer}/rank", json={"items": ["x"] * 501},
                                    headers=service.headers("read"))
     assert too_many.status_code == 400
+
+
+def test_exclude_repeated_and_unknown_query_parameters(service: Service) -> None:
+    customer = service.customers[0]
+    base = service.get(f"/v1/customers/{customer}/recommendations?n=5").get_json()
+    first, second = (i["item_id"] for i in base["items"][:2])
+    repeated = service.get(f"/v1/customers/{customer}/recommendations?n=5&exclude={first}&exclude={second}")
+    ids = [i["item_id"] for i in repeated.get_json()["items"]]
+    assert first not in ids and second not in ids
+    mixed = service.get(f"/v1/customers/{customer}/recommendations?n=5&exclude={first},{second}").get_json()
+    assert [i["item_id"] for i in mixed["items"]] == ids
+    typo = service.get(f"/v1/customers/{customer}/recommendations?n=5&exclude_purchsed=true")
+    assert typo.status_code == 400
+    assert "exclude_purchsed" in typo.get_json()["error"]["details"]["query"]
