@@ -46,6 +46,12 @@ def customer_history_pattern(version: str) -> str:
     return f"{PREFIX}:hist:{version}:*"
 
 
+def customer_of_history_key(version: str, key: str) -> str | None:
+    """The customer id of a ``customer_history`` key of ``version``, else None."""
+    head = f"{PREFIX}:hist:{version}:{{c:"
+    return key[len(head):-1] if key.startswith(head) and key.endswith("}") else None
+
+
 LIVE_PREFIX = f"{PREFIX}:live:"
 SESSION_PREFIX = f"{PREFIX}:session:"
 #: Every key an event changes and a recommendation reads: what the service's customer cache tracks.

@@ -117,6 +117,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if not args.out and not args.publish:
         raise CliError("nothing to do: give --out DIR and/or --publish")
+    if args.out and Path(args.out).exists() and not args.force:
+        raise CliError(f"{args.out} already exists; give --force to replace it")
     timer = PhaseTimer(quiet=args.quiet)
     log = _read_phase(args, timer)
     algorithm, params, tuning = _choose_model(args, log, timer)
@@ -177,6 +179,38 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"{counts['rows']:,} rows for {counts['customers']:,} customers "
               f"({counts['fallback']:,} unknown -> popular fallback) written to {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_audience(args: argparse.Namespace) -> int:
+    from scoring.artifact import read_artifact
+    from training.audience import AudienceError, export_audience
+
+    given = [name for name, value in (("--items", args.items), ("--categories", args.categories),
+                                      ("--lookalike", args.lookalike)) if value]
+    if len(given) > 1 or (args.lookalike and args.due_for_reorder):
+        raise CliError(f"give exactly one of --items, --categories, --lookalike (got {' and '.join(given)}"
+                       f"{' and --due-for-reorder' if args.due_for_reorder and args.lookalike else ''})")
+    if not given and not args.due_for_reorder:
+        raise CliError("give one of --items, --categories, --lookalike, --due-for-reorder")
+    if args.size is None and args.min_score is None:
+        raise CliError("give --size N (1..100000) or --min-score X")
+    if args.size is not None and not 1 <= args.size <= 100_000:
+        raise CliError(f"--size must be between 1 and 100000, got {args.size}")
+    artifact = read_artifact(args.model)
+    out = sys.stdout if args.output == "-" else _open_output(args.output)
+    try:
+        counts = export_audience(artifact, out, items=args.items or (), categories=args.categories or (),
+                                 lookalike=args.lookalike or (), due_for_reorder=args.due_for_reorder,
+                                 size=args.size, min_score=args.min_score)
+    except AudienceError as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    if not args.quiet:
+        print(f"{counts['written']:,} customers written to {args.output}; scored {counts['customers']:,} customers "
+              f"in {counts['seconds']:.2f}s ({counts['customers_per_s']:,.0f} customers/s)", file=sys.stderr)
     return 0
 
 
@@ -298,7 +332,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
-    "train": cmd_train, "evaluate": cmd_evaluate, "recommend": cmd_recommend, "publish": cmd_publish,
+    "train": cmd_train, "evaluate": cmd_evaluate, "recommend": cmd_recommend, "audience": cmd_audience,
+    "publish": cmd_publish,
     "models": cmd_models, "serve": cmd_serve, "demo": cmd_demo, "retrain": cmd_retrain, "config": cmd_config,
 }
 

@@ -98,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval_args(train)
     train.add_argument("--no-eval", action="store_true", help="skip the holdout evaluation")
     train.add_argument("--out", metavar="DIR", help="write the versioned model directory here")
+    train.add_argument("--force", action="store_true", help="replace an existing --out directory")
     train.add_argument("--publish", action="store_true", help="publish to Redis and activate after training")
     _add_redis_arg(train)
 
@@ -112,6 +113,19 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--n", type=int, default=10, metavar="N")
     rec.add_argument("--exclude-purchased", action="store_true", help="never recommend what was bought")
     rec.add_argument("--output", required=True, metavar="OUT.csv", help="- for stdout")
+
+    aud = sub.add_parser("audience", help="the customers to target (POST /v1/audiences in batch) as CSV "
+                                          "(customer_id,score,reason)")
+    aud.add_argument("--model", required=True, metavar="DIR")
+    aud.add_argument("--items", nargs="+", metavar="ITEM", help="target items: affinity for them")
+    aud.add_argument("--categories", nargs="+", metavar="CATEGORY", help="target categories: summed affinity")
+    aud.add_argument("--lookalike", nargs="+", metavar="CUSTOMER", help="seed customers: the most similar others")
+    aud.add_argument("--due-for-reorder", action="store_true",
+                     help="customers past their typical re-order interval of an item (of --items/--categories if "
+                          "given)")
+    aud.add_argument("--size", type=int, default=None, metavar="N", help="at most N customers (1..100000)")
+    aud.add_argument("--min-score", type=float, default=None, metavar="X", help="only customers scoring >= X")
+    aud.add_argument("--output", required=True, metavar="OUT.csv", help="- for stdout")
 
     publish = sub.add_parser("publish", help="copy a model directory into Redis and activate it")
     publish.add_argument("--model", required=True, metavar="DIR")

@@ -59,11 +59,25 @@ def category_field(description: str) -> fields.String:
                          metadata={"description": description})
 
 
+class RepeatableList(DelimitedList):
+    """Comma-separated values, repeatable: ``exclude=A,B``, ``exclude=A&exclude=B`` and mixes of both."""
+
+    is_multiple = True  # webargs hands over every value of a repeated query parameter
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, list | tuple):
+            if not all(isinstance(v, str) for v in value):
+                raise self.make_error("invalid")
+            value = ",".join(v for v in value if v != "")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
 class QueryFiltersSchema(ma.Schema):
     """``exclude``, ``category`` and ``exclude_category`` as query parameters."""
 
-    exclude = DelimitedList(IdField(), load_default=list, validate=validate.Length(max=MAX_EXCLUDE),
-                            metadata={"description": "comma-separated item ids never to return"})
+    exclude = RepeatableList(IdField(), load_default=list, validate=validate.Length(max=MAX_EXCLUDE),
+                             metadata={"description": "item ids never to return: comma-separated and/or repeated "
+                                                      "(`exclude=A,B` or `exclude=A&exclude=B`)"})
     category = category_field("only items of this category")
     exclude_category = category_field("no items of this category")
 

@@ -92,6 +92,8 @@ class TailorParser(FlaskParser):
 
     def parse(self, argmap: Any, req: flask.Request | None = None, *, location: str | None = None,
               validate: Any = None, **kwargs: Any) -> Any:
+        if location == "query" and kwargs.get("unknown") in (None, core._UNKNOWN_DEFAULT_PARAM):
+            kwargs["unknown"] = ma.RAISE  # a misspelt parameter is a 400 naming it, never silently ignored
         if location != "query" or validate is not None or not isinstance(argmap, ma.Schema):
             return super().parse(argmap, req, location=location, validate=validate, **kwargs)
         raw = (req or flask.request).query_string

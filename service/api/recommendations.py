@@ -8,7 +8,13 @@ import flask
 
 from service.api.common_schemas import RecommendationsSchema, path_id
 from service.api.framework import Blueprint, json_response
-from service.api.recommendations_schemas import BasketRequest, CustomerRecommendationsQuery, PopularQuery
+from service.api.recommendations_schemas import (
+    BasketRequest,
+    CustomerRecommendationsQuery,
+    PopularQuery,
+    RankedItemsSchema,
+    RankRequest,
+)
 from service.usecases.engine import Engine
 
 blp = Blueprint("recommendations", __name__, url_prefix="/v1",
@@ -52,3 +58,19 @@ def basket_recommendations(items: list[str], **args: Any) -> flask.Response:
 def popular(**args: Any) -> flask.Response:
     """The most popular items (distinct recent buyers), per country or segment value where the data allows."""
     return json_response(engine().popular(**args))
+
+
+@blp.route("/customers/<customer_id>/rank", methods=["POST"])
+@blp.requires("read")
+@blp.arguments(RankRequest(), as_kwargs=True)
+@blp.response(200, RankedItemsSchema)
+def rank_items(customer_id: str, items: list[str]) -> flask.Response:
+    """The posted items (up to 500: a search result, a category page) reordered for the customer.
+
+    Known items come first, ordered by the customer's scores with reasons; items the model does not know
+    keep their given order after them (`score` null). A customer without history (and without events) gets
+    popularity order (`source` `popular`); when Redis is unavailable, popularity order too
+    (`popular-fallback`). Repeated ids are answered once.
+    """
+    path_id(customer_id, "customer_id")
+    return json_response(engine().rank_items(customer_id, items))

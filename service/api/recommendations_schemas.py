@@ -92,3 +92,28 @@ class PopularQuery(ma.Schema):
                        "NAME`), e.g. AGE_GROUP:25-29: that value's own list where the data has enough customers "
                        "with it; it wins over `country`; else the country's or the global list"})
     category = category_field("only items of this category")
+
+
+MAX_RANK_ITEMS = 500
+
+
+class RankRequest(ma.Schema):
+    items = fields.List(IdField(), required=True, validate=validate.Length(1, MAX_RANK_ITEMS), metadata={
+        "description": f"the item ids to reorder, 1..{MAX_RANK_ITEMS}"})
+
+
+class RankedItemSchema(ma.Schema):
+    item_id = fields.String(required=True)
+    title = fields.String(allow_none=True)
+    price = fields.Float(allow_none=True)
+    category = fields.String(allow_none=True)
+    score = fields.Float(allow_none=True, metadata={"description": "null for items the model does not know"})
+    reason = fields.String(allow_none=True)
+
+
+class RankedItemsSchema(ma.Schema):
+    customer_id = fields.String(required=True)
+    model_version = fields.String(required=True)
+    source = fields.String(required=True, metadata={"enum": ["personalized", "session", "popular",
+                                                             "popular-fallback"]})
+    items = fields.List(fields.Nested(RankedItemSchema), required=True)

@@ -50,6 +50,7 @@ class Engine:
         self.answers = AnswerMemo(settings.answer_cache_size)
         # With the wall clock "now" moves between requests, so an answer is no function of its inputs alone.
         self.memoise = settings.clock == "data" and settings.answer_cache_size > 0
+        self._labels: dict[str, np.ndarray] = {}
 
     # -- helpers --------------------------------------------------------------------------------------
     def serving(self) -> ServingState:
@@ -103,8 +104,20 @@ class Engine:
         scores = m.model.score_row(history)
         idx, values = rank_scores(scores, n, filters, m.category_codes)
         reasons = m.model.explain_row(history, idx)
-        texts = {int(i): reason_text(r, m.item_ids, phrase) for i, r in zip(idx.tolist(), reasons, strict=True)}
+        labels = self.item_labels(m)
+        texts = {int(i): reason_text(r, labels, phrase) for i, r in zip(idx.tolist(), reasons, strict=True)}
         return self._items(m, idx, values, texts.__getitem__)
+
+    def item_labels(self, model: LoadedModel) -> np.ndarray:
+        """Item index -> "TITLE (ID)" (the id alone without a title): how reasons name related items."""
+        found = self._labels.get(model.version)
+        if found is None:
+            found = np.asarray([f"{str(meta['title']).strip()} ({meta['item_id']})" if meta.get("title")
+                                else str(meta["item_id"]) for meta in model.item_meta], dtype=object)
+            if len(self._labels) >= 4:
+                self._labels.clear()
+            self._labels[model.version] = found
+        return found
 
     # -- recommendations ------------------------------------------------------------------------------
     def for_customer(self, customer_id: str, *, n: int, exclude_purchased: bool = False,
@@ -182,6 +195,49 @@ class Engine:
         answer = self._scored(state, history, n, filters, _in_your_basket)
         return {"model_version": m.version, "source": SOURCE_BASKET, "items": answer}
 
+    def rank_items(self, customer_id: str, items: Sequence[str]) -> dict[str, Any]:
+        """``items`` reordered for the customer: known items by the customer's scores (popularity for a customer
+        without history, or when Redis does not answer), then unknown items in their given order."""
+        state = self.serving()
+        m = state.model
+        ids = list(dict.fromkeys(items))
+        known = [i for i in ids if i in m.item_index]
+        unknown = [i for i in ids if i not in m.item_index]
+        idx = np.asarray([m.item_index[i] for i in known], dtype=np.int64)
+        source = SOURCE_PERSONALIZED
+        try:
+            customer, _, _ = self.repository.customer_read(customer_id, m.version, fingerprinted=False)
+        except Unavailable:
+            count_fallback()
+            customer, source = None, SOURCE_FALLBACK
+        history = None
+        if customer is not None and (customer.known or customer.has_events):
+            history = purchase_history(customer, m.item_index, m.n_items, m.data_end_day,
+                                       self.now_day(m, customer), include_session=not customer.known)
+            source = SOURCE_PERSONALIZED if customer.known else SOURCE_SESSION
+        elif customer is not None:
+            source = SOURCE_POPULAR
+        texts: list[str | None]
+        if history is not None and len(idx):
+            scores = m.model.score_row(history)[idx].astype(np.float64)
+            order = np.argsort(-scores, kind="stable")
+            idx, scores = idx[order], scores[order]
+            phrase = _you_ordered if customer is not None and customer.known else _you_viewed
+            labels = self.item_labels(m)
+            texts = [reason_text(r, labels, phrase) for r in m.model.explain_row(history, idx)]
+        else:
+            popular = np.zeros(m.n_items, dtype=np.float64)
+            popular[m.popular.items] = np.asarray(m.popular.scores, dtype=np.float64) + 1.0
+            scores = popular[idx]
+            order = np.argsort(-scores, kind="stable")
+            idx, scores = idx[order], scores[order]
+            texts = ["popular right now" if s > 0 else None for s in scores.tolist()]
+        answer = [{**m.item_meta[i], "score": round(float(s), 6), "reason": t}
+                  for i, s, t in zip(idx.tolist(), scores.tolist(), texts, strict=True)]
+        answer += [{"item_id": i, "title": None, "price": None, "category": None, "score": None,
+                    "reason": "not in the model's catalogue: kept in the given order"} for i in unknown]
+        return {"customer_id": customer_id, "model_version": m.version, "source": source, "items": answer}
+
     def similar(self, item_id: str, *, n: int) -> Answer:
         """Items bought by the same customers; 404 for an item the model does not know."""
         state = self.serving()
@@ -249,6 +305,10 @@ def _index_of(model: LoadedModel, item_id: str) -> int:
 
 def _you_ordered(_index: int) -> str:
     return "you ordered"
+
+
+def _you_viewed(_index: int) -> str:
+    return "you viewed"
 
 
 def _in_your_basket(_index: int) -> str:

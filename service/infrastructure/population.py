@@ -1,0 +1,113 @@
+"""Every customer published with a model version, in memory, for audiences (``POST /v1/audiences``).
+
+Loaded from the version's customer records (``SCAN`` of ``tailor:hist:VERSION:*`` plus pipelined ``GET``s of
+1,000 keys) at most once per version and process, then kept until the version changes. Records are
+immutable per version; purchases received as events since training are not part of an audience's
+population (they reach it at the next published version). At most ``MAX_CUSTOMERS`` customers are loaded
+(the audience is then chosen from the first ones the scan returns, and the answer says so).
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+
+import numpy as np
+import redis
+import scipy.sparse as sp
+
+from redis_state import keys
+from redis_state.codec import unpack_customer
+from scoring.audience import Population
+from scoring.history import PurchaseHistory
+
+MAX_CUSTOMERS = 500_000
+BATCH = 1_000
+
+
+def load_population(client: redis.Redis, version: str, n_items: int, now_day: float,
+                    max_customers: int = MAX_CUSTOMERS) -> tuple[Population, bool]:
+    """(population, truncated): the version's customers as one batch history plus their aggregates."""
+    ids: list[str] = []
+    records = []
+    truncated = False
+    pattern = keys.customer_history_pattern(version)
+    batch: list[str] = []
+
+    def flush() -> None:
+        pipe = client.pipeline(transaction=False)
+        for key in batch:
+            pipe.get(key)
+        for key, blob in zip(batch, pipe.execute(), strict=True):
+            customer = keys.customer_of_history_key(version, key)
+            if blob is None or customer is None:
+                continue
+            try:
+                records.append(unpack_customer(blob))
+            except (ValueError, struct.error):  # a corrupt record is skipped, not fatal
+                continue
+            ids.append(customer)
+        batch.clear()
+
+    for raw in client.scan_iter(match=pattern, count=BATCH):
+        if len(ids) + len(batch) >= max_customers:
+            truncated = True
+            break
+        batch.append(raw.decode() if isinstance(raw, bytes) else raw)
+        if len(batch) >= BATCH:
+            flush()
+    if batch:
+        flush()
+    order = np.argsort(np.asarray(ids, dtype=str), kind="stable") if ids else np.empty(0, dtype=np.int64)
+    ids_arr = np.asarray(ids, dtype=str)[order] if ids else np.empty(0, dtype=str)
+    records = [records[i] for i in order.tolist()]
+    lengths = np.asarray([len(r.items) for r in records], dtype=np.int64)
+    indptr = np.zeros(len(records) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=indptr[1:])
+
+    def cat(name: str, dtype: type) -> np.ndarray:
+        parts = [np.asarray(getattr(r, name), dtype=dtype) for r in records]
+        return np.concatenate(parts) if parts else np.empty(0, dtype=dtype)
+
+    items = cat("items", np.int32)
+    valid = (items >= 0) & (items < n_items)
+    shape = (len(records), n_items)
+
+    def mat(values: np.ndarray) -> sp.csr_matrix:
+        m = sp.csr_matrix((values, items.copy(), indptr.copy()), shape=shape)
+        if not valid.all():
+            m.data[~valid] = 0
+            m.indices[~valid] = 0
+            m.eliminate_zeros()
+        m.sort_indices()
+        m.sum_duplicates()
+        return m
+
+    history = PurchaseHistory(mat(cat("orders", np.float32)), mat(cat("quantity", np.float32)),
+                              mat(cat("last_day", np.float64)), float(now_day))
+    orders = np.asarray([r.order_count for r in records], dtype=np.int64)
+    first = np.asarray([r.first_day if r.order_count > 0 else np.inf for r in records], dtype=np.float64)
+    last = np.asarray([r.last_purchase_day if r.order_count > 0 else -np.inf for r in records], dtype=np.float64)
+    population = Population(ids_arr, history, orders, np.asarray([r.spend for r in records], dtype=np.float64),
+                            first, last, np.asarray([r.country for r in records], dtype=np.int64))
+    return population, truncated
+
+
+class PopulationCache:
+    """One population per process: the served version's, loaded once (concurrent requests wait for it)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entry: tuple[str, Population, bool] | None = None
+
+    def get(self, client: redis.Redis, version: str, n_items: int, now_day: float) -> tuple[Population, bool]:
+        entry = self._entry
+        if entry is not None and entry[0] == version:
+            return entry[1], entry[2]
+        with self._lock:
+            entry = self._entry
+            if entry is not None and entry[0] == version:
+                return entry[1], entry[2]
+            population, truncated = load_population(client, version, n_items, now_day)
+            self._entry = (version, population, truncated)
+            return population, truncated

@@ -1,0 +1,144 @@
+"""Audiences through the real app (Flask test client) against a real Redis with a published model."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from scoring.artifact import read_artifact
+
+if TYPE_CHECKING:
+    from tests.marketing_support import Service
+
+pytest_plugins = ["tests.marketing_support"]
+
+
+def post(service: Service, body: dict[str, Any], scope: str = "marketing", **headers: str) -> Any:
+    return service.client.post("/v1/audiences", json=body, headers={**service.headers(scope), **headers})
+
+
+
+def test_items_audience_ranks_repeat_buyers_first(service: Service, sample_model: Any) -> None:
+    artifact = read_artifact(sample_model)
+    counts = np.asarray((artifact.history.orders > 0).sum(axis=0)).ravel()
+    item = int(np.argmax(counts))
+    item_id = str(artifact.item_ids[item])
+    answer = post(service, {"items": [item_id], "size": 20})
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    doc = answer.get_json()
+    assert doc["size"] == len(doc["customers"]) == 20 and doc["model_version"] == artifact.version
+    scores = [c["score"] for c in doc["customers"]]
+    assert scores == sorted(scores, reverse=True)
+    # the top of the audience bought the item, most often first; the reason names the item's title
+    column = artifact.history.orders[:, item].toarray().ravel()
+    index = {str(c): i for i, c in enumerate(artifact.customer_ids)}
+    top = doc["customers"][0]
+    assert column[index[top["customer_id"]]] == column.max()
+    title = artifact.items[item]["title"]
+    assert title in top["reason"] and "order" in top["reason"]
+
+
+def test_csv_and_min_score(service: Service) -> None:
+    response = post(service, {"items": service.items[:2], "min_score": 1.0}, Accept="text/csv")
+    assert response.status_code == 200 and response.mimetype == "text/csv"
+    rows = list(csv.reader(io.StringIO(response.get_data(as_text=True))))
+    assert rows[0] == ["customer_id", "score", "reason"] and len(rows) > 1
+    assert all(float(r[1]) >= 1.0 for r in rows[1:])
+    as_json = post(service, {"items": service.items[:2], "min_score": 1.0}).get_json()
+    assert [c["customer_id"] for c in as_json["customers"]] == [r[0] for r in rows[1:]]
+
+
+def test_exactly_one_targeting_field(service: Service) -> None:
+    both = post(service, {"items": service.items[:1], "lookalike": service.customers[:2], "size": 5})
+    assert both.status_code == 400
+    error = both.get_json()["error"]
+    assert "items" in error["message"] and "lookalike" in error["message"]
+    assert set(error["details"]["json"]) == {"items", "lookalike"}
+    none = post(service, {"size": 5})
+    assert none.status_code == 400 and "targeting" in none.get_json()["error"]["message"]
+    no_size = post(service, {"items": service.items[:1]})
+    assert no_size.status_code == 400 and "size" in no_size.get_json()["error"]["details"]["json"]
+    too_big = post(service, {"items": service.items[:1], "size": 100_001})
+    assert too_big.status_code == 400
+    unknown = post(service, {"items": ["no-such-item"], "size": 5})
+    assert unknown.status_code == 400 and "no-such-item" in unknown.get_json()["error"]["message"]
+    assert post(service, {"items": service.items[:1], "size": 5}, scope="read").status_code == 403
+
+
+def test_lookalike_excludes_seeds(service: Service) -> None:
+    seeds = service.customers[:3]
+    doc = post(service, {"lookalike": seeds, "size": 10}).get_json()
+    ids = [c["customer_id"] for c in doc["customers"]]
+    assert len(ids) == 10 and not set(ids) & set(seeds)
+    assert all("seed customers" in c["reason"] for c in doc["customers"])
+
+
+def test_due_for_reorder_names_item_and_days(service: Service) -> None:
+    doc = post(service, {"due_for_reorder": True, "size": 10}).get_json()
+    assert doc["size"] > 0
+    assert all("days overdue" in c["reason"] and "re-order" in c["reason"] for c in doc["customers"])
+
+
+def test_categories_and_eligibility(service: Service, sample_model: Any) -> None:
+    artifact = read_artifact(sample_model)
+    countries = artifact.customers.countries
+    answer = post(service, {"items": service.items[:5], "size": 50,
+                            "eligibility": {"countries": [countries[0].upper()], "min_orders": 2}})
+    assert answer.status_code == 200
+    index = {str(c): i for i, c in enumerate(artifact.customer_ids)}
+    for row in answer.get_json()["customers"]:
+        i = index[row["customer_id"]]
+        assert artifact.customers.country[i] == 0 and artifact.customers.orders[i] >= 2
+
+
+def test_promotion_audience_uses_targets_and_eligibility(service: Service) -> None:
+    now = datetime.now(UTC)
+    promotion = {"name": "Repeat buyers", "items": service.items[:3], "offer": {"text": "10% off"},
+                 "starts_at": (now - timedelta(days=1)).isoformat(), "ends_at": (now + timedelta(days=9)).isoformat(),
+                 "eligibility": {"min_orders": 3}, "status": "active"}
+    assert service.put("/v1/promotions/repeat", promotion).status_code == 201
+    doc = post(service, {"promotion_id": "repeat", "size": 30}).get_json()
+    assert doc["size"] > 0
+    missing = post(service, {"promotion_id": "nope", "size": 3})
+    assert missing.status_code == 404
+
+
+def test_rank_reorders_for_the_customer(service: Service, sample_model: Any) -> None:
+    artifact = read_artifact(sample_model)
+    busiest = int(np.argmax(np.diff(artifact.history.orders.indptr)))
+    customer = str(artifact.customer_ids[busiest])
+    bought = artifact.history.items_of(busiest)[:3]
+    others = [i for i in service.items[:40] if artifact.item_ids.tolist().index(i) not in set(bought.tolist())][:10]
+    items = ["unknown-b", *others, *[str(artifact.item_ids[i]) for i in bought], "unknown-a"]
+    doc = service.client.post(f"/v1/customers/{customer}/rank", json={"items": items},
+                              headers=service.headers("read")).get_json()
+    assert doc["source"] == "personalized" and len(doc["items"]) == len(items)
+    ranked = [i["item_id"] for i in doc["items"]]
+    assert ranked[-2:] == ["unknown-b", "unknown-a"] and doc["items"][-1]["score"] is None
+    scores = [i["score"] for i in doc["items"][:-2]]
+    assert scores == sorted(scores, reverse=True)
+    assert set(ranked[:3]) == {str(artifact.item_ids[i]) for i in bought}  # the customer's own re-orders first
+    stranger = service.client.post("/v1/customers/nobody-at-all/rank", json={"items": items},
+                                   headers=service.headers("read")).get_json()
+    assert stranger["source"] == "popular" and [i["item_id"] for i in stranger["items"]][-2:] == ranked[-2:]
+    too_many = service.client.post(f"/v1/customers/{customer}/rank", json={"items": ["x"] * 501},
+                                   headers=service.headers("read"))
+    assert too_many.status_code == 400
+
+
+def test_exclude_repeated_and_unknown_query_parameters(service: Service) -> None:
+    customer = service.customers[0]
+    base = service.get(f"/v1/customers/{customer}/recommendations?n=5").get_json()
+    first, second = (i["item_id"] for i in base["items"][:2])
+    repeated = service.get(f"/v1/customers/{customer}/recommendations?n=5&exclude={first}&exclude={second}")
+    ids = [i["item_id"] for i in repeated.get_json()["items"]]
+    assert first not in ids and second not in ids
+    mixed = service.get(f"/v1/customers/{customer}/recommendations?n=5&exclude={first},{second}").get_json()
+    assert [i["item_id"] for i in mixed["items"]] == ids
+    typo = service.get(f"/v1/customers/{customer}/recommendations?n=5&exclude_purchsed=true")
+    assert typo.status_code == 400
+    assert "exclude_purchsed" in typo.get_json()["error"]["details"]["query"]
