@@ -117,6 +117,17 @@ ITEM_OVERRIDES_REV = f"{PREFIX}:items:overrides:rev"  # counter bumped on each c
 EVENTS_STREAM = f"{PREFIX}:events"  # stream of accepted events, capped (MAXLEN ~) for retraining
 
 
+#: Hash tag of the events stream's own slot: a key whose tag is the stream's whole name hashes like it.
+EVENTS_STREAM_TAG = f"{{{EVENTS_STREAM}}}"
+
+
+def event_appended(customer_id: str, event_id: str) -> str:
+    """Append marker of an event, in the *stream's* slot (``SET NX`` in the script that ``XADD``s it), so a
+    retried append of the same event adds nothing; ``{len}:customer:event`` keeps the two ids apart."""
+    customer = encode_id(customer_id)
+    return f"{PREFIX}:events:{EVENTS_STREAM_TAG}:appended:{len(customer)}:{customer}:{encode_id(event_id)}"
+
+
 def event_seen(customer_id: str, event_id: str) -> str:
     """Idempotency marker of an event (SET NX with a TTL), in its customer's slot: one script per customer
     checks the markers of a batch and records the new events in the customer's hashes."""

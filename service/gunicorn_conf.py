@@ -56,8 +56,9 @@ logconfig_dict: dict[str, Any] = {
     "disable_existing_loggers": False,
     "formatters": {"tailor": {"()": f"service.app.logs.{'Json' if _settings.log_format == 'json' else 'Text'}"
                                     "Formatter"}},
+    "filters": {"repeats": {"()": "service.app.logs.RepeatLimiter"}},
     "handlers": {"error_console": {"class": "logging.StreamHandler", "formatter": "tailor",
-                                   "stream": "ext://sys.stderr"}},
+                                   "stream": "ext://sys.stderr", "filters": ["repeats"]}},
     "root": {"level": "WARNING", "handlers": ["error_console"]},
     "loggers": {"gunicorn.error": {"level": _settings.log_level.upper(), "handlers": ["error_console"],
                                    "propagate": False, "qualname": "gunicorn.error"}},
