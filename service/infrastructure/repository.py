@@ -147,7 +147,7 @@ class Repository:
     def __init__(self, gateway: RedisGateway, settings: Settings) -> None:
         self.gateway = gateway
         self.settings = settings
-        self.customers = CustomerCache(gateway.reads, settings.customer_cache_size)
+        self.customers = CustomerCache(gateway.background, settings.customer_cache_size)
 
     # -- customers ------------------------------------------------------------------------------------
     def customer(self, customer_id: str, version: str) -> CustomerState:
