@@ -129,7 +129,7 @@ def main() -> int:
             chunk = chunk[1:]
         if not chunk:
             break
-        for entry_id, fields in chunk:
+        for _entry_id, fields in chunk:
             counts[(fields[b"customer_id"].decode(), fields[b"event_id"].decode())] += 1
         last = chunk[-1][0].decode()
     missing = sum(1 for pair in acked if counts[pair] == 0)

@@ -49,8 +49,36 @@ def path_id(value: str, what: str) -> str:
     return value
 
 
+_ASCII_INTEGER = re.compile(r"-?[0-9]+")
+_ASCII_NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?")
+
+
+class Integer(fields.Integer):
+    """An integer; given as text (a query parameter), only ASCII digits: ``５``, ``1_0``, `` 5`` are refused
+    (Python's ``int`` would take them)."""
+
+    def _validated(self, value: Any) -> Any:
+        if isinstance(value, str) and not _ASCII_INTEGER.fullmatch(value):
+            raise self.make_error("invalid")
+        return super()._validated(value)
+
+
+class Float(fields.Float):
+    """A number; given as text, only ASCII digits (with an optional fraction and exponent). ``strict``: a
+    JSON number only (a body field documented as ``type: number`` takes no string)."""
+
+    def __init__(self, *, strict: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.strict = strict
+
+    def _validated(self, value: Any) -> Any:
+        if isinstance(value, str) and (self.strict or not _ASCII_NUMBER.fullmatch(value)):
+            raise self.make_error("invalid")
+        return super()._validated(value)
+
+
 def n_field(default: int = 10, *, strict: bool = False) -> fields.Integer:
-    return fields.Integer(load_default=default, strict=strict, validate=validate.Range(1, MAX_N),
+    return Integer(load_default=default, strict=strict, validate=validate.Range(1, MAX_N),
                           metadata={"description": f"number of items, 1..{MAX_N}"})
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from service.api.common_schemas import IdField, is_valid_id
+from service.api.common_schemas import Float, IdField, is_valid_id
 from service.domain.events import EVENT_TYPES, ITEM_TYPES, Event, utc
 
 #: Timestamps outside this range are certainly wrong (and far-off years overflow date arithmetic).
@@ -34,9 +34,9 @@ class EventSchema(ma.Schema):
         "description": "ISO 8601; without a zone it is taken as UTC"})
     item_id = IdField(load_default=None, allow_none=True, metadata={
         "description": f"required for {', '.join(sorted(ITEM_TYPES))}"})
-    quantity = fields.Float(load_default=None, allow_none=True, allow_nan=False,
+    quantity = Float(strict=True, load_default=None, allow_none=True, allow_nan=False,
                             validate=validate.Range(min=0, min_inclusive=False, max=1_000_000))
-    price = fields.Float(load_default=None, allow_none=True, allow_nan=False,
+    price = Float(strict=True, load_default=None, allow_none=True, allow_nan=False,
                          validate=validate.Range(min=0, max=1_000_000_000))
     decision_id = IdField(load_default=None, allow_none=True, metadata={
         "description": "the decision a click or conversion answers (promotions, message variants)"})

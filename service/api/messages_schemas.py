@@ -5,6 +5,7 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields, validate
 
+from service.api.common_schemas import Float
 from service.api.promotions_schemas import DefinitionBody, RateSchema
 from service.domain import messages
 
@@ -23,9 +24,9 @@ class SlotBody(DefinitionBody):
 
     variants = fields.List(fields.Nested(VariantBody), required=True,
                            validate=validate.Length(messages.MIN_VARIANTS, messages.MAX_VARIANTS))
-    exploration = fields.Float(load_default=0.1, allow_nan=False, validate=validate.Range(0, 1), metadata={
+    exploration = Float(strict=True, load_default=0.1, allow_nan=False, validate=validate.Range(0, 1), metadata={
         "description": "share of decisions drawn uniformly at random (for measurement)"})
-    sticky_days = fields.Float(load_default=7.0, allow_nan=False,
+    sticky_days = Float(strict=True, load_default=7.0, allow_nan=False,
                                validate=validate.Range(0, messages.MAX_STICKY_DAYS), metadata={
         "description": "how long a customer keeps the same variant; 0 = decide afresh every time"})
 

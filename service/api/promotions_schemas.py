@@ -13,7 +13,7 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from service.api.common_schemas import MAX_ID_LENGTH, IdField
+from service.api.common_schemas import MAX_ID_LENGTH, Float, IdField
 from service.domain import promotions
 from service.domain.profile import STAGES
 
@@ -22,7 +22,7 @@ EARLIEST_YEAR, LATEST_YEAR = 2000, 2200
 
 
 def _number(**kwargs: Any) -> fields.Float:
-    return fields.Float(allow_nan=False, **kwargs)
+    return Float(strict=True, allow_nan=False, **kwargs)
 
 
 def _sane_time(value: datetime) -> None:

@@ -72,11 +72,25 @@ class JsonFormatter(logging.Formatter):
         return redact(orjson.dumps(doc, default=str).decode())
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def escape_control(text: str) -> str:
+    """Control characters as visible escapes (``\\r``, ``\\n``, ``\\x1b``): one record, one line."""
+    return _CONTROL.sub(lambda m: _NAMED.get(m.group(), f"\\x{ord(m.group()):02x}"), text)
+
+
 class TextFormatter(logging.Formatter):
-    """The plain format (``TAILOR_LOG_FORMAT=text``), redacted like the JSON one."""
+    """The plain format (``TAILOR_LOG_FORMAT=text``), redacted like the JSON one. Control characters of the
+    line (a ``%0D%0A`` in a request path, say) are escaped, so a client cannot forge a log line; only a
+    traceback, appended after the line, spans several lines."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__("%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return escape_control(super().formatMessage(record))
 
     def format(self, record: logging.LogRecord) -> str:
         return redact(super().format(record))
