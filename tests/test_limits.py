@@ -182,10 +182,13 @@ def test_a_crlf_in_the_path_cannot_forge_a_log_line(server: str, tmp_path) -> No
 def test_beyond_gunicorn_limits_gunicorn_answers_as_documented(server: str) -> None:
     """Past gunicorn's own (higher) limits gunicorn answers before the app, in HTML: README "Deployment
     limits" tells the reverse proxy to refuse such requests first. This pins gunicorn's limits there."""
-    from service.app.limits import GUNICORN_LIMIT_REQUEST_LINE
+    from service.app.limits import GUNICORN_LIMIT_REQUEST_FIELD_SIZE
 
-    status, headers, _ = raw(server, b"GET /v1/popular?x=" + b"a" * GUNICORN_LIMIT_REQUEST_LINE +
-                             b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-    assert status in (400, 414) and not headers.get("content-type", "").startswith("application/json")
+    status, headers, _ = raw(server, b"GET /v1/popular HTTP/1.1\r\nHost: x\r\nX-Big: " +
+                             b"b" * GUNICORN_LIMIT_REQUEST_FIELD_SIZE + b"\r\nConnection: close\r\n\r\n")
+    assert status in (400, 431) and not headers.get("content-type", "").startswith("application/json")
+    long_line, line_headers, _ = raw(server, b"GET /v1/popular?x=" + b"a" * 20000 +
+                                     b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert long_line == 414 and line_headers["content-type"] == "application/json", "no gunicorn line limit"
     readme = (ROOT / "README.md").read_text()
-    assert "large_client_header_buffers" in readme and str(GUNICORN_LIMIT_REQUEST_LINE) in readme
+    assert "large_client_header_buffers" in readme and f"{GUNICORN_LIMIT_REQUEST_FIELD_SIZE:,}" in readme

@@ -11,7 +11,7 @@ from service.domain import messages
 
 
 class VariantBody(ma.Schema):
-    id = fields.String(required=True, validate=validate.Length(1, 64))
+    id = fields.String(required=True, validate=validate.Length(1, 64), metadata={"pattern": r"^[A-Za-z0-9._-]{1,64}$"})
     content = fields.String(required=True, validate=validate.Length(1, messages.MAX_CONTENT), metadata={
         "description": "text with placeholders: " + ", ".join(f"{{{k}}}" for k in sorted(messages.PLACEHOLDERS))
                        + "; `{name|fallback}` when the value is missing; `{{` / `}}` for literal braces"})
@@ -23,7 +23,9 @@ class SlotBody(DefinitionBody):
     READ_ONLY = ("slot", "created_at", "updated_at")
 
     variants = fields.List(fields.Nested(VariantBody), required=True,
-                           validate=validate.Length(messages.MIN_VARIANTS, messages.MAX_VARIANTS))
+                           validate=validate.Length(messages.MIN_VARIANTS, messages.MAX_VARIANTS), metadata={
+                               "uniqueItems": True,
+                               "description": "each variant's `id` must be unique within the slot (400 otherwise)"})
     exploration = Float(strict=True, load_default=0.1, allow_nan=False, validate=validate.Range(0, 1), metadata={
         "description": "share of decisions drawn uniformly at random (for measurement)"})
     sticky_days = Float(strict=True, load_default=7.0, allow_nan=False,

@@ -75,6 +75,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     api = TailorApi(app)
     for blueprint in BLUEPRINTS:
         api.register_blueprint(blueprint)
+    api.finish_spec()
     app.register_blueprint(docs_blueprint())
     app.wsgi_app = LimitsMiddleware(app.wsgi_app, settings.max_body_bytes)  # type: ignore[method-assign]
     app.register_blueprint(console_blueprint())

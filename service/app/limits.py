@@ -26,8 +26,10 @@ import orjson
 MAX_REQUEST_LINE = 4094
 MAX_HEADER_FIELDS = 100
 MAX_HEADER_FIELD = 8190
-#: gunicorn's limits: above the app's, so the app answers first (gunicorn's maximum request line is 8190).
-GUNICORN_LIMIT_REQUEST_LINE = 8190
+#: gunicorn's limits: above the app's, so the app answers first. The request line is unlimited in gunicorn
+#: (0; its largest finite limit, 8190, is below what the documented parameters allow, and gunicorn's answer
+#: is HTML): the app refuses it past 4,094 bytes, and the reverse proxy bounds it (README).
+GUNICORN_LIMIT_REQUEST_LINE = 0
 GUNICORN_LIMIT_REQUEST_FIELDS = 1000
 GUNICORN_LIMIT_REQUEST_FIELD_SIZE = 32768
 
