@@ -79,3 +79,28 @@ def test_schemathesis_finds_no_difference(server: str, scope: str, tmp_path: Pat
     assert code == 0, summary
     assert not re.search(r"\[5\d\d\]", output), "no 5xx answer"
     assert re.search(r"\d+ generated", output), summary
+
+
+def test_the_openapi_document_states_what_the_server_checks(api) -> None:
+    spec = api.get("/openapi.json").get_json()
+    schemas = spec["components"]["schemas"]
+    quantity = schemas["Event"]["properties"]["quantity"]
+    assert quantity["minimum"] == 0 and quantity["exclusiveMinimum"] is True
+    offer = schemas["Offer"]["properties"]
+    assert offer["percent_off"]["exclusiveMinimum"] is True and offer["amount_off"]["exclusiveMinimum"] is True
+    pattern = re.compile(schemas["Event"]["properties"]["event_id"]["pattern"])
+    assert pattern.search("e-1") and not pattern.search("e\x01") and not pattern.search("   ")
+    assert "unique" in schemas["SlotBody"]["properties"]["variants"]["description"]
+    profile = spec["paths"]["/v1/customers/{customer_id}/profile"]
+    parameters = profile.get("parameters", []) + profile["get"].get("parameters", [])
+    assert any(p["name"] == "customer_id" and "pattern" in p["schema"] for p in parameters)
+
+
+@pytest.mark.parametrize("body", [{"active": "yes"}, {"active": 1}, {"active": "false"}, {"active": None}])
+def test_a_schema_violating_item_patch_is_refused(body, make_app, retail) -> None:
+    from tests.service_helpers import ApiClient, assert_error
+
+    admin = ApiClient(make_app(), key=KEYS["admin"])
+    item = retail.popular_items()[0]
+    assert_error(admin.patch(f"/v1/items/{item}", json=body), 400, "invalid_input")
+    assert admin.patch(f"/v1/items/{item}", json={"active": False}).status_code == 200
