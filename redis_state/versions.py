@@ -41,7 +41,11 @@ def log_event(client: redis.Redis, action: str, version: str, **extra: Any) -> N
 
 
 def activate_version(client: redis.Redis, version: str, action: str = "activate") -> None:
-    """Make ``version`` the served one (one atomic SET) and log it; ``action`` names why in the history."""
+    """Make ``version`` the served one (one atomic SET) and log it; ``action`` names why in the history.
+
+    The history line records the version that was active before (``previous``): that is what pushes it on
+    the activation stack that ``rollback`` pops. Re-activating the active version pushes nothing.
+    """
     if not client.exists(keys.model_manifest(version)):
         raise PublishError(f"version {version} is not published (see `tailor models list`)")
     previous = client.get(keys.ACTIVE_MODEL)
@@ -49,18 +53,46 @@ def activate_version(client: redis.Redis, version: str, action: str = "activate"
     log_event(client, action, version, previous=previous.decode() if previous else None)
 
 
+#: History actions that made a version active (and pushed the previously active one on the stack).
+ACTIVATIONS = frozenset({"publish", "activate"})
+
+
+def activation_stack(client: redis.Redis) -> list[str]:
+    """The versions a rollback may return to, the most recent last, replayed from the version history.
+
+    Every activation (``publish``, ``activate``) pushes the version that was active before it, unless it
+    re-activated the active version; every ``rollback`` to V pops the stack down to and including V (the
+    entries above V were skipped: deleted versions). The history is the one source of truth, so the
+    ``tailor models rollback`` command and ``POST /v1/models/rollback`` walk the same stack.
+    """
+    stack: list[str] = []
+    for raw in reversed(client.lrange(keys.MODEL_HISTORY, 0, -1)):
+        try:
+            entry = json.loads(raw)
+        except ValueError:
+            continue
+        if not isinstance(entry, dict):
+            continue
+        action, version, previous = entry.get("action"), entry.get("version"), entry.get("previous")
+        if action in ACTIVATIONS:
+            if previous and previous != version:
+                stack.append(previous)
+        elif action == "rollback":
+            while stack and stack.pop() != version:
+                pass
+    return stack
+
+
 def rollback(client: redis.Redis) -> str:
-    """Re-activate the version that was active before the current one (and still exists)."""
+    """Re-activate the version that was active before the current one, walking the activation history as a
+    stack: after activating A, B, C, rollbacks return to B, then A. Versions deleted meanwhile are skipped."""
     active = active_version(client)
-    for raw in client.lrange(keys.MODEL_HISTORY, 0, -1):
-        entry = json.loads(raw)
-        if entry.get("action") in {"publish", "activate", "rollback"}:
-            previous = entry.get("previous")
-            if entry.get("version") == active and previous and client.exists(keys.model_manifest(previous)):
-                activate_version(client, previous, action="rollback")
-                return previous
-            if entry.get("version") == active:
-                break
+    stack = activation_stack(client)
+    while stack:
+        candidate = stack.pop()
+        if candidate != active and client.exists(keys.model_manifest(candidate)):
+            activate_version(client, candidate, action="rollback")
+            return candidate
     raise PublishError("no earlier version to roll back to")
 
 

@@ -20,6 +20,11 @@ import tempfile
 from typing import Any
 
 from scoring.threads import pin_env_threads
+from service.app.limits import (
+    GUNICORN_LIMIT_REQUEST_FIELD_SIZE,
+    GUNICORN_LIMIT_REQUEST_FIELDS,
+    GUNICORN_LIMIT_REQUEST_LINE,
+)
 from settings import Settings
 
 pin_env_threads(1, openmp=True)
@@ -41,6 +46,11 @@ threads = _settings.threads if worker_class == "gthread" else 1
 # everything (measured: 580 instead of 2,000-2,300 basket req/s). A cap per worker spreads them.
 worker_connections = _settings.worker_connections or 2 * threads
 keepalive = 5
+# Above the API's own limits (service.app.limits), so that the app answers over-limit requests with its JSON
+# error body; beyond these, gunicorn answers in HTML, so a reverse proxy should refuse such requests first.
+limit_request_line = GUNICORN_LIMIT_REQUEST_LINE
+limit_request_fields = GUNICORN_LIMIT_REQUEST_FIELDS
+limit_request_field_size = GUNICORN_LIMIT_REQUEST_FIELD_SIZE
 timeout = 30
 graceful_timeout = 10
 loglevel = _settings.log_level
@@ -56,8 +66,9 @@ logconfig_dict: dict[str, Any] = {
     "disable_existing_loggers": False,
     "formatters": {"tailor": {"()": f"service.app.logs.{'Json' if _settings.log_format == 'json' else 'Text'}"
                                     "Formatter"}},
+    "filters": {"repeats": {"()": "service.app.logs.RepeatLimiter"}},
     "handlers": {"error_console": {"class": "logging.StreamHandler", "formatter": "tailor",
-                                   "stream": "ext://sys.stderr"}},
+                                   "stream": "ext://sys.stderr", "filters": ["repeats"]}},
     "root": {"level": "WARNING", "handlers": ["error_console"]},
     "loggers": {"gunicorn.error": {"level": _settings.log_level.upper(), "handlers": ["error_console"],
                                    "propagate": False, "qualname": "gunicorn.error"}},

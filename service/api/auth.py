@@ -42,15 +42,21 @@ class KeyRing:
 
 
 def presented_key(request: flask.Request) -> str | None:
-    """The key from ``Authorization: Bearer`` or ``X-API-Key`` (None when neither is sent)."""
+    """The key from ``Authorization: Bearer KEY`` or ``X-API-Key: KEY`` (None when neither is sent).
+
+    ``Authorization`` must use the ``Bearer`` scheme: any other scheme, or a bare key, is refused (401)
+    rather than taken as a key, unless an ``X-API-Key`` header is sent as well.
+    """
     header = request.headers.get("Authorization")
-    if header:
+    api_key = request.headers.get("X-API-Key")
+    if header and header.strip():
         scheme, _, value = header.strip().partition(" ")
         if scheme.lower() == "bearer" and value.strip():
             return value.strip()
-        return header.strip()
-    value = request.headers.get("X-API-Key")
-    return value.strip() if value is not None else None
+        if api_key is None:
+            raise Unauthorized("the Authorization header must use the Bearer scheme: 'Authorization: Bearer KEY'"
+                               " (or send 'X-API-Key: KEY')")
+    return api_key.strip() if api_key is not None else None
 
 
 def check(ring: KeyRing, presented: str | None, required: str) -> None:

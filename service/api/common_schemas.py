@@ -20,6 +20,11 @@ _BAD_ID_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 SOURCES = ("personalized", "session", "popular", "popular-fallback", "basket", "similar-items")
 
 
+#: What ``IdField`` / ``path_id`` accept, as the OpenAPI ``pattern`` of ids: no control character and not
+#: only whitespace (``\s`` is Python's, i.e. ``str.isspace``, what ``strip`` removes).
+ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+
+
 def _check_id(value: str) -> None:
     if not value.strip():
         raise ma.ValidationError("must not be blank")
@@ -35,7 +40,8 @@ def is_valid_id(value: Any) -> bool:
 
 def IdField(**kwargs: Any) -> fields.String:
     """A customer, item, event or decision id: 1-256 characters, no control characters."""
-    return fields.String(validate=[validate.Length(1, MAX_ID_LENGTH), _check_id], **kwargs)
+    metadata = {"pattern": ID_PATTERN, **kwargs.pop("metadata", {})}
+    return fields.String(validate=[validate.Length(1, MAX_ID_LENGTH), _check_id], metadata=metadata, **kwargs)
 
 
 def path_id(value: str, what: str) -> str:
@@ -49,8 +55,45 @@ def path_id(value: str, what: str) -> str:
     return value
 
 
+_ASCII_INTEGER = re.compile(r"-?[0-9]+")
+_ASCII_NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?")
+
+
+class Integer(fields.Integer):
+    """An integer; given as text (a query parameter), only ASCII digits: ``５``, ``1_0``, `` 5`` are refused
+    (Python's ``int`` would take them)."""
+
+    def _validated(self, value: Any) -> Any:
+        if isinstance(value, str) and not _ASCII_INTEGER.fullmatch(value):
+            raise self.make_error("invalid")
+        return super()._validated(value)
+
+
+class Float(fields.Float):
+    """A number; given as text, only ASCII digits (with an optional fraction and exponent). ``strict``: a
+    JSON number only (a body field documented as ``type: number`` takes no string)."""
+
+    def __init__(self, *, strict: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.strict = strict
+
+    def _validated(self, value: Any) -> Any:
+        if isinstance(value, str) and (self.strict or not _ASCII_NUMBER.fullmatch(value)):
+            raise self.make_error("invalid")
+        return super()._validated(value)
+
+
+class StrictBoolean(fields.Boolean):
+    """A JSON ``true`` / ``false`` only (marshmallow's Boolean also takes "yes", 1, "on"...)."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> bool:
+        if value is True or value is False:
+            return value
+        raise self.make_error("invalid")
+
+
 def n_field(default: int = 10, *, strict: bool = False) -> fields.Integer:
-    return fields.Integer(load_default=default, strict=strict, validate=validate.Range(1, MAX_N),
+    return Integer(load_default=default, strict=strict, validate=validate.Range(1, MAX_N),
                           metadata={"description": f"number of items, 1..{MAX_N}"})
 
 

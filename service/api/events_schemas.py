@@ -8,20 +8,22 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from service.api.common_schemas import IdField, is_valid_id
-from service.domain.events import EVENT_TYPES, ITEM_TYPES, Event, utc
+from service.api.common_schemas import Float, IdField, is_valid_id
+from service.domain.events import EVENT_TYPES, ITEM_TYPES, Event
 
 #: Timestamps outside this range are certainly wrong (and far-off years overflow date arithmetic).
 EARLIEST_YEAR, LATEST_YEAR = 1990, 2200
 
 
 def _sane_time(value: datetime) -> None:
-    try:
-        year = utc(value).year
-    except (OverflowError, ValueError):
-        year = 0
-    if not EARLIEST_YEAR <= year <= LATEST_YEAR:
+    """The year *as written* (what the OpenAPI pattern states) is checked: far-off years overflow date
+    arithmetic, and years outside this range are certainly wrong."""
+    if not EARLIEST_YEAR <= value.year <= LATEST_YEAR:
         raise ma.ValidationError(f"must be between {EARLIEST_YEAR} and {LATEST_YEAR}")
+
+
+#: The year range as a pattern of the timestamp (OpenAPI), 1990-2200.
+TIMESTAMP_PATTERN = r"^(199[0-9]|2[01][0-9][0-9]|2200)-"
 
 
 class EventSchema(ma.Schema):
@@ -31,12 +33,12 @@ class EventSchema(ma.Schema):
     customer_id = IdField(required=True)
     type = fields.String(required=True, validate=validate.OneOf(EVENT_TYPES))
     timestamp = fields.DateTime(required=True, validate=_sane_time, metadata={
-        "description": "ISO 8601; without a zone it is taken as UTC"})
+        "pattern": TIMESTAMP_PATTERN, "description": "ISO 8601; without a zone it is taken as UTC; year 1990-2200"})
     item_id = IdField(load_default=None, allow_none=True, metadata={
         "description": f"required for {', '.join(sorted(ITEM_TYPES))}"})
-    quantity = fields.Float(load_default=None, allow_none=True, allow_nan=False,
+    quantity = Float(strict=True, load_default=None, allow_none=True, allow_nan=False,
                             validate=validate.Range(min=0, min_inclusive=False, max=1_000_000))
-    price = fields.Float(load_default=None, allow_none=True, allow_nan=False,
+    price = Float(strict=True, load_default=None, allow_none=True, allow_nan=False,
                          validate=validate.Range(min=0, max=1_000_000_000))
     decision_id = IdField(load_default=None, allow_none=True, metadata={
         "description": "the decision a click or conversion answers (promotions, message variants)"})

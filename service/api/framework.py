@@ -17,7 +17,7 @@ import functools
 import logging
 from collections.abc import Callable
 from copy import deepcopy
-from typing import Any
+from typing import Any, ClassVar
 
 import flask
 import marshmallow as ma
@@ -158,6 +158,7 @@ class TailorApi(Api):
     ERROR_SCHEMA = ErrorSchema
 
     def _register_error_handlers(self) -> None:
+        self.ma_plugin.converter.add_attribute_function(_exclusive_range)
         app = self._app
         app.register_error_handler(HTTPException, self.handle_http_exception)
         app.register_error_handler(ServiceError, handle_service_error)
@@ -180,6 +181,62 @@ class TailorApi(Api):
         if status >= 500:
             log.error("HTTP %s on %s %s: %s", status, flask.request.method, flask.request.path, error.name)
         return error_response(status, STATUS_CODES.get(status, "error"), message, _jsonable(details), headers)
+
+
+    #: Path parameters that ``path_id`` validates as ids (no control characters, 1-256 characters).
+    ID_PATH_PARAMETERS = frozenset({"customer_id", "item_id"})
+    #: Limits no schema can express (the whole request line, headers, body size): documented everywhere.
+    LIMIT_RESPONSES: ClassVar[dict[int, str]] = {
+        413: "the body is larger than TAILOR_MAX_BODY_BYTES (also when sent chunked)",
+        414: "the request line (method, path and query) is longer than 4,094 bytes",
+        431: "more than 100 header fields, or one longer than 8,190 bytes",
+    }
+
+    def finish_spec(self) -> None:
+        """After every blueprint is registered: document the id rules of path ids and the limits' answers."""
+        from service.api.common_schemas import ID_PATTERN, MAX_ID_LENGTH
+
+        document_rules(self.spec.components.schemas)
+        for path in self.spec._paths.values():
+            parameters = list(path.get("parameters", []))
+            for operation in path.values():
+                if isinstance(operation, dict):
+                    parameters += operation.get("parameters", [])
+            for parameter in parameters:
+                if parameter.get("in") == "path" and parameter.get("name") in self.ID_PATH_PARAMETERS:
+                    parameter["schema"] = {**parameter.get("schema", {}), "type": "string", "minLength": 1,
+                                           "maxLength": MAX_ID_LENGTH, "pattern": ID_PATTERN}
+            for operation in path.values():
+                if not isinstance(operation, dict) or "responses" not in operation:
+                    continue
+                for status, description in self.LIMIT_RESPONSES.items():
+                    operation["responses"].setdefault(str(status), {
+                        "description": description,
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+
+
+def document_rules(schemas: dict[str, Any]) -> None:
+    """Rules between fields that marshmallow checks in code, written into the OpenAPI schemas too."""
+    from service.domain.events import EVENT_TYPES, ITEM_TYPES
+
+    event = schemas.get("Event")
+    if event is not None:  # view / add_to_cart / purchase name an item
+        event["anyOf"] = [
+            {"properties": {"type": {"enum": [t for t in EVENT_TYPES if t not in ITEM_TYPES]}}},
+            {"required": ["item_id"], "properties": {"item_id": {"type": "string", "minLength": 1}}},
+        ]
+
+
+def _exclusive_range(self: Any, field: ma.fields.Field, **kwargs: Any) -> dict[str, Any]:
+    """``Range(min_inclusive=False)`` as ``exclusiveMinimum`` (apispec documents only ``minimum``)."""
+    out: dict[str, Any] = {}
+    for validator in field.validators:
+        if isinstance(validator, ma.validate.Range):
+            if validator.min is not None and not validator.min_inclusive:
+                out["exclusiveMinimum"] = True
+            if validator.max is not None and not validator.max_inclusive:
+                out["exclusiveMaximum"] = True
+    return out
 
 
 def handle_service_error(error: ServiceError) -> flask.Response:

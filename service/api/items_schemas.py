@@ -5,7 +5,7 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields
 
-from service.api.common_schemas import n_field
+from service.api.common_schemas import StrictBoolean, n_field
 
 
 class SimilarQuery(ma.Schema):
@@ -17,7 +17,7 @@ class SimilarQuery(ma.Schema):
 class ItemPatch(ma.Schema):
     """Body of `PATCH /v1/items/{id}` (admin)."""
 
-    active = fields.Boolean(required=True, metadata={
+    active = StrictBoolean(required=True, metadata={
         "description": "false: the item never appears in any answer of any API process (within a second)"})
 
 

@@ -30,7 +30,8 @@ def put_slot(body: dict[str, Any], slot: str) -> flask.Response:
     """Create or replace a message slot with 2-20 variants (201 when created).
 
     Every API process uses the change within a second; the bandit keeps what it learned about variants
-    whose id stays the same.
+    whose id stays the same. 400 names the field at fault, also for rules the schema cannot state:
+    duplicate variant ids, unknown placeholders in a variant's content.
     """
     document, created = board().put_slot(slot, body)
     return json_response(document, 201 if created else 200)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields, validate
 
+from service.api.common_schemas import Float
 from service.api.promotions_schemas import DefinitionBody, RateSchema
 from service.domain import messages
 
 
 class VariantBody(ma.Schema):
-    id = fields.String(required=True, validate=validate.Length(1, 64))
+    id = fields.String(required=True, validate=validate.Length(1, 64), metadata={"pattern": r"^[A-Za-z0-9._-]{1,64}$"})
     content = fields.String(required=True, validate=validate.Length(1, messages.MAX_CONTENT), metadata={
         "description": "text with placeholders: " + ", ".join(f"{{{k}}}" for k in sorted(messages.PLACEHOLDERS))
                        + "; `{name|fallback}` when the value is missing; `{{` / `}}` for literal braces"})
@@ -22,10 +23,12 @@ class SlotBody(DefinitionBody):
     READ_ONLY = ("slot", "created_at", "updated_at")
 
     variants = fields.List(fields.Nested(VariantBody), required=True,
-                           validate=validate.Length(messages.MIN_VARIANTS, messages.MAX_VARIANTS))
-    exploration = fields.Float(load_default=0.1, allow_nan=False, validate=validate.Range(0, 1), metadata={
+                           validate=validate.Length(messages.MIN_VARIANTS, messages.MAX_VARIANTS), metadata={
+                               "uniqueItems": True,
+                               "description": "each variant's `id` must be unique within the slot (400 otherwise)"})
+    exploration = Float(strict=True, load_default=0.1, allow_nan=False, validate=validate.Range(0, 1), metadata={
         "description": "share of decisions drawn uniformly at random (for measurement)"})
-    sticky_days = fields.Float(load_default=7.0, allow_nan=False,
+    sticky_days = Float(strict=True, load_default=7.0, allow_nan=False,
                                validate=validate.Range(0, messages.MAX_STICKY_DAYS), metadata={
         "description": "how long a customer keeps the same variant; 0 = decide afresh every time"})
 

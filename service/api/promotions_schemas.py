@@ -13,7 +13,7 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from service.api.common_schemas import MAX_ID_LENGTH, IdField
+from service.api.common_schemas import MAX_ID_LENGTH, Float, IdField
 from service.domain import promotions
 from service.domain.profile import STAGES
 
@@ -22,16 +22,17 @@ EARLIEST_YEAR, LATEST_YEAR = 2000, 2200
 
 
 def _number(**kwargs: Any) -> fields.Float:
-    return fields.Float(allow_nan=False, **kwargs)
+    return Float(strict=True, allow_nan=False, **kwargs)
 
 
 def _sane_time(value: datetime) -> None:
-    try:
-        year = value.astimezone(UTC).year
-    except (OverflowError, ValueError):
-        year = 0
-    if not EARLIEST_YEAR <= year <= LATEST_YEAR:
+    """The year as written (what the OpenAPI pattern states)."""
+    if not EARLIEST_YEAR <= value.year <= LATEST_YEAR:
         raise ma.ValidationError(f"must be between the years {EARLIEST_YEAR} and {LATEST_YEAR}")
+
+
+#: The year range as a pattern of the times (OpenAPI), 2000-2200.
+TIME_PATTERN = r"^(2[01][0-9][0-9]|2200)-"
 
 
 class DefinitionBody(ma.Schema):
@@ -86,9 +87,10 @@ class PromotionBody(DefinitionBody):
                              validate=validate.Length(max=promotions.MAX_CATEGORIES))
     offer = fields.Nested(OfferSchema, required=True)
     starts_at = fields.AwareDateTime(required=True, default_timezone=UTC, validate=_sane_time,
-                                     metadata={"description": "ISO 8601; without an offset it is UTC"})
+                                     metadata={"pattern": TIME_PATTERN,
+                                               "description": "ISO 8601; without an offset it is UTC"})
     ends_at = fields.AwareDateTime(required=True, default_timezone=UTC, validate=_sane_time,
-                                   metadata={"description": "must be after starts_at"})
+                                   metadata={"pattern": TIME_PATTERN, "description": "must be after starts_at"})
     eligibility = fields.Nested(EligibilitySchema, load_default=dict)
     cap = fields.Nested(CapSchema, load_default=None, allow_none=True, metadata={
         "description": "at most `impressions` per customer in any window of `days` days"})

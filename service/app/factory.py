@@ -20,6 +20,7 @@ from service.api.console import console_blueprint
 from service.api.docs import docs_blueprint
 from service.api.framework import TailorApi
 from service.app import logs, observability
+from service.app.limits import LimitsMiddleware
 from service.infrastructure.model_store import ModelStore
 from service.infrastructure.redis_client import RedisGateway
 from service.infrastructure.repository import Repository
@@ -74,7 +75,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     api = TailorApi(app)
     for blueprint in BLUEPRINTS:
         api.register_blueprint(blueprint)
+    api.finish_spec()
     app.register_blueprint(docs_blueprint())
+    app.wsgi_app = LimitsMiddleware(app.wsgi_app, settings.max_body_bytes)  # type: ignore[method-assign]
     app.register_blueprint(console_blueprint())
     if not settings.api_keys and not settings.public_read:
         logging.getLogger("tailor").warning(

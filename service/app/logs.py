@@ -72,14 +72,64 @@ class JsonFormatter(logging.Formatter):
         return redact(orjson.dumps(doc, default=str).decode())
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def escape_control(text: str) -> str:
+    """Control characters as visible escapes (``\\r``, ``\\n``, ``\\x1b``): one record, one line."""
+    return _CONTROL.sub(lambda m: _NAMED.get(m.group(), f"\\x{ord(m.group()):02x}"), text)
+
+
 class TextFormatter(logging.Formatter):
-    """The plain format (``TAILOR_LOG_FORMAT=text``), redacted like the JSON one."""
+    """The plain format (``TAILOR_LOG_FORMAT=text``), redacted like the JSON one. Control characters of the
+    line (a ``%0D%0A`` in a request path, say) are escaped, so a client cannot forge a log line; only a
+    traceback, appended after the line, spans several lines."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__("%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
 
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return escape_control(super().formatMessage(record))
+
     def format(self, record: logging.LogRecord) -> str:
         return redact(super().format(record))
+
+
+class RepeatLimiter(logging.Filter):
+    """Rate-limits repeated warnings: a WARNING with the same logger and message template as one let through
+    less than ``interval_s`` ago is dropped and counted; the next one let through says how many were dropped.
+
+    During an outage every request may hit the same failure ("could not commit the idempotency markers"):
+    one line per ``interval_s`` tells the story; thousands drown it. Errors and lower levels pass untouched.
+    """
+
+    def __init__(self, interval_s: float = 10.0, clock: Any = None) -> None:
+        super().__init__()
+        import threading
+        import time
+
+        self.interval_s = interval_s
+        self._clock = clock or time.monotonic
+        self._lock = threading.Lock()
+        self._last: dict[tuple[str, Any], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.WARNING:
+            return True
+        key = (record.name, record.msg)
+        now = self._clock()
+        with self._lock:
+            last, dropped = self._last.get(key, (None, 0))
+            if last is not None and now - last < self.interval_s:
+                self._last[key] = (last, dropped + 1)
+                return False
+            if len(self._last) > 1000:
+                self._last.clear()
+            self._last[key] = (now, 0)
+        if dropped:
+            record.msg = f"{record.msg} [{dropped} similar warnings suppressed in the last {self.interval_s:g}s]"
+        return True
 
 
 def formatter(fmt: str) -> logging.Formatter:
@@ -94,6 +144,7 @@ def configure_logging(level: str, fmt: str) -> None:
     if handler is None:
         handler = logging.StreamHandler(sys.stderr)
         handler._tailor = True  # type: ignore[attr-defined]
+        handler.addFilter(RepeatLimiter())
         logger.addHandler(handler)
     handler.setFormatter(formatter(fmt))
     logger.propagate = False

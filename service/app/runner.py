@@ -15,7 +15,7 @@ def gunicorn_options(bind: str | None = None, workers: int | None = None) -> dic
     options = {name: getattr(gunicorn_conf, name) for name in (
         "bind", "workers", "worker_class", "threads", "worker_connections", "keepalive", "timeout",
         "graceful_timeout", "loglevel", "accesslog", "errorlog", "proc_name", "preload_app", "post_worker_init",
-        "on_starting", "child_exit",
+        "on_starting", "child_exit", "limit_request_line", "limit_request_fields", "limit_request_field_size",
         "logconfig_dict")}
     if bind:
         options["bind"] = bind

@@ -295,21 +295,21 @@ class ModelStore:
             return self._refresh()
 
     def _refresh(self) -> bool:
+        # The poller's own client, never the request breaker: a slow poll must not fail requests.
         try:
-            pipe = self.gateway.reads.pipeline(transaction=False)
+            pipe = self.gateway.background.pipeline(transaction=False)
             pipe.get(keys.ACTIVE_MODEL)
             pipe.get(keys.ITEM_OVERRIDES_REV)
             active_raw, rev_raw = pipe.execute()
-        except OUTAGE_ERRORS:
+        except OUTAGE_ERRORS as exc:
             self.last_poll_ok = False
-            self.gateway.breaker.trip()
+            log.warning("model poll: Redis unreachable (%s)", type(exc).__name__)
             return False
         except redis.RedisError as exc:
             self.last_poll_ok = False
             log.warning("model poll: Redis error %s", type(exc).__name__)
             return False
         self.last_poll_ok = True
-        self.gateway.breaker.success()
         state = self._state
         model = state.model if state else None
         version = active_raw.decode("utf-8", "replace") if active_raw else None

@@ -2,8 +2,12 @@
 
 A dead or stalled Redis must cost a request at most one short timeout, and most requests nothing at all:
 after ``failures`` consecutive connection errors or timeouts the circuit opens and requests skip Redis
-(answering from process memory where they can) until ``reset_s`` has passed or the model poller, which
-talks to Redis several times a second anyway, sees it answer again.
+(answering from process memory where they can) until ``reset_s`` has passed and a request's probe succeeds.
+
+The breaker is the request path's alone: only requests open or close it. Background work (the model
+poller, the customer cache's invalidation connections) uses its own client (``RedisGateway.background``,
+with a timeout fit for work nobody waits on) and never touches the breaker: a slow poll on a busy but
+healthy Redis must not turn a second of requests into 503s and fallbacks.
 
 The breaker is hand-written rather than ``pybreaker`` because that library holds one lock for the whole
 guarded call, which would serialise every Redis round trip of a threaded worker.
@@ -129,7 +133,8 @@ def send_commands(client: redis.Redis, commands: Sequence[Sequence[Any]]) -> lis
 
 
 class RedisGateway:
-    """The service's three clients (request reads, writes, background loads) and their shared breaker."""
+    """The service's clients - request reads, writes, background work (poller, cache tracking), model loads -
+    and the request path's breaker (background work has no part in it)."""
 
     def __init__(self, settings: Settings) -> None:
         connect = settings.redis_connect_timeout_ms / 1000.0
@@ -138,6 +143,8 @@ class RedisGateway:
                                   max(connect, settings.redis_write_timeout_ms / 1000.0))
         self.loads = make_client(settings.redis_url, settings.redis_load_timeout_s,
                                  max(connect, min(settings.redis_load_timeout_s, 2.0)))
+        background = max(1.0, settings.redis_write_timeout_ms / 1000.0)
+        self.background = make_client(settings.redis_url, background, max(connect, background))
         self.breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_reset_s)
 
     def call(self, fn: Callable[[], T]) -> T:
@@ -162,5 +169,5 @@ class RedisGateway:
             return False
 
     def close(self) -> None:
-        for client in (self.reads, self.writes, self.loads):
+        for client in (self.reads, self.writes, self.background, self.loads):
             client.close()

@@ -4,8 +4,8 @@ Key names come from ``redis_state.keys`` only; value formats from ``redis_state.
 A customer is read with one command (a Lua script returning the record of the served version, the live
 overlay, the session and any extra keys of the customer's hash slot: one reply to parse instead of a
 pipeline of three), and only when the worker's ``CustomerCache`` - kept exact by Redis' invalidation
-messages - does not hold it; a batch of events costs two round trips (one script per customer, then the
-stream).
+messages - does not hold it; a batch of events costs four round trips (one script per customer, the
+stream, the commit per customer, the append markers' grace TTLs): see ``Repository.ingest``.
 """
 
 from __future__ import annotations
@@ -33,22 +33,26 @@ from service.infrastructure.answer_memo import fingerprint
 from service.infrastructure.customer_cache import CustomerCache
 from service.infrastructure.feedback import apply_feedback
 from service.infrastructure.metrics import count_customer_read
-from service.infrastructure.redis_client import RedisGateway
+from service.infrastructure.redis_client import RedisGateway, send_commands
 from service.infrastructure.scripts import Lua, ScriptCall, run_scripts
 from settings import Settings
 
 log = logging.getLogger("tailor.repository")
 
 #: One customer's events of a batch (one slot: the customer's hashes and the events' idempotency markers).
-#: Each event whose marker is new is recorded: a purchase in the live hash, a view / cart / click in the
-#: session hash (ARGV per event: kind "l" | "s" | "-", field, value). Returns 1/0 per event (new or seen)
-#: and then the session's length (0 when untouched), so an oversized session can be trimmed.
+#: An event's marker is "p" (pending: recorded in the customer's hashes, maybe not yet in the stream) from
+#: this script until ``_COMMIT`` makes it "c" (in the stream); markers written before this scheme hold a
+#: timestamp and count as committed. Each event without a marker gets a pending one and is recorded: a
+#: purchase in the live hash, a view / cart / click in the session hash (ARGV per event: kind "l" | "s" |
+#: "-", field, value). Returns per event 1 (new), 2 (pending: an earlier attempt stopped before its commit,
+#: so the event must be appended again - idempotently) or 0 (committed: a duplicate), then the session's
+#: length (0 when untouched), so an oversized session can be trimmed.
 _ACCEPT = Lua("""
 local out, live, session = {}, false, false
 for i = 3, #KEYS do
-  local at = 5 + (i - 3) * 3
-  if redis.call('SET', KEYS[i], ARGV[1], 'NX', 'EX', ARGV[2]) then
-    out[#out + 1] = 1
+  local at = 4 + (i - 3) * 3
+  local seen = redis.call('GET', KEYS[i])
+  if not seen then
     local kind = ARGV[at]
     if kind == 'l' then
       redis.call('HSET', KEYS[1], ARGV[at + 1], ARGV[at + 2])
@@ -57,13 +61,17 @@ for i = 3, #KEYS do
       redis.call('HSET', KEYS[2], ARGV[at + 1], ARGV[at + 2])
       session = true
     end
+    redis.call('SET', KEYS[i], 'p', 'EX', ARGV[1])
+    out[#out + 1] = 1
+  elseif seen == 'p' then
+    out[#out + 1] = 2
   else
     out[#out + 1] = 0
   end
 end
-if live then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
+if live then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
 if session then
-  redis.call('EXPIRE', KEYS[2], ARGV[4])
+  redis.call('EXPIRE', KEYS[2], ARGV[3])
   out[#out + 1] = redis.call('HLEN', KEYS[2])
 else
   out[#out + 1] = 0
@@ -71,17 +79,44 @@ end
 return out
 """)
 
-#: Append events to the stream in order, each as ``XADD KEY MAXLEN ~ ARGV[1] * fields...`` (ARGV per event:
-#: the number of field/value strings, then them). One call instead of one command per event.
+#: Append events to the stream in order, each at most once: KEYS[1] is the stream, KEYS[1 + i] the append
+#: marker of event i (``keys.event_appended``, in the stream's slot); an event is ``XADD``ed (``MAXLEN ~
+#: ARGV[1]``) only if it has no marker, and the marker is set right after (``EX ARGV[2]``). ARGV per event:
+#: the number of field/value strings, then them. One script, one slot: a script's effects replicate and
+#: reach the AOF as one MULTI/EXEC, so markers and entries are there together or not at all. Each marker
+#: is written *after* its entry (and ``_ACCEPT`` sets its marker after recording the event): a script
+#: stopped by an error keeps the writes done before it, and must never leave a marker without its data.
+#: Returns 1/0 per event (added now / was already in the stream).
 _APPEND = Lua("""
-local at = 2
-while at <= #ARGV do
+local out, at = {}, 3
+for i = 2, #KEYS do
   local n = tonumber(ARGV[at])
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, at + 1, at + n))
+  if redis.call('EXISTS', KEYS[i]) == 0 then
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, at + 1, at + n))
+    redis.call('SET', KEYS[i], '1', 'EX', ARGV[2])
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
+  end
   at = at + n + 1
 end
-return 0
+return out
 """)
+
+#: The events of one customer are in the stream: their pending markers become committed (TTL kept).
+_COMMIT = Lua("""
+for i = 1, #KEYS do
+  if redis.call('GET', KEYS[i]) == 'p' then redis.call('SET', KEYS[i], 'c', 'KEEPTTL') end
+end
+return #KEYS
+""")
+
+#: After its commit an append marker is kept this long (not deleted): a request that found the event
+#: pending just before the commit may still be on its way to ``_APPEND`` and must find the marker there.
+APPENDED_GRACE_S = 300
+#: A request whose accept step is older than this does not append events it found pending (it answers 503
+#: and the client's retry starts afresh), so it can never outlive the grace above.
+PENDING_APPEND_MAX_AGE_S = APPENDED_GRACE_S / 3
 
 
 #: A customer's record (GET), live overlay and session (HGETALL, flat) and extra keys (GET), in one call.
@@ -112,7 +147,7 @@ class Repository:
     def __init__(self, gateway: RedisGateway, settings: Settings) -> None:
         self.gateway = gateway
         self.settings = settings
-        self.customers = CustomerCache(gateway.reads, settings.customer_cache_size)
+        self.customers = CustomerCache(gateway.background, settings.customer_cache_size)
 
     # -- customers ------------------------------------------------------------------------------------
     def customer(self, customer_id: str, version: str) -> CustomerState:
@@ -147,41 +182,48 @@ class Repository:
 
     # -- events ---------------------------------------------------------------------------------------
     def ingest(self, events: Sequence[Event]) -> IngestResult:
-        """Store a batch idempotently (per customer and ``event_id``); ``Unavailable`` if Redis fails.
+        """Store a batch so that each event reaches the stream exactly once; ``Unavailable`` if Redis fails
+        before the batch's events are all in the stream (the client retries with the same ids).
 
-        Two round trips whatever the batch size: one ``_ACCEPT`` script per customer (its markers are
-        ``SET NX`` with a TTL and only the events that won theirs are recorded in its hashes), then the new
-        events are appended to the stream (one ``_APPEND``) and their feedback applied. If either fails,
-        the markers it may have set are removed again so that the client's retry is not mistaken for a
-        duplicate: recording an event twice changes nothing (hash fields are the event id / the item), and
-        the retraining job drops repeated stream entries.
+        1. ``_ACCEPT``, one script per customer slot (one pipeline): new events get a *pending* marker and
+           are recorded in the customer's hashes; events found pending (an earlier attempt stopped before
+           its commit) are carried on; committed ones are duplicates.
+        2. ``_APPEND``, one script in the stream's slot: every new or pending event is added unless its
+           append marker says an earlier attempt added it already. From here on the events are in the
+           stream and the answer is 200, whatever happens next.
+        3. Feedback of the events added now (rewards of clicks / conversions with a ``decision_id``).
+        4. ``_COMMIT`` per customer slot: the markers become committed; then the append markers are given a
+           short grace TTL. Failures of 3 and 4 are logged: a retry finds the events pending or committed,
+           and the append markers keep a re-append out of the stream.
+
+        No step spans two slots and no step needs another to have succeeded except in this order, so any
+        crash (before, between or after any step, and an AOF replay, which applies a script whole or not
+        at all) leaves each event either absent everywhere, pending, or in the stream once.
         """
         unique, repeated = unique_by_id(events)
         if not unique:
             return IngestResult(len(events), 0, repeated)
         now = time.time()
+        started = time.monotonic()
         by_customer: dict[str, list[Event]] = {}
         for event in unique:
             by_customer.setdefault(event.customer_id, []).append(event)
-        try:
-            new = self.gateway.call(lambda: self._accept(by_customer, f"{now:.3f}"))
-        except Unavailable:
-            self._unmark(unique)  # some customers' scripts may have run
-            raise
-        fresh = [event for event in unique if (event.customer_id, event.event_id) in new]
-        if fresh:
-            try:
-                self.gateway.call(lambda: self._append(fresh, now))
-            except Unavailable:
-                self._unmark(fresh)
-                raise
-        return IngestResult(len(events), len(fresh), len(events) - len(fresh))
+        states = self.gateway.call(lambda: self._accept(by_customer))
+        todo = [event for event in unique if states[(event.customer_id, event.event_id)]]
+        if not todo:
+            return IngestResult(len(events), 0, len(events))
+        if any(states[(e.customer_id, e.event_id)] == 2 for e in todo) and \
+                time.monotonic() - started > PENDING_APPEND_MAX_AGE_S:
+            raise Unavailable("the event batch took too long; send it again")
+        added = self.gateway.call(lambda: self._append(todo, now))
+        self._finish(todo, added)
+        return IngestResult(len(events), len(todo), len(events) - len(todo))
 
-    def _accept(self, by_customer: dict[str, list[Event]], marker: str) -> set[tuple[str, str]]:
-        """Run ``_ACCEPT`` for every customer (one pipeline); (customer, event id) of the new events."""
+    def _accept(self, by_customer: dict[str, list[Event]]) -> dict[tuple[str, str], int]:
+        """Run ``_ACCEPT`` for every customer (one pipeline); (customer, event id) -> 1 new / 2 pending / 0 seen."""
         s = self.settings
         calls: list[ScriptCall] = []
-        static = [marker, s.event_dedupe_s, int(s.live_ttl_days * SECONDS_PER_DAY), s.session_ttl_s]
+        static = [s.event_dedupe_s, int(s.live_ttl_days * SECONDS_PER_DAY), s.session_ttl_s]
         for customer_id, group in by_customer.items():
             script_keys = [keys.customer_live(customer_id), keys.customer_session(customer_id),
                            *(keys.event_seen(customer_id, event.event_id) for event in group)]
@@ -196,24 +238,46 @@ class Repository:
                     args += ("-", "", "")
             calls.append((_ACCEPT, script_keys, args))
         replies = run_scripts(self.gateway.writes, calls)
-        new: set[tuple[str, str]] = set()
+        states: dict[tuple[str, str], int] = {}
         for (customer_id, group), reply in zip(by_customer.items(), replies, strict=True):
-            *won, session_length = reply
-            new.update((customer_id, event.event_id) for event, ok in zip(group, won, strict=True) if ok)
+            *marks, session_length = reply
+            for event, mark in zip(group, marks, strict=True):
+                states[(customer_id, event.event_id)] = int(mark)
             if session_length > 2 * s.session_max_items:
                 self._trim_session(customer_id)
-        return new
+        return states
 
-    def _append(self, fresh: list[Event], now: float) -> None:
-        """The new events to the stream (batch order), then their rewards to promotions and messages."""
-        args: list[Any] = [self.settings.events_maxlen]
-        for event in fresh:
+    def _append(self, todo: list[Event], now: float) -> list[Event]:
+        """``_APPEND`` the events (batch order); the events added to the stream by this call."""
+        args: list[Any] = [self.settings.events_maxlen, self.settings.event_dedupe_s + APPENDED_GRACE_S]
+        for event in todo:
             fields = stream_fields(event, now)
             args.append(2 * len(fields))
             for name, value in fields.items():
                 args += (name, value)
-        run_scripts(self.gateway.writes, [(_APPEND, [keys.EVENTS_STREAM], args)])
-        apply_feedback(self.gateway.writes, fresh)
+        script_keys = [keys.EVENTS_STREAM, *(keys.event_appended(e.customer_id, e.event_id) for e in todo)]
+        reply = run_scripts(self.gateway.writes, [(_APPEND, script_keys, args)])[0]
+        return [event for event, ok in zip(todo, reply, strict=True) if ok]
+
+    def _finish(self, todo: list[Event], added: list[Event]) -> None:
+        """Steps 3 and 4 (the events are in the stream already): best effort, a failure is only logged."""
+        try:
+            if added:
+                self.gateway.call(lambda: apply_feedback(self.gateway.writes, added))
+        except Unavailable as exc:
+            log.warning("could not apply the feedback of an event batch: %s", exc)
+        by_customer: dict[str, list[str]] = {}
+        for event in todo:
+            by_customer.setdefault(event.customer_id, []).append(keys.event_seen(event.customer_id,
+                                                                                 event.event_id))
+        try:
+            self.gateway.call(lambda: run_scripts(self.gateway.writes,
+                                                  [(_COMMIT, markers, ()) for markers in by_customer.values()]))
+            grace = [("EXPIRE", keys.event_appended(e.customer_id, e.event_id), APPENDED_GRACE_S) for e in todo]
+            self.gateway.call(lambda: send_commands(self.gateway.writes, grace))
+        except Unavailable as exc:
+            log.warning("could not commit the idempotency markers of events already in the stream "
+                        "(a retry will not add them twice): %s", exc)
 
     def _trim_session(self, customer_id: str) -> None:
         """Keep a session hash small (it is read on every request): drop all but the newest items."""
@@ -222,23 +286,6 @@ class Repository:
         stale = [e.item_id for e in entries[self.settings.session_max_items:]]
         if stale:
             self.gateway.writes.hdel(key, *stale)
-
-    def _unmark(self, events: list[Event]) -> None:
-        """Best effort (Redis is failing already): forget these events' markers, one DEL per customer slot."""
-        by_customer: dict[str, list[str]] = {}
-        for event in events:
-            by_customer.setdefault(event.customer_id, []).append(keys.event_seen(event.customer_id, event.event_id))
-
-        def forget() -> None:
-            pipe = self.gateway.writes.pipeline(transaction=False)
-            for markers in by_customer.values():
-                pipe.delete(*markers)
-            pipe.execute()
-
-        try:
-            self.gateway.call(forget)
-        except Unavailable as exc:
-            log.warning("could not remove idempotency markers after a failed write: %s", exc)
 
     # -- items ----------------------------------------------------------------------------------------
     def set_item_override(self, item_id: str, active: bool) -> dict[str, Any]:

@@ -1,0 +1,194 @@
+"""Limits (issue 12.4), against real gunicorn (`tailor serve`) where gunicorn is involved: over-limit bodies
+however sent, the Bearer scheme, ASCII digits, log lines that cannot be forged, request-line and header
+limits answered with the API's JSON error body."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+
+import pytest
+import redis
+import requests
+from flask import Flask
+
+from service.app.logs import TextFormatter
+from service.infrastructure.embedded_redis import free_port
+from tests.service_helpers import API_KEYS, KEYS, ROOT, ApiClient, Models, assert_error, wait_for
+from training.publish import publish_model
+
+pytest_plugins = ["tests.service_helpers"]
+
+MAX_BODY = 4096
+
+
+@pytest.fixture(scope="module")
+def server(models: Models, redis_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    publish_model(client, models.retail.path)
+    port = free_port()
+    env = {**os.environ, "REDIS_URL": redis_server.url, "TAILOR_API_KEYS": API_KEYS, "TAILOR_LOG_LEVEL": "warning",
+           "TAILOR_MAX_BODY_BYTES": str(MAX_BODY), "TAILOR_LOG_FORMAT": "text", "PYTHONPATH": str(ROOT)}
+    log_path = tmp_path_factory.mktemp("limits") / "gunicorn.log"
+    log = log_path.open("w")
+    process = subprocess.Popen([sys.executable, "-m", "tailor.cli", "serve", "--bind", f"127.0.0.1:{port}",
+                                "--workers", "1"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        try:
+            return requests.get(f"{base}/readyz", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    try:
+        wait_for(ready, timeout=60, interval=0.2)
+        yield base
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def raw(base: str, payload: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send raw bytes, return (status, headers, body) of the answer."""
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(payload)
+        data = b""
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except (ConnectionResetError, TimeoutError):
+                break
+            if not chunk:
+                break
+            data += chunk
+            head, _, body = data.partition(b"\r\n\r\n")
+            headers = dict(line.split(": ", 1) for line in head.decode("latin-1").split("\r\n")[1:] if ": " in line)
+            length = headers.get("Content-Length")
+            if length is not None and len(body) >= int(length):
+                break
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ")[1])
+    headers = {k.lower(): v for k, v in (line.split(": ", 1) for line in lines[1:] if ": " in line)}
+    return status, headers, body
+
+
+def json_error(status: int, headers: dict[str, str], body: bytes, expected: int, code: str) -> None:
+    assert status == expected, body[:300]
+    assert headers.get("content-type", "").startswith("application/json"), (headers, body[:300])
+    error = json.loads(body)["error"]
+    assert set(error) == {"code", "message", "details"} and error["code"] == code, error
+
+
+AUTH = f"Authorization: Bearer {KEYS['read']}\r\n".encode()
+
+
+def test_over_limit_body_with_content_length_is_413_json(server: str) -> None:
+    body = b"[" + b" " * (MAX_BODY + 10) + b"]"
+    status, headers, answer = raw(server, b"POST /v1/events HTTP/1.1\r\nHost: x\r\n" + AUTH +
+                                  b"Content-Type: application/json\r\nConnection: close\r\n"
+                                  b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    json_error(status, headers, answer, 413, "payload_too_large")
+
+
+def test_over_limit_chunked_body_is_413_json(server: str) -> None:
+    chunk = b"[" + b" " * (MAX_BODY * 3) + b"]"
+    payload = (b"POST /v1/events HTTP/1.1\r\nHost: x\r\n" + AUTH + b"Content-Type: application/json\r\n"
+               b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n" +
+               f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n0\r\n\r\n")
+    status, headers, answer = raw(server, payload)
+    json_error(status, headers, answer, 413, "payload_too_large")
+
+
+def test_small_chunked_body_is_accepted(server: str) -> None:
+    chunk = json.dumps([{"event_id": "ch-1", "customer_id": "c", "type": "click",
+                         "timestamp": "2011-12-09T10:00:00Z"}]).encode()
+    payload = (b"POST /v1/events HTTP/1.1\r\nHost: x\r\n" + AUTH + b"Content-Type: application/json\r\n"
+               b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n" +
+               f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n0\r\n\r\n")
+    status, _, answer = raw(server, payload)
+    assert status == 200 and json.loads(answer)["accepted"] == 1
+
+
+def test_request_line_over_the_api_limit_is_414_json(server: str) -> None:
+    status, headers, answer = raw(server, b"GET /v1/popular?n=5&x=" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n" +
+                                  AUTH + b"Connection: close\r\n\r\n")
+    json_error(status, headers, answer, 414, "uri_too_long")
+
+
+def test_too_many_headers_is_431_json(server: str) -> None:
+    extra = b"".join(f"X-Extra-{i}: {i}\r\n".encode() for i in range(120))
+    status, headers, answer = raw(server, b"GET /v1/popular HTTP/1.1\r\nHost: x\r\n" + AUTH + extra +
+                                  b"Connection: close\r\n\r\n")
+    json_error(status, headers, answer, 431, "headers_too_large")
+
+
+def test_header_field_over_the_api_limit_is_431_json(server: str) -> None:
+    status, headers, answer = raw(server, b"GET /v1/popular HTTP/1.1\r\nHost: x\r\n" + AUTH +
+                                  b"X-Big: " + b"b" * 9000 + b"\r\nConnection: close\r\n\r\n")
+    json_error(status, headers, answer, 431, "headers_too_large")
+
+
+def test_ordinary_requests_still_pass(server: str) -> None:
+    status, _, answer = raw(server, b"GET /v1/popular?n=3 HTTP/1.1\r\nHost: x\r\n" + AUTH +
+                            b"Connection: close\r\n\r\n")
+    assert status == 200 and len(json.loads(answer)["items"]) == 3
+
+
+@pytest.mark.parametrize("header", [f"Basic {KEYS['read']}", KEYS["read"], f"Token {KEYS['read']}"])
+def test_authorization_requires_the_bearer_scheme(header: str, make_app: Callable[..., Flask], retail) -> None:
+    api = ApiClient(make_app(), key=None)
+    assert_error(api.get("/v1/popular", headers={"Authorization": header}), 401, "unauthorized")
+    public = ApiClient(make_app(TAILOR_PUBLIC_READ="true"), key=None)
+    assert_error(public.get("/v1/popular", headers={"Authorization": header}), 401, "unauthorized")
+    assert api.get("/v1/popular", headers={"X-API-Key": KEYS["read"]}).status_code == 200
+    assert api.get("/v1/popular", headers={"Authorization": f"Bearer {KEYS['read']}"}).status_code == 200
+
+
+@pytest.mark.parametrize("value", ["５", "1٠", "²", "1_0", " 5", "+5"])
+def test_numbers_are_ascii_digits_only(value: str, api: ApiClient) -> None:
+    assert_error(api.get("/v1/popular", query_string={"n": value}), 400, "invalid_input")
+    assert api.get("/v1/popular?n=5").status_code == 200
+
+
+def test_text_logs_escape_control_characters() -> None:
+    record = logging.LogRecord("tailor.access", logging.INFO, __file__, 1, "GET %s 404", ("/x\r\nFAKE 200 ok\x1b[2J",),
+                               None)
+    line = TextFormatter().format(record)
+    assert "\n" not in line and "\r" not in line and "\x1b" not in line
+    assert "\\r\\nFAKE" in line
+
+
+def test_a_crlf_in_the_path_cannot_forge_a_log_line(server: str, tmp_path) -> None:
+    status, _, _ = raw(server, b"GET /v1/items/x%0D%0AFORGED%20line/similar HTTP/1.1\r\nHost: x\r\n" + AUTH +
+                       b"Connection: close\r\n\r\n")
+    assert status in (400, 404)
+
+
+def test_beyond_gunicorn_limits_gunicorn_answers_as_documented(server: str) -> None:
+    """Past gunicorn's own (higher) limits gunicorn answers before the app, in HTML: README "Deployment
+    limits" tells the reverse proxy to refuse such requests first. This pins gunicorn's limits there."""
+    from service.app.limits import GUNICORN_LIMIT_REQUEST_FIELD_SIZE
+
+    status, headers, _ = raw(server, b"GET /v1/popular HTTP/1.1\r\nHost: x\r\nX-Big: " +
+                             b"b" * GUNICORN_LIMIT_REQUEST_FIELD_SIZE + b"\r\nConnection: close\r\n\r\n")
+    assert status in (400, 431) and not headers.get("content-type", "").startswith("application/json")
+    long_line, line_headers, _ = raw(server, b"GET /v1/popular?x=" + b"a" * 20000 +
+                                     b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert long_line == 414 and line_headers["content-type"] == "application/json", "no gunicorn line limit"
+    readme = (ROOT / "README.md").read_text()
+    assert "large_client_header_buffers" in readme and f"{GUNICORN_LIMIT_REQUEST_FIELD_SIZE:,}" in readme
