@@ -112,7 +112,9 @@ class Repository:
     def __init__(self, gateway: RedisGateway, settings: Settings) -> None:
         self.gateway = gateway
         self.settings = settings
-        self.customers = CustomerCache(gateway.reads, settings.customer_cache_size)
+        # Off in cluster mode: BCAST tracking is per node, so every worker would need two connections to every
+        # primary, re-made on each failover, to stay exact (docs/SCALING.md measures what that costs).
+        self.customers = CustomerCache(gateway.reads, 0 if settings.redis_cluster else settings.customer_cache_size)
 
     # -- customers ------------------------------------------------------------------------------------
     def customer(self, customer_id: str, version: str) -> CustomerState:
