@@ -222,11 +222,28 @@ class EmbeddedCluster:
         self.stop()
 
 
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (+10000) is free too, and below 65536 (an ephemeral port from
+    ``free_port`` may be above 55535, which redis-server refuses in cluster mode)."""
+    import random
+
+    for _ in range(200):
+        port = random.randint(20_000, 55_000)
+        try:
+            for candidate in (port, port + 10_000):
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                    s.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
 class _ClusterNode(EmbeddedRedis):
     """One cluster node: no Unix socket (cluster clients speak TCP), its own nodes.conf."""
 
     def __init__(self, data_dir: Path, node_timeout_ms: int) -> None:
-        super().__init__(data_dir)
+        super().__init__(data_dir, port=free_cluster_port())
         self.node_timeout_ms = node_timeout_ms
 
     @property
