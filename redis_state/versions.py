@@ -15,21 +15,30 @@ from typing import Any
 import redis
 
 from redis_state import keys
-from settings import DEFAULT_REDIS_URL, mask_url
+from redis_state.clients import CLUSTER_ERRORS, cluster_mode, make_redis
+from settings import DEFAULT_REDIS_URL, ConfigError, mask_url
 
 
 class PublishError(Exception):
     """Publishing or version management failed; the active model is unchanged."""
 
 
-def connect(url: str | None = None) -> redis.Redis:
-    """A client for ``url`` (or $REDIS_URL), checked with a PING so errors surface here, named."""
+def connect(url: str | None = None, *, cluster: bool | None = None) -> redis.Redis:
+    """A client for ``url`` (or $REDIS_URL), checked with a PING so errors surface here, named.
+
+    ``cluster`` (default: ``TAILOR_REDIS_CLUSTER``) makes it a ``RedisCluster`` client that ``url`` bootstraps.
+    """
     url = url or os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
     try:
-        client = redis.Redis.from_url(url, socket_timeout=30, socket_connect_timeout=5)
+        cluster = cluster_mode() if cluster is None else cluster
+    except ConfigError as exc:
+        raise PublishError(str(exc)) from None
+    try:
+        client = make_redis(url, cluster=cluster, socket_timeout=30, socket_connect_timeout=5, retries=3)
         client.ping()
-    except (redis.RedisError, ValueError) as exc:
-        raise PublishError(f"cannot reach Redis at {mask_url(url)}: {exc}") from None
+    except (redis.RedisError, ValueError, ConfigError, *CLUSTER_ERRORS) as exc:
+        kind = "Redis Cluster" if cluster else "Redis"
+        raise PublishError(f"cannot reach {kind} at {mask_url(url)}: {exc}") from None
     return client
 
 
@@ -111,7 +120,10 @@ def delete_version(client: redis.Redis, version: str) -> None:
 
 
 def remove_version_keys(client: redis.Redis, version: str, quiet: bool = False) -> None:
-    """Delete a version: its manifest and list entry first (it disappears at once), then its data."""
+    """Delete a version: its manifest and list entry first (it disappears at once), then its data.
+
+    A cluster client's ``scan_iter`` walks every primary (customer records are spread over all slots) and its
+    pipeline sends each node the UNLINKs of the keys it owns."""
     try:
         client.zrem(keys.MODEL_VERSIONS, version)
         client.delete(keys.model_manifest(version))

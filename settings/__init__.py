@@ -108,7 +108,11 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("REDIS_URL", "redis_url", DEFAULT_REDIS_URL, str,
             "Redis holding models, customer records, events and overrides (`redis://`, `rediss://`, or "
-            "`unix://PATH` for a Redis on the same host)"),
+            "`unix://PATH` for a Redis on the same host); with `TAILOR_REDIS_CLUSTER=true` any node of the cluster"),
+    Setting("TAILOR_REDIS_CLUSTER", "redis_cluster", "false", _bool,
+            "`true`: `REDIS_URL` names a node of a Redis Cluster (self-hosted or managed, `rediss://` and passwords "
+            "included); every client of the service and of the `tailor` command becomes cluster-aware (pipelines "
+            "and scripts grouped per node, SCANs over every primary, redirections and failovers followed)"),
     Setting("TAILOR_API_KEYS", "api_keys", "", parse_api_keys,
             "comma-separated `KEY:SCOPE` pairs, scopes `read` < `marketing` < `admin`", secret=True),
     Setting("TAILOR_PUBLIC_READ", "public_read", "false", _bool,
@@ -152,7 +156,8 @@ SETTINGS: tuple[Setting, ...] = (
             "(as read from Redis or the customer cache) is unchanged, and never with `TAILOR_CLOCK=wall`"),
     Setting("TAILOR_CUSTOMER_CACHE_SIZE", "customer_cache_size", "20000", _non_negative_int,
             "customers whose Redis values each worker keeps, kept exact by Redis' invalidation messages "
-            "(`CLIENT TRACKING`; 0 = off, read Redis on every request; not for Redis Cluster)"),
+            "(`CLIENT TRACKING`; 0 = off, read Redis on every request; always off with `TAILOR_REDIS_CLUSTER=true`, "
+            "see docs/SCALING.md)"),
     Setting("TAILOR_BIND", "bind", "127.0.0.1:8000", str, "`tailor serve` listen address"),
     Setting("TAILOR_WORKERS", "workers", "0", _non_negative_int,
             "gunicorn worker processes (0 = 2 x cores + 1)"),
@@ -182,6 +187,7 @@ class Settings:
     """Parsed settings; build with ``Settings.load(overrides)``."""
 
     redis_url: str
+    redis_cluster: bool
     api_keys: dict[str, str] = field(repr=False)
     public_read: bool
     max_body_bytes: int

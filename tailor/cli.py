@@ -100,11 +100,22 @@ def _choose_model(args: argparse.Namespace, log, timer) -> tuple[str, dict[str, 
     return result.algorithm, result.params, result.to_dict()
 
 
+def _spark_model(args: argparse.Namespace, params: dict[str, Any]):
+    """An unfitted ALS whose fit runs on Spark (``--engine spark``), or None for the default engine."""
+    if getattr(args, "engine", "local") != "spark":
+        return None
+    from training.spark_als import SparkALSRecommender, spark_session
+
+    spark_session(args.spark_master)  # no Java / no pyspark / a bad master: one line, before any work
+    return SparkALSRecommender(args.spark_master, **params)
+
+
 def _evaluate(args: argparse.Namespace, log, algorithm: str, params: dict[str, Any], timer):
     from training.evaluate import evaluate
 
     with timer.phase("evaluate") as info, limit_blas_threads():
-        result = evaluate(log.interactions, algorithm, params, holdout_days=args.holdout_days)
+        result = evaluate(log.interactions, algorithm, params, holdout_days=args.holdout_days,
+                          model=_spark_model(args, params))
         info["detail"] = f"holdout {args.holdout_days:g} days"
     if not args.quiet or not args.json:
         print(result.format(), file=sys.stderr if args.json else sys.stdout)
@@ -119,12 +130,20 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise CliError("nothing to do: give --out DIR and/or --publish")
     if args.out and Path(args.out).exists() and not args.force:
         raise CliError(f"{args.out} already exists; give --force to replace it")
+    if args.engine == "spark":
+        if args.algorithm not in (None, "als"):
+            raise CliError(f"--engine spark fits ALS only (the artifact of --algorithm als), not {args.algorithm}")
+        args.algorithm = "als"
+        _spark_model(args, {})  # fail fast without Java or pyspark
     timer = PhaseTimer(quiet=args.quiet)
     log = _read_phase(args, timer)
     algorithm, params, tuning = _choose_model(args, log, timer)
     evaluation = None if args.no_eval else _evaluate(args, log, algorithm, params, timer).to_dict()
+    spark = _spark_model(args, params)
     artifact = train_artifact(log, algorithm, params, timer=timer, evaluation=evaluation, until=args.until,
-                              tuning=tuning)
+                              tuning=tuning, model=spark)
+    if spark is not None:
+        artifact.manifest["engine"] = {"name": "spark", **spark.spark_params}
     out = Path(args.out) if args.out else default_model_dir(artifact.version)
     with timer.phase("write") as info:
         write_artifact(out, artifact)
@@ -169,6 +188,18 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     finally:
         if lines is not sys.stdin:
             lines.close()
+    if args.engine == "spark":
+        from training.spark_als import export_recommendations_spark
+
+        if args.output == "-":
+            raise CliError("--engine spark writes a file: give --output OUT.csv")
+        _open_output(args.output).close()  # an unwritable path fails before Spark starts
+        counts = export_recommendations_spark(args.model, customer_ids, args.n, args.exclude_purchased,
+                                              args.output, master=args.spark_master)
+        if not args.quiet:
+            print(f"{counts['rows']:,} rows for {counts['customers']:,} customers "
+                  f"({counts['fallback']:,} unknown -> popular fallback) written to {args.output}", file=sys.stderr)
+        return 0
     out = sys.stdout if args.output == "-" else _open_output(args.output)
     try:
         counts = export_recommendations(artifact, customer_ids, args.n, args.exclude_purchased, out,
@@ -345,10 +376,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from redis_state.versions import PublishError
     from scoring.artifact import ArtifactError
     from training.data import DataError
+    from training.spark_als import SparkError
 
     try:
         return COMMANDS[args.command](args)
-    except (CliError, DataError, ArtifactError, PublishError) as exc:
+    except (CliError, DataError, ArtifactError, PublishError, SparkError) as exc:
         print(f"tailor: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -73,6 +73,15 @@ def _add_eval_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
 
 
+def _add_engine_args(p: argparse.ArgumentParser, what: str) -> None:
+    g = p.add_argument_group("engine")
+    g.add_argument("--engine", default="local", choices=("local", "spark"),
+                   help=f"local: this process (default); spark: {what} on Apache Spark (pip install 'tailor[spark]', "
+                        "a Java 17 runtime)")
+    g.add_argument("--spark-master", default="local[*]", metavar="URL",
+                   help="Spark master with --engine spark: local[*] (default), local[N], spark://HOST:7077, yarn, ...")
+
+
 def _add_redis_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--redis-url", default=None, metavar="URL",
                    help="Redis to use (default: $REDIS_URL, else redis://127.0.0.1:6379/0)")
@@ -100,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", metavar="DIR", help="write the versioned model directory here")
     train.add_argument("--force", action="store_true", help="replace an existing --out directory")
     train.add_argument("--publish", action="store_true", help="publish to Redis and activate after training")
+    _add_engine_args(train, "fit ALS (pyspark.ml ALS, implicit preferences) and write the --algorithm als artifact")
     _add_redis_arg(train)
 
     evaluate = sub.add_parser("evaluate", help="time-based holdout evaluation beside the popularity baseline")
@@ -113,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--n", type=int, default=10, metavar="N")
     rec.add_argument("--exclude-purchased", action="store_true", help="never recommend what was bought")
     rec.add_argument("--output", required=True, metavar="OUT.csv", help="- for stdout")
+    _add_engine_args(rec, "score the customers in parallel partitions, merged into OUT.csv")
 
     aud = sub.add_parser("audience", help="the customers to target (POST /v1/audiences in batch) as CSV "
                                           "(customer_id,score,reason)")

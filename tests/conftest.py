@@ -10,6 +10,10 @@ import redis
 
 from service.infrastructure.embedded_redis import EmbeddedRedis
 
+# Helper modules that tests import (tests/test_cluster.py re-runs single-node tests against a cluster): their
+# asserts are rewritten even when imported before pytest loads them as plugins.
+pytest.register_assert_rewrite("tests.service_helpers", "tests.marketing_support")
+
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_CSV = ROOT / "data" / "sample" / "online_retail_sample.csv"
 

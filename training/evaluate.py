@@ -321,10 +321,13 @@ def evaluate(
     holdout_days: float = 30,
     k: int = 10,
     max_customers: int | None = MAX_CUSTOMERS,
+    model: Recommender | None = None,
 ) -> EvaluationResult:
-    """Hold out the last ``holdout_days``, fit ``algorithm`` and the popularity baseline, report both."""
+    """Hold out the last ``holdout_days``, fit ``algorithm`` and the popularity baseline, report both.
+
+    ``model``: an unfitted instance to use instead of ``create(algorithm, **params)`` (``--engine spark``)."""
     split = make_split(interactions, holdout_days, max_customers)
-    model = run(create(algorithm, **(params or {})), split, k)
+    model = run(model if model is not None else create(algorithm, **(params or {})), split, k)
     baseline = run(create(BASELINE_ALGORITHM), split, k)
     return EvaluationResult(
         model=model,

@@ -28,6 +28,7 @@ from scoring.artifact import (
 from scoring.embeddings import item_embeddings
 from scoring.history import PurchaseHistory, to_day
 from scoring.models import create
+from scoring.models.base import Recommender
 from scoring.threads import limit_blas_threads
 from training.data import PurchaseLog
 from training.matrix import build_history
@@ -162,14 +163,19 @@ def train_artifact(
     evaluation: dict[str, Any] | None = None,
     until: str | None = None,
     tuning: dict[str, Any] | None = None,
+    model: Recommender | None = None,
+    engine: dict[str, Any] | None = None,
 ) -> Artifact:
-    """Fit ``algorithm`` on the whole (cleaned) log and bundle everything the service needs."""
+    """Fit ``algorithm`` on the whole (cleaned) log and bundle everything the service needs.
+
+    ``model``: an unfitted instance to fit instead of ``create(algorithm, **params)`` (``--engine spark``);
+    ``engine``: what fitted it, recorded in the manifest (default ``{"name": "local"}``: this process)."""
     interactions = log.interactions
     with timer.phase("matrix") as info:
         history, customer_ids, item_ids = build_history(interactions)
         info["detail"] = f"{len(customer_ids):,} customers x {len(item_ids):,} items, {history.orders.nnz:,} pairs"
     with timer.phase("fit") as info, limit_blas_threads():
-        model = create(algorithm, **params)
+        model = model if model is not None else create(algorithm, **params)
         model.fit(history, progress=not timer.quiet)
         info["detail"] = algorithm
     with timer.phase("extras"):
@@ -184,6 +190,7 @@ def train_artifact(
         "created_at": created_at.isoformat().replace("+00:00", "Z"),
         "algorithm": algorithm,
         "params": model.params,
+        "engine": {"name": "local", **(engine or {})},
         "data": {
             "source": str(log.source),
             "fingerprint_sha256": log.fingerprint,

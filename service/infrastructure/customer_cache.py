@@ -21,8 +21,9 @@ event arrives. So each worker keeps the values it read and Redis tells it when t
 * when either connection fails the cache is emptied and bypassed until both are back (an invalidation may
   have been missed), so a Redis outage still turns into the popular fallback at once.
 
-Works with Redis >= 6 over RESP2 (redis-py's own client-side cache needs Redis 7.4 and RESP3). Not for
-Redis Cluster (BCAST is per node); ``TAILOR_CUSTOMER_CACHE_SIZE=0`` turns it off.
+Works with Redis >= 6 over RESP2 (redis-py's own client-side cache needs Redis 7.4 and RESP3). Off with
+``TAILOR_REDIS_CLUSTER=true`` (BCAST is per node; see docs/SCALING.md); ``TAILOR_CUSTOMER_CACHE_SIZE=0``
+turns it off too.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ class CustomerCache:
         self.retry_s = retry_s
         self.heartbeat_s = heartbeat_s
         self.drain_every_s = drain_every_s
-        self._pool = client.connection_pool
+        self._pool = getattr(client, "connection_pool", None)  # a cluster client has none: the cache is off
         self._lock = threading.Lock()  # entries, stamps, sequence
         self._read_lock = threading.RLock()  # the subscriber connection (held only while reading it)
         self._entries: OrderedDict[str, tuple[Hashable, Any]] = OrderedDict()

@@ -47,6 +47,7 @@ class EmbeddedRedis:
         self.persist = persist
         self.maxmemory = maxmemory
         self.process: subprocess.Popen | None = None
+        self.extra_args: list[str] = []
 
     @property
     def url(self) -> str:
@@ -77,6 +78,7 @@ class EmbeddedRedis:
             args += ["--appendonly", "no", "--save", ""]
         if self.maxmemory:
             args += ["--maxmemory", self.maxmemory, "--maxmemory-policy", "noeviction"]
+        args += self.extra_args
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
         deadline = time.monotonic() + timeout
@@ -106,3 +108,149 @@ class EmbeddedRedis:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class EmbeddedCluster:
+    """A private Redis Cluster: ``primaries`` redis-server processes on free loopback ports with
+    ``--cluster-enabled yes``, joined by ``redis-cli --cluster create`` (slots spread evenly), plus replicas
+    added on demand (``add_replica``). For the tests and the benchmarks; never on a port we did not pick.
+    """
+
+    def __init__(self, data_dir: str | Path, primaries: int = 3, node_timeout_ms: int = 2_000) -> None:
+        self.data_dir = Path(data_dir)
+        self.primaries = primaries
+        self.node_timeout_ms = node_timeout_ms
+        self.nodes: list[EmbeddedRedis] = []
+
+    @property
+    def url(self) -> str:
+        """Any node's address bootstraps a cluster client: the first one's."""
+        return f"redis://127.0.0.1:{self.nodes[0].port}/0"
+
+    def _node(self, index: int) -> EmbeddedRedis:
+        node = _ClusterNode(self.data_dir / f"node-{index}", node_timeout_ms=self.node_timeout_ms)
+        node.start()
+        self.nodes.append(node)
+        return node
+
+    def start(self, timeout: float = 30.0) -> EmbeddedCluster:
+        cli = shutil.which("redis-cli")
+        if cli is None:
+            raise RuntimeError("no redis-cli found: it creates the cluster (install Redis >= 5)")
+        try:
+            for index in range(self.primaries):
+                self._node(index)
+            subprocess.run([cli, "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes),
+                            "--cluster-replicas", "0", "--cluster-yes"], check=True, capture_output=True,
+                           timeout=timeout)
+            self.wait_ok(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def node_ids(self) -> dict[int, str]:
+        """port -> node id, as the cluster knows them."""
+        out = {}
+        for node in self.nodes:
+            with redis.Redis(port=node.port) as client:
+                out[node.port] = client.execute_command("CLUSTER", "MYID").decode()
+        return out
+
+    def wait_ok(self, timeout: float = 30.0) -> None:
+        """Until every node reports ``cluster_state:ok`` and agrees on the number of known nodes."""
+        deadline = time.monotonic() + timeout
+        while True:
+            states = []
+            for node in self.nodes:
+                with redis.Redis(port=node.port) as client:
+                    info = client.execute_command("CLUSTER", "INFO").decode()
+                    fields = dict(line.split(":", 1) for line in info.split() if ":" in line)
+                    states.append((fields.get("cluster_state"), fields.get("cluster_known_nodes")))
+            if all(state == ("ok", str(len(self.nodes))) for state in states):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"cluster not ok after {timeout}s: {states}")
+            time.sleep(0.05)
+
+    def add_replica(self, of: int = 0, timeout: float = 30.0) -> EmbeddedRedis:
+        """Start a node and make it a replica of ``nodes[of]``; returns it once it is in sync."""
+        primary = self.nodes[of]
+        primary_id = self.node_ids()[primary.port]
+        replica = self._node(len(self.nodes))
+        with redis.Redis(port=replica.port) as client:
+            client.execute_command("CLUSTER", "MEET", "127.0.0.1", primary.port)
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    client.execute_command("CLUSTER", "REPLICATE", primary_id)
+                    break
+                except redis.ResponseError:  # the primary is not known to it yet
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+            while client.info("replication").get("master_link_status") != "up":
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the replica did not sync with its primary")
+                time.sleep(0.05)
+        self.wait_ok(timeout)
+        return replica
+
+    def primary_nodes(self) -> list[EmbeddedRedis]:
+        out = []
+        for node in self.nodes:
+            with redis.Redis(port=node.port) as client:
+                if client.info("replication").get("role") == "master":
+                    out.append(node)
+        return out
+
+    def flushall(self) -> None:
+        for node in self.primary_nodes():
+            with redis.Redis(port=node.port) as client:
+                client.flushall()
+                client.script_flush()
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+        self.nodes = []
+
+    def __enter__(self) -> EmbeddedCluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (+10000) is free too, and below 65536 (an ephemeral port from
+    ``free_port`` may be above 55535, which redis-server refuses in cluster mode)."""
+    import random
+
+    for _ in range(200):
+        port = random.randint(20_000, 55_000)
+        try:
+            for candidate in (port, port + 10_000):
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                    s.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+class _ClusterNode(EmbeddedRedis):
+    """One cluster node: no Unix socket (cluster clients speak TCP), its own nodes.conf."""
+
+    def __init__(self, data_dir: Path, node_timeout_ms: int) -> None:
+        super().__init__(data_dir, port=free_cluster_port())
+        self.node_timeout_ms = node_timeout_ms
+
+    @property
+    def socket_path(self) -> Path | None:
+        return None
+
+    def start(self, timeout: float = 10.0) -> EmbeddedRedis:
+        self.extra_args = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                           "--cluster-node-timeout", str(self.node_timeout_ms)]
+        return super().start(timeout)

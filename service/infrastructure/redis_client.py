@@ -15,6 +15,7 @@ guarded call, which would serialise every Redis round trip of a threaded worker.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -24,8 +25,11 @@ from typing import Any, TypeVar
 import hiredis
 import redis
 from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster
+from redis.exceptions import AskError, ClusterDownError, MovedError, TryAgainError
 from redis.retry import Retry
 
+from redis_state.clients import CLUSTER_ERRORS, make_redis
 from service.domain.errors import Unavailable
 from settings import Settings
 
@@ -91,11 +95,17 @@ class CircuitBreaker:
             self.failure()
 
 
-def make_client(url: str, timeout_s: float, connect_timeout_s: float) -> redis.Redis:
+def make_client(url: str, timeout_s: float, connect_timeout_s: float, *, cluster: bool = False,
+                retries: int = 0) -> redis.Redis:
     """A client that never retries on its own: retries are the breaker's job, not a hidden loop.
 
-    ``unix://`` URLs (a Redis on the same host) are accepted too; keep-alive applies to TCP only.
+    ``unix://`` URLs (a Redis on the same host) are accepted too; keep-alive applies to TCP only. With
+    ``cluster`` it is a ``RedisCluster`` (``redis_state.clients``) that repeats a command ``retries`` times
+    after a connection error or timeout, refreshing the slot map: that carries a request over a failover.
     """
+    if cluster:
+        return make_redis(url, cluster=True, socket_timeout=timeout_s, socket_connect_timeout=connect_timeout_s,
+                          retries=retries, socket_keepalive=True)
     tcp = {} if url.startswith("unix:") else {"socket_keepalive": True}
     return redis.Redis.from_url(
         url, socket_timeout=timeout_s, socket_connect_timeout=connect_timeout_s,
@@ -113,6 +123,8 @@ def send_commands(client: redis.Redis, commands: Sequence[Sequence[Any]]) -> lis
     """
     if not commands:
         return []
+    if type(client) is RedisCluster:
+        return _send_to_cluster(client, commands)
     pool = client.connection_pool
     connection = pool.get_connection()
     try:
@@ -132,19 +144,84 @@ def send_commands(client: redis.Redis, commands: Sequence[Sequence[Any]]) -> lis
         pool.release(connection)
 
 
+#: Replies meaning "this node does not serve that slot (now)": the command did not run, so it is safe to send
+#: it again once the slot map is fresh (a failover answers MOVED to what was queued on the old primary).
+_REDIRECTED = (MovedError, AskError, TryAgainError, ClusterDownError)
+
+
+def _command_key(command: Sequence[Any]) -> Any:
+    """The key that decides a command's slot: a script's first key, else the first argument."""
+    name = command[0]
+    if name in ("EVALSHA", "EVAL", "evalsha", "eval"):
+        return command[3] if int(command[2]) > 0 else None
+    return command[1] if len(command) > 1 else None
+
+
+def _send_to_cluster(client: RedisCluster, commands: Sequence[Sequence[Any]]) -> list[Any]:
+    """``send_commands`` on a cluster: the commands grouped by the primary that owns their slot, one packed
+    pipeline per node, all written before any reply is read (so the round trips overlap), replies put back in
+    order. Commands answered with a redirection (``MOVED`` after a failover, ``ASK`` / ``TRYAGAIN`` during a
+    resharding, ``CLUSTERDOWN`` while a primary is being replaced) did not run: they are sent again one by one
+    through ``client.execute_command``, which refreshes the slot map and follows redirections itself.
+    """
+    nodes = client.nodes_manager
+    groups: dict[str, tuple[Any, list[int]]] = {}
+    for index, command in enumerate(commands):
+        key = _command_key(command)
+        node = nodes.get_node_from_slot(client.keyslot(key)) if key is not None else client.get_random_node()
+        groups.setdefault(node.name, (node, []))[1].append(index)
+    replies: list[Any] = [None] * len(commands)
+    sent: list[tuple[Any, Any, list[int]]] = []
+    try:
+        for node, indices in groups.values():
+            pool = client.get_redis_connection(node).connection_pool
+            connection = pool.get_connection()
+            sent.append((pool, connection, indices))
+            connection.send_packed_command(
+                [b"".join(hiredis.pack_command(tuple(commands[i])) for i in indices)], check_health=False)
+        for _pool, connection, indices in sent:
+            for i in indices:
+                try:
+                    replies[i] = connection.read_response()
+                except redis.ResponseError as error:
+                    replies[i] = error
+    except BaseException as error:
+        for _pool, connection, _ in sent:
+            connection.disconnect()
+        if isinstance(error, OUTAGE_ERRORS):
+            with contextlib.suppress(Exception):  # a failed node: learn the new slot map for the next call
+                nodes.initialize()
+        raise
+    finally:
+        for pool, connection, _ in sent:
+            pool.release(connection)
+    for i, reply in enumerate(replies):
+        if isinstance(reply, _REDIRECTED):
+            try:
+                replies[i] = client.execute_command(*commands[i])
+            except redis.ResponseError as error:
+                replies[i] = error
+    return replies
+
+
 class RedisGateway:
     """The service's clients - request reads, writes, background work (poller, cache tracking), model loads -
     and the request path's breaker (background work has no part in it)."""
 
     def __init__(self, settings: Settings) -> None:
         connect = settings.redis_connect_timeout_ms / 1000.0
-        self.reads = make_client(settings.redis_url, settings.redis_timeout_ms / 1000.0, connect)
+        cluster = self.cluster = settings.redis_cluster
+        # In a cluster, reads get one retry (a failover's new primary is found at once; a slow one falls back)
+        # and writes and loads three with backoff, so that a promotion of a replica costs no 5xx.
+        self.reads = make_client(settings.redis_url, settings.redis_timeout_ms / 1000.0, connect,
+                                 cluster=cluster, retries=1)
         self.writes = make_client(settings.redis_url, settings.redis_write_timeout_ms / 1000.0,
-                                  max(connect, settings.redis_write_timeout_ms / 1000.0))
+                                  max(connect, settings.redis_write_timeout_ms / 1000.0), cluster=cluster, retries=3)
         self.loads = make_client(settings.redis_url, settings.redis_load_timeout_s,
-                                 max(connect, min(settings.redis_load_timeout_s, 2.0)))
+                                 max(connect, min(settings.redis_load_timeout_s, 2.0)), cluster=cluster, retries=3)
         background = max(1.0, settings.redis_write_timeout_ms / 1000.0)
-        self.background = make_client(settings.redis_url, background, max(connect, background))
+        self.background = make_client(settings.redis_url, background, max(connect, background), cluster=cluster,
+                                      retries=3)
         self.breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_reset_s)
 
     def call(self, fn: Callable[[], T]) -> T:
@@ -156,7 +233,7 @@ class RedisGateway:
         except OUTAGE_ERRORS as exc:
             self.breaker.failure()
             raise Unavailable(f"Redis is unavailable: {type(exc).__name__}") from None
-        except redis.RedisError as exc:
+        except (redis.RedisError, *CLUSTER_ERRORS) as exc:
             raise Unavailable(f"Redis error: {type(exc).__name__}") from None
         self.breaker.success()
         return result

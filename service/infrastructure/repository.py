@@ -147,7 +147,10 @@ class Repository:
     def __init__(self, gateway: RedisGateway, settings: Settings) -> None:
         self.gateway = gateway
         self.settings = settings
-        self.customers = CustomerCache(gateway.background, settings.customer_cache_size)
+        # Off in cluster mode: BCAST tracking is per node, so every worker would need two connections to every
+        # primary, re-made on each failover, to stay exact (docs/SCALING.md says what that would cost).
+        cache_size = 0 if settings.redis_cluster else settings.customer_cache_size
+        self.customers = CustomerCache(gateway.background, cache_size)
 
     # -- customers ------------------------------------------------------------------------------------
     def customer(self, customer_id: str, version: str) -> CustomerState:

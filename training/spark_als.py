@@ -1,0 +1,159 @@
+"""`tailor train --engine spark` and `tailor recommend --engine spark`: the ALS fit and the batch export on
+Apache Spark, writing and reading the very artifact of ``--algorithm als``.
+
+What stays the same as the default engine: the purchase log is read and cleaned by ``training.data`` (same
+formats, same rules), the customer x item history and its confidence weighting come from
+``training.matrix`` / ``scoring.models.weighting``, the extras (customer table, popular lists, embeddings)
+from ``training.pipeline``. Only the factorisation runs on Spark: ``pyspark.ml.recommendation.ALS`` with
+``implicitPrefs=True``. The artifact records ``algorithm: als`` (so ``tailor publish``, the service and
+``tailor recommend`` load it as any ALS model: item factors, customers folded in at score time) and
+``engine: spark`` with the Spark settings in the manifest.
+
+Confidence mapping. Our ALS (implicit) uses the confidence c = alpha x w, where w is the weighted purchase
+(``--weighting``, ``--half-life``) and alpha is ``--alpha``; Spark uses c = 1 + alpha_spark x r for a rating r.
+We pass r = max(alpha x w - 1, 1e-3) with alpha_spark = 1, so Spark's confidence is alpha x w exactly whenever
+alpha x w > 1 (and 1.001 below: Spark's preference is r > 0, so a rating must stay positive).
+Regularisation: Spark scales regParam by the number of ratings of each customer (item) it solves for
+(ALS-WR), implicit does not; regParam = regularization / mean purchases per customer matches the two on an
+average customer. Both are recorded in the manifest's ``params.spark``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from scoring.history import PurchaseHistory
+from scoring.models.factorization import SEED, ALSRecommender
+from scoring.models.weighting import Weighting
+
+DEFAULT_MASTER = "local[*]"
+
+
+class SparkError(Exception):
+    """Spark cannot run here (no Java, no pyspark, a bad master URL): one line for the user."""
+
+
+def java_binary() -> str | None:
+    home = os.environ.get("JAVA_HOME")
+    if home and os.access(os.path.join(home, "bin", "java"), os.X_OK):
+        return os.path.join(home, "bin", "java")
+    return shutil.which("java")
+
+
+def spark_session(master: str = DEFAULT_MASTER, app: str = "tailor"):
+    """A SparkSession on ``master`` (``local[*]``, ``local[2]``, ``spark://HOST:7077``, ``yarn``, ...)."""
+    if java_binary() is None:
+        raise SparkError("--engine spark needs a Java runtime (17+): install openjdk-17-jre-headless or set "
+                         "JAVA_HOME")
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise SparkError("--engine spark needs pyspark: pip install 'tailor[spark]'") from None
+    # Python workers run this interpreter (with Tailor's dependencies) unless told otherwise.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    try:
+        session = (SparkSession.builder.master(master).appName(app)
+                .config("spark.ui.enabled", "false")
+                .config("spark.ui.showConsoleProgress", "false")
+                .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+                .config("spark.sql.shuffle.partitions", os.environ.get("TAILOR_SPARK_PARTITIONS", "8"))
+                .config("spark.driver.memory", os.environ.get("TAILOR_SPARK_DRIVER_MEMORY", "4g"))
+                .getOrCreate())
+        session.sparkContext.setLogLevel(os.environ.get("TAILOR_SPARK_LOG_LEVEL", "ERROR"))
+        if not session.sparkContext.getCheckpointDir():  # ALS cuts its lineage every 10 iterations with it
+            session.sparkContext.setCheckpointDir(tempfile.mkdtemp(prefix="tailor-spark-checkpoints-"))
+        return session
+    except Exception as exc:  # py4j / JVM start-up errors carry long Java traces: keep the first line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SparkError(f"Spark did not start on {master}: {first}") from None
+
+
+def spark_ratings(confidence: np.ndarray) -> np.ndarray:
+    """Our confidences (alpha x w) as Spark ratings r with Spark's alpha = 1: 1 + r = confidence."""
+    return np.maximum(confidence.astype(np.float64) - 1.0, 1e-3)
+
+
+class SparkALSRecommender(ALSRecommender):
+    """``als`` whose fit runs on Spark; everything else (scoring, arrays, name) is ``ALSRecommender``'s."""
+
+    def __init__(self, master: str = DEFAULT_MASTER, **params: Any) -> None:
+        super().__init__(**params)
+        self.master = master
+        self.spark_params: dict[str, Any] = {}
+
+    def fit(self, history: PurchaseHistory, *, progress: bool = False) -> None:
+        from pyspark.ml.recommendation import ALS
+
+        self.weighting = Weighting.fit(history, self.params["weighting"], self.params["half_life"])
+        weighted = self._confidence(history)
+        per_customer = weighted.nnz / max(int((np.diff(weighted.indptr) > 0).sum()), 1)
+        confidence = weighted.tocoo()
+        reg = float(self.params["regularization"]) / max(per_customer, 1.0)
+        spark = spark_session(self.master, "tailor-train")
+        frame = pd.DataFrame({"customer": confidence.row.astype(np.int32), "item": confidence.col.astype(np.int32),
+                              "rating": spark_ratings(confidence.data)})
+        parallelism = spark.sparkContext.defaultParallelism
+        ratings = spark.createDataFrame(frame).repartition(parallelism)
+        als = ALS(rank=int(self.params["factors"]), maxIter=int(self.params["iterations"]), regParam=reg,
+                  implicitPrefs=True, alpha=1.0, userCol="customer", itemCol="item", ratingCol="rating",
+                  seed=SEED, numUserBlocks=parallelism, numItemBlocks=parallelism, coldStartStrategy="drop")
+        fitted = als.fit(ratings)
+        factors = fitted.itemFactors.toPandas()
+        item_factors = np.zeros((history.shape[1], int(self.params["factors"])), dtype=np.float32)
+        if len(factors):
+            item_factors[factors["id"].to_numpy()] = np.stack(factors["features"].to_numpy()).astype(np.float32)
+        self.item_factors = item_factors
+        self.spark_params = {"master": self.master, "alpha": 1.0, "regParam": reg, "rating": "alpha*w - 1",
+                             "parallelism": parallelism, "spark_version": spark.version}
+
+
+def export_recommendations_spark(model_dir: str | Path, customer_ids: list[str], n: int, exclude_purchased: bool,
+                                 out_path: str, master: str = DEFAULT_MASTER,
+                                 partitions: int | None = None) -> dict[str, int]:
+    """``tailor recommend`` for many customers in parallel: the customer list split into partitions, each
+    scored by the same ``training.batch.export_recommendations`` on a Spark executor (reading the model
+    directory, which executors must see: a shared path on a cluster) into a part file, then the parts
+    concatenated in order into ``out_path`` under one header - the same CSV as the one-process export."""
+    spark = spark_session(master, "tailor-recommend")
+    sc = spark.sparkContext
+    partitions = partitions or max(sc.defaultParallelism, 1)
+    model_dir = str(Path(model_dir).resolve())
+    parts_dir = Path(tempfile.mkdtemp(prefix="tailor-recs-", dir=Path(out_path).resolve().parent))
+    chunks = [customer_ids[len(customer_ids) * p // partitions: len(customer_ids) * (p + 1) // partitions]
+              for p in range(partitions)]
+
+    def run(index: int, rows: Any) -> Any:
+        from scoring.artifact import read_artifact
+        from scoring.threads import limit_blas_threads
+        from training.batch import export_recommendations
+
+        ids = [row for chunk in rows for row in chunk]
+        path = parts_dir / f"part-{index:05d}.csv"
+        with limit_blas_threads(), open(path, "w", encoding="utf-8", newline="") as out:
+            counts = export_recommendations(read_artifact(model_dir), ids, n, exclude_purchased, out)
+        yield (index, counts)
+
+    try:
+        results = sorted(sc.parallelize(chunks, len(chunks)).mapPartitionsWithIndex(run).collect())
+        with open(out_path, "w", encoding="utf-8", newline="") as out:
+            for position, (index, _) in enumerate(results):
+                with open(parts_dir / f"part-{index:05d}.csv", encoding="utf-8") as part:
+                    header = part.readline()
+                    if position == 0:
+                        out.write(header)
+                    shutil.copyfileobj(part, out)
+    finally:
+        shutil.rmtree(parts_dir, ignore_errors=True)
+    totals = {"customers": 0, "known": 0, "fallback": 0, "rows": 0}
+    for _, counts in results:
+        for name in totals:
+            totals[name] += counts[name]
+    return totals
