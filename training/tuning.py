@@ -34,7 +34,7 @@ import pandas as pd
 
 from scoring.models import ALGORITHMS, HYPERPARAMETERS, create
 from scoring.models.ease import MAX_ITEMS
-from scoring.models.hybrid import HybridRecommender
+from scoring.models.hybrid import HybridRecommender, scaled_popularity
 from scoring.threads import limit_blas_threads
 from training.evaluate import Metrics, Split, chunks, evaluate_variants, make_split, split_log
 
@@ -45,16 +45,15 @@ FOLD_CUSTOMERS = 3_000
 #: Blend weights tried one coordinate at a time, from the defaults (every term is scaled to [0, 1]).
 BLEND_GRID: dict[str, tuple[float, ...]] = {
     "rebuy_weight": (0.0, 0.1, 0.25, 0.5, 1.0, 2.0),
+    "popularity_window_days": (14.0, 0.0, 60.0),  # 0 = all time: robust when the last weeks were unusual
     "popularity_weight": (0.0, 0.05, 0.15, 0.5, 1.5, 4.0),
     "cf_weight": (0.1, 0.25, 0.5, 1.0, 2.0),
 }
-BLEND_PASSES = 2
+BLEND_PASSES = 1
 #: Hybrid variants refitted in stage 4 (each blended with the best weights found so far).
 HYBRID_VARIANTS: tuple[dict[str, Any], ...] = (
-    {"popularity_window_days": 0.0},  # all-time popularity: robust when the last weeks were unusual
     {"rebuy_half_life": 90.0},
     {"half_life": 0.0},
-    {"popularity_window_days": 60.0},
     {"rebuy_weighting": "log"},
     {"rebuy_half_life": 0.0},
     {"regularization": 500.0},
@@ -186,12 +185,14 @@ class _Search:
             self.skipped.append(f"hybrid {_short('hybrid', params)}")
             return
         started = time.perf_counter()
-        fitted: list[tuple[HybridRecommender, list[tuple[np.ndarray, np.ndarray]]]] = []
+        fitted: list[tuple[HybridRecommender, dict[float, np.ndarray], list[tuple[np.ndarray, np.ndarray]]]] = []
         for split in self.folds:
             model = create("hybrid", **params)
             assert isinstance(model, HybridRecommender)
             model.fit(split.train)
-            fitted.append((model, [model.components(history) for history in chunks(split)]))
+            windows = {window: scaled_popularity(split.train, window)
+                       for window in BLEND_GRID["popularity_window_days"]}
+            fitted.append((model, windows, [model.components(history) for history in chunks(split)]))
         base = dict(fitted[0][0].params)
         fit_seconds = time.perf_counter() - started
         tried: dict[tuple[float, ...], Trial] = {}
@@ -205,10 +206,12 @@ class _Search:
                 return None
             began = time.perf_counter()
             results = []
-            for split, (model, cache) in zip(self.folds, fitted, strict=True):
+            for split, (model, windows, cache) in zip(self.folds, fitted, strict=True):
                 parts = iter(cache)
+                popularity = windows[blend["popularity_window_days"]]
                 results += evaluate_variants(
-                    split, lambda _history, m=model, p=parts, w=blend: [m.blend(next(p), w)], self.k)
+                    split, lambda _history, m=model, p=parts, w=blend, v=popularity: [m.blend(next(p), w, v)],
+                    self.k)
             seconds = time.perf_counter() - began + (fit_seconds if not tried else 0.0)
             tried[key] = self._record("hybrid", {**base, **blend}, results, seconds)
             return tried[key]

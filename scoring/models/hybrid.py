@@ -37,6 +37,15 @@ CF_MODELS: dict[str, type[EASERecommender] | type[ItemKNNRecommender]] = {
 }
 
 
+def scaled_popularity(history: PurchaseHistory, window_days: float) -> np.ndarray:
+    """Distinct buyers of the last ``window_days`` (0 = all time) scaled to [0, 1]; all time when nobody
+    bought in the window (a quiet spell)."""
+    popularity = item_popularity(history, window_days)
+    if not popularity.any():
+        popularity = item_popularity(history)
+    return popularity / max(float(popularity.max(initial=0.0)), 1.0)
+
+
 class HybridRecommender(TunableRecommender):
     """Buy-again + collaborative filtering + recent popularity (the default algorithm)."""
 
@@ -50,7 +59,7 @@ class HybridRecommender(TunableRecommender):
               ("auto", "ease", "item-knn")),
         Param("cf_weight", 0.5, float, "weight of the per-customer [0, 1]-scaled CF score"),
         Param("popularity_weight", 0.15, float, "weight of the [0, 1]-scaled recent popularity"),
-        Param("popularity_window_days", 14.0, float, "recent popularity counts buyers of the last N days"),
+        Param("popularity_window_days", 14.0, float, "recent popularity counts buyers of the last N days (0 = all)"),
         Param("regularization", 200.0, float, "EASE L2 penalty lambda"),
         Param("weighting", "binary", str, "CF input confidence", ("binary", "orders", "log", "bm25")),
         Param("half_life", 60.0, float, "time decay of the CF input in days (0 = none)"),
@@ -82,10 +91,7 @@ class HybridRecommender(TunableRecommender):
         self.params["cf"] = kind  # recorded so the manifest says which model was actually fitted
         self.cf = self._cf_model(kind)
         self.cf.fit(history, progress=progress)
-        popularity = item_popularity(history, self.params["popularity_window_days"])
-        if not popularity.any():  # nobody bought in the window (a quiet spell): fall back to all time
-            popularity = item_popularity(history)
-        self.popularity = popularity / max(float(popularity.max(initial=0.0)), 1.0)
+        self.popularity = scaled_popularity(history, self.params["popularity_window_days"])
 
     def _cf(self) -> EASERecommender | ItemKNNRecommender:
         if self.cf is None:
@@ -102,10 +108,11 @@ class HybridRecommender(TunableRecommender):
         np.divide(rebuy, top, out=rebuy, where=top > 0)
         return rebuy, minmax_rows(self._cf().score(history))
 
-    def blend(self, components: tuple[np.ndarray, np.ndarray], weights: dict[str, float] | None = None
-              ) -> np.ndarray:
+    def blend(self, components: tuple[np.ndarray, np.ndarray], weights: dict[str, float] | None = None,
+              popularity: np.ndarray | None = None) -> np.ndarray:
         """The score of ``components`` under this model's weights, or ``weights`` (cf_weight,
-        rebuy_weight, popularity_weight) when the tuner tries another blend of the same fitted model."""
+        rebuy_weight, popularity_weight) and ``popularity`` (another window's ``scaled_popularity``) when
+        the tuner tries another blend of the same fitted model."""
         rebuy, cf = components
         if weights is None:
             scores = np.float32(self.params["cf_weight"]) * cf
@@ -116,7 +123,7 @@ class HybridRecommender(TunableRecommender):
             return scores
         scores = np.float32(weights["cf_weight"]) * cf
         scores += np.float32(weights["rebuy_weight"]) * rebuy
-        scores += np.float32(weights["popularity_weight"]) * self.popularity
+        scores += np.float32(weights["popularity_weight"]) * (self.popularity if popularity is None else popularity)
         return scores
 
     def _weighted_popularity(self) -> np.ndarray:
