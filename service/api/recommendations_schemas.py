@@ -86,11 +86,14 @@ class PopularQuery(ma.Schema):
 
     n = n_field()
     country = fields.String(load_default=None, validate=validate.Length(1, MAX_ID_LENGTH), metadata={
-        "description": "the country's own list where the data has enough customers there, else the global one"})
+        "description": "the country's own list where the data has enough customers there, else the global one; "
+                       "matched case-insensitively (`united kingdom`); the answer's `segment` says which list "
+                       "answered (`country:United Kingdom` or `global`)"})
     segment = fields.String(load_default=None, validate=validate.Length(3, 2 * MAX_ID_LENGTH), metadata={
         "description": "NAME:VALUE of a segment column the model was trained with (`tailor train --segment-col "
                        "NAME`), e.g. AGE_GROUP:25-29: that value's own list where the data has enough customers "
-                       "with it; it wins over `country`; else the country's or the global list"})
+                       "with it; it wins over `country`; else the country's or the global list. Matched "
+                       "case-insensitively; `segment` in the answer names the list that answered"})
     category = category_field("only items of this category")
 
 

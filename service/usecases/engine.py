@@ -92,8 +92,9 @@ class Engine:
             name, value, ranking = found
             label = f"{name}:{value}"
             text = f"popular in {value}" if name == "country" else f"popular with {name} {value}"
-        elif country is not None and country in m.popular_by_country:
-            ranking, label, text = m.popular_by_country[country], f"country:{country}", f"popular in {country}"
+        elif country is not None and (by_country := m.country_popular(country)) is not None:
+            spelt, ranking = by_country
+            label, text = f"country:{spelt}", f"popular in {spelt}"
         idx, scores = rank_list(ranking.items, ranking.scores, n, filters, m.category_codes)
         return {"model_version": m.version, "source": source, "segment": label,
                 "items": self._items(m, idx, scores, lambda _i: text)}

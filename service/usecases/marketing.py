@@ -223,7 +223,8 @@ class Marketing:
             best = int(np.argmax(row))
             if np.isfinite(row[best]):
                 return best
-        ranking = m.popular_by_country.get(country or "", m.popular)
+        found = m.country_popular(country) if country else None
+        ranking = found[1] if found is not None else m.popular
         for index in ranking.items.tolist():
             if index not in state.inactive_set:
                 return int(index)
