@@ -145,6 +145,15 @@ def test_customer_promotions_ranked_with_reasons(service: Service) -> None:
     assert {p["promotion_id"] for p in unknown["promotions"]} == {"high", "low"}
 
 
+def test_a_site_wide_promotion_is_offered_without_target_items(service: Service) -> None:
+    created = service.put("/v1/promotions/everything", body(service, items=[], name="10% off everything"))
+    assert created.status_code == 201, created.get_data(as_text=True)
+    assert created.get_json()["items"] == [] and created.get_json()["categories"] == []
+    for customer in (service.customers[0], "nobody-knows-me"):
+        (offered,) = service.get(f"/v1/customers/{customer}/promotions").get_json()["promotions"]
+        assert offered["promotion_id"] == "everything" and offered["reason"].startswith("site-wide offer")
+
+
 def test_eligibility_through_the_api(service: Service) -> None:
     service.put("/v1/promotions/welcome", body(service, eligibility={"journey_stages": ["new"]}))
     service.put("/v1/promotions/vip", body(service, eligibility={"customers": [service.customers[1]]}))
