@@ -107,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(evaluate)
     _add_eval_args(evaluate)
 
-    rec = sub.add_parser("recommend", help="batch recommendations as CSV (customer_id,rank,item_id,score)")
+    rec = sub.add_parser("recommend", help="batch recommendations as CSV (customer_id,rank,item_id,score,source; "
+                                                 "source: personalized | popular-fallback)")
     rec.add_argument("--model", required=True, metavar="DIR")
     rec.add_argument("--customers", required=True, metavar="FILE", help="customer ids, one per line; - for stdin")
     rec.add_argument("--n", type=int, default=10, metavar="N")

@@ -62,7 +62,9 @@ def test_recommend_batch_export(model_dir: Path, tmp_path: Path, capsys: pytest.
     assert main(["recommend", "--model", str(model_dir), "--customers", str(customers), "--n", "5",
                  "--exclude-purchased", "--output", str(out), "--quiet"]) == 0
     rows = list(csv.DictReader(out.open()))
-    assert list(rows[0]) == ["customer_id", "rank", "item_id", "score"]
+    assert list(rows[0]) == ["customer_id", "rank", "item_id", "score", "source"]
+    assert {r["source"] for r in rows[:-5]} == {"personalized"}
+    assert {r["source"] for r in rows[-5:]} == {"popular-fallback"}
     assert len(rows) == 26 * 5
     assert [r["customer_id"] for r in rows[::5]] == [*ids, "no-such-customer"]
     assert [int(r["rank"]) for r in rows[:5]] == [1, 2, 3, 4, 5]
@@ -92,6 +94,7 @@ def test_unknown_customers_between_known_ones_get_the_fallback(model_dir: Path, 
     artifact = read_artifact(model_dir)
     popular = [artifact.item_ids[i] for i in artifact.popular["global"]["items"][:3]]
     assert [r["item_id"] for r in rows[3:6]] == popular == [r["item_id"] for r in rows[6:9]]
+    assert [r["source"] for r in rows] == ["personalized"] * 3 + ["popular-fallback"] * 6 + ["personalized"] * 3
 
 
 def test_until_is_recorded_and_respected(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
