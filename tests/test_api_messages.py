@@ -123,9 +123,12 @@ def test_customer_variant_rendered_with_propensity_and_sticky(service: Service) 
     again = service.get(f"/v1/customers/{customer}/messages/banner").get_json()
     assert again["sticky"] is True and again["variant"] == answer["variant"]
     assert again["decision_id"] == answer["decision_id"]
+    assert again["contextual"] is True, "a sticky repeat keeps how the variant was chosen"
 
     anonymous = service.get("/v1/customers/first-visit/messages/banner").get_json()
     assert anonymous["contextual"] is False
+    repeat = service.get("/v1/customers/first-visit/messages/banner").get_json()
+    assert repeat["sticky"] is True and repeat["contextual"] is False
     if anonymous["variant"]["id"] == "support":
         assert anonymous["variant"]["content"] == "Hi there, need help choosing?"
 

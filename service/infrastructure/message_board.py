@@ -85,12 +85,14 @@ class MessageBoard:
         if sticky is not None and now - sticky.at < slot.sticky_days * 86_400 \
                 and (kept := slot.variant(sticky.variant)) is not None:
             client.hincrby(keys.message_stats(slot.slot), f"impressions:{kept.id}", 1)
-            return message_answer(slot, kept, sticky.decision_id, sticky.propensity, sticky.explore, True, values)
+            return message_answer(slot, kept, sticky.decision_id, sticky.propensity, sticky.explore, True, values,
+                                  contextual=sticky.contextual)
         ids = slot.variant_ids
         choice = self.bandit.choose(client, slot.slot, ids, slot.exploration, customer, space)
         sticky_set = []
         if slot.sticky_days > 0:
-            record = Sticky(ids[choice.variant], choice.decision_id, choice.propensity, choice.explore, now)
+            record = Sticky(ids[choice.variant], choice.decision_id, choice.propensity, choice.explore, now,
+                            contextual=bool(choice.space))
             sticky_set.append(("SET", keys.message_sticky(customer.customer_id, slot.slot), record.encode(),
                                "EX", max(1, int(slot.sticky_days * 86_400))))
         run_scripts(client, [self.bandit.record(slot.slot, ids, choice, customer.customer_id, now)], sticky_set)
