@@ -31,7 +31,7 @@ from service.domain.errors import Unavailable
 from service.domain.events import Event, stream_fields, unique_by_id
 from service.infrastructure.answer_memo import fingerprint
 from service.infrastructure.customer_cache import CustomerCache
-from service.infrastructure.feedback import apply_feedback
+from service.infrastructure.feedback import apply_feedback, unattributed
 from service.infrastructure.metrics import count_customer_read
 from service.infrastructure.redis_client import RedisGateway
 from service.infrastructure.scripts import Lua, ScriptCall, run_scripts
@@ -104,6 +104,7 @@ class IngestResult:
     received: int
     accepted: int
     duplicates: int
+    unattributed: int = 0  # new clicks / conversions whose decision_id no decision takes
 
 
 class Repository:
@@ -169,13 +170,14 @@ class Repository:
             self._unmark(unique)  # some customers' scripts may have run
             raise
         fresh = [event for event in unique if (event.customer_id, event.event_id) in new]
+        outcomes: list[str] = []
         if fresh:
             try:
-                self.gateway.call(lambda: self._append(fresh, now))
+                outcomes = self.gateway.call(lambda: self._append(fresh, now))
             except Unavailable:
                 self._unmark(fresh)
                 raise
-        return IngestResult(len(events), len(fresh), len(events) - len(fresh))
+        return IngestResult(len(events), len(fresh), len(events) - len(fresh), unattributed(outcomes))
 
     def _accept(self, by_customer: dict[str, list[Event]], marker: str) -> set[tuple[str, str]]:
         """Run ``_ACCEPT`` for every customer (one pipeline); (customer, event id) of the new events."""
@@ -204,8 +206,9 @@ class Repository:
                 self._trim_session(customer_id)
         return new
 
-    def _append(self, fresh: list[Event], now: float) -> None:
-        """The new events to the stream (batch order), then their rewards to promotions and messages."""
+    def _append(self, fresh: list[Event], now: float) -> list[str]:
+        """The new events to the stream (batch order), then their rewards to promotions and messages (their
+        outcomes are returned)."""
         args: list[Any] = [self.settings.events_maxlen]
         for event in fresh:
             fields = stream_fields(event, now)
@@ -213,7 +216,7 @@ class Repository:
             for name, value in fields.items():
                 args += (name, value)
         run_scripts(self.gateway.writes, [(_APPEND, [keys.EVENTS_STREAM], args)])
-        apply_feedback(self.gateway.writes, fresh)
+        return apply_feedback(self.gateway.writes, fresh)
 
     def _trim_session(self, customer_id: str) -> None:
         """Keep a session hash small (it is read on every request): drop all but the newest items."""
