@@ -152,7 +152,8 @@ def test_click_events_reward_once(service: Service) -> None:
     customer = service.customers[1]
     answer = service.get(f"/v1/customers/{customer}/messages/banner").get_json()
     click = event(customer, answer["decision_id"])
-    assert service.events([click, click]).get_json() == {"received": 2, "accepted": 1, "duplicates": 1, "unattributed": 0}
+    assert service.events([click, click]).get_json() == {"received": 2, "accepted": 1, "duplicates": 1,
+                                                         "unattributed": 0}
     service.events([event(customer, answer["decision_id"])])  # another event id, same decision
     service.events([event(customer, answer["decision_id"], "conversion")])
     service.events([event("someone-else", answer["decision_id"], "conversion")])

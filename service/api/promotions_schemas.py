@@ -81,8 +81,8 @@ class PromotionBody(DefinitionBody):
 
     name = fields.String(required=True, validate=validate.Length(1, 200))
     items = fields.List(IdField(), load_default=list, validate=validate.Length(max=promotions.MAX_ITEMS),
-                        metadata={"description": "target item ids (checked against the active model); with no `items` and no "
-                                               "`categories` the promotion is site-wide (every active item)"})
+                        metadata={"description": "target item ids (checked against the active model); with "
+                                               "no `items` and no `categories` the promotion is site-wide"})
     categories = fields.List(fields.String(validate=validate.Length(1, MAX_ID_LENGTH)), load_default=list,
                              validate=validate.Length(max=promotions.MAX_CATEGORIES))
     offer = fields.Nested(OfferSchema, required=True)
