@@ -133,6 +133,28 @@ def test_customer_variant_rendered_with_propensity_and_sticky(service: Service) 
         assert anonymous["variant"]["content"] == "Hi there, need help choosing?"
 
 
+def test_preview_records_no_decision_and_no_impression(service: Service) -> None:
+    from redis_state import keys
+
+    service.put("/v1/messages/banner", slot())
+    customer = service.customers[1]
+    url = f"/v1/customers/{customer}/messages/banner"
+    preview = service.get(url + "?preview=true").get_json()
+    assert preview["decision_id"] is None and preview["sticky"] is False and preview["contextual"] is True
+    assert "{" not in preview["variant"]["content"]
+    assert service.redis.exists(keys.message_sticky(customer, "banner")) == 0
+    assert not service.redis.hgetall(keys.message_stats("banner")), "no impression, no decision counted"
+    assert not list(service.redis.scan_iter(match=keys.message_decision("banner", "*")))
+    real = service.get(url).get_json()
+    stats = service.redis.hgetall(keys.message_stats("banner"))
+    again = service.get(url + "?preview=true").get_json()
+    assert again["sticky"] is True and again["decision_id"] == real["decision_id"]
+    assert service.redis.hgetall(keys.message_stats("banner")) == stats, "a sticky preview counts nothing"
+    params = service.client.get("/openapi.json").get_json()["paths"][
+        "/v1/customers/{customer_id}/messages/{slot}"]["get"]["parameters"]
+    assert any(p["name"] == "preview" for p in params)
+
+
 def test_templates_render_customer_values(service: Service) -> None:
     service.put("/v1/messages/mail", {"variants": [
         {"id": "a", "content": "{top_item} | {recommended_item_id} | {journey_stage} | {country}"},

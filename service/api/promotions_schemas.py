@@ -121,7 +121,13 @@ class DeleteQuery(ma.Schema):
         "description": "also remove the report data (counters, caps, decisions); without it they are kept"})
 
 
-class CustomerPromotionsQuery(ma.Schema):
+class PreviewQuery(ma.Schema):
+    preview = fields.Boolean(load_default=False, metadata={"description": (
+        "true: what the customer would be shown, without counting it - no impression, no frequency-cap or "
+                       "budget use, no decision recorded (`decision_id` is null); for consoles and QA")})
+
+
+class CustomerPromotionsQuery(PreviewQuery):
     n = fields.Integer(load_default=3, validate=validate.Range(1, 20), metadata={"description": "1..20"})
 
 
@@ -131,8 +137,8 @@ class ServedPromotionSchema(ma.Schema):
     offer = fields.Nested(OfferOut, required=True)
     score = fields.Float(required=True, metadata={"description": "affinity (0..1) x weight"})
     reason = fields.String(required=True)
-    decision_id = fields.String(required=True, metadata={
-        "description": "send it with the `click` / `conversion` event (`POST /v1/events`)"})
+    decision_id = fields.String(required=True, allow_none=True, metadata={
+        "description": "send it with the `click` / `conversion` event (`POST /v1/events`); null in a preview"})
     item_id = fields.String(allow_none=True, metadata={"description": "the promoted item behind the score"})
 
 

@@ -227,7 +227,7 @@ class Sticky:
             return None
 
 
-def message_answer(slot: MessageSlot, variant: Variant, decision_id: str, propensity: float, explore: bool,
+def message_answer(slot: MessageSlot, variant: Variant, decision_id: str | None, propensity: float, explore: bool,
                    sticky: bool, values: Callable[[set[str]], Mapping[str, Any]],
                    contextual: bool | None = None) -> dict[str, Any]:
     """The answer of one decision: the variant's content rendered with the customer's values."""

@@ -401,7 +401,7 @@ def _sorted(candidates: list[Candidate]) -> list[Candidate]:
 @dataclass(frozen=True)
 class Served:
     candidate: Candidate
-    decision_id: str
+    decision_id: str | None  # None: a preview, not served
 
     def to_answer(self) -> dict[str, Any]:
         p = self.candidate.promotion
