@@ -62,8 +62,10 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     for name, owners in sorted(hyperparameter_flags().items()):
         param = owners[0][1]
         defaults = ", ".join(f"{alg}: {prm.default}" for alg, prm in owners)
+        allowed = list(dict.fromkeys(str(c) for _, prm in owners for c in (prm.choices or ())))
+        one_of = f"; one of: {', '.join(allowed)}" if allowed else ""
         g.add_argument(param.flag, dest=f"hp_{name}", default=None, metavar=param.type.__name__.upper(),
-                       help=f"{param.help} (default {defaults})")
+                       help=f"{param.help}{one_of} (default {defaults})")
 
 
 def _add_eval_args(p: argparse.ArgumentParser) -> None:
@@ -117,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(evaluate)
     _add_eval_args(evaluate)
 
-    rec = sub.add_parser("recommend", help="batch recommendations as CSV (customer_id,rank,item_id,score)")
+    rec = sub.add_parser("recommend", help="batch recommendations as CSV (customer_id,rank,item_id,score,source; "
+                                                 "source: personalized | popular-fallback)")
     rec.add_argument("--model", required=True, metavar="DIR")
     rec.add_argument("--customers", required=True, metavar="FILE", help="customer ids, one per line; - for stdin")
     rec.add_argument("--n", type=int, default=10, metavar="N")

@@ -25,9 +25,9 @@ def test_events_are_idempotent_on_event_id(api: ApiClient, retail: TrainedModel,
     item = retail.popular_items()[0]
     first = post(api, event("e-1", "c-new", "view", item), event("e-2", "c-new", "view", item),
                  event("e-1", "c-new", "view", item))
-    assert first == {"received": 3, "accepted": 2, "duplicates": 1}
+    assert first == {"received": 3, "accepted": 2, "duplicates": 1, "unattributed": 0}
     again = post(api, event("e-1", "c-new", "view", item), event("e-3", "c-new", "purchase", item))
-    assert again == {"received": 2, "accepted": 1, "duplicates": 1}
+    assert again == {"received": 2, "accepted": 1, "duplicates": 1, "unattributed": 0}
     assert redis_client.xlen(keys.EVENTS_STREAM) == 3
     assert len(redis_client.hgetall(keys.customer_live("c-new"))) == 1
 
@@ -36,7 +36,7 @@ def test_an_event_is_identified_by_customer_and_event_id(api: ApiClient, retail:
                                                          redis_client: redis.Redis):
     item = retail.popular_items()[0]
     body = post(api, event("same", "c-a", "purchase", item), event("same", "c-b", "purchase", item))
-    assert body == {"received": 2, "accepted": 2, "duplicates": 0}
+    assert body == {"received": 2, "accepted": 2, "duplicates": 0, "unattributed": 0}
     assert {row["customer_id"] for _, row in read_stream_purchases(redis_client).iterrows()} == {"c-a", "c-b"}
 
 
@@ -48,10 +48,10 @@ def test_a_half_failed_write_does_not_turn_the_retry_into_a_duplicate(api: ApiCl
     redis_client.set(keys.EVENTS_STREAM, "not a stream")  # the customers' scripts succeed, the stream append fails
     assert_error(api.post("/v1/events", json=batch), 503, "redis_unavailable")
     redis_client.delete(keys.EVENTS_STREAM)
-    assert post(api, *batch) == {"received": 3, "accepted": 3, "duplicates": 0}
+    assert post(api, *batch) == {"received": 3, "accepted": 3, "duplicates": 0, "unattributed": 0}
     assert redis_client.xlen(keys.EVENTS_STREAM) == 3
     assert len(redis_client.hgetall(keys.customer_live("c-hf"))) == 1, "recording the purchase twice is a no-op"
-    assert post(api, *batch) == {"received": 3, "accepted": 0, "duplicates": 3}
+    assert post(api, *batch) == {"received": 3, "accepted": 0, "duplicates": 3, "unattributed": 0}
 
 
 def test_the_retraining_job_reads_a_repeated_stream_entry_once(api: ApiClient, retail: TrainedModel,
@@ -145,7 +145,25 @@ def test_unknown_customer_with_a_purchase_is_a_first_time_buyer(api: ApiClient, 
 
 def test_a_bare_list_of_events_is_accepted(api: ApiClient, retail: TrainedModel):
     response = api.post("/v1/events", json=[event("bare-1", "c-1", "click", decision_id="d-9")])
-    assert response.get_json() == {"received": 1, "accepted": 1, "duplicates": 0}
+    assert response.get_json() == {"received": 1, "accepted": 1, "duplicates": 0, "unattributed": 1}
+
+
+def test_clicks_with_an_unknown_decision_id_are_counted_as_unattributed(api: ApiClient, retail: TrainedModel):
+    """Never silently accepted: the answer and tailor_unattributed_feedback_total count them."""
+    from tests.test_observability import scrape, value
+
+    before = scrape(api)
+    batch = [event("u-1", "c-1", "click", decision_id="p-0123456789abcdef-nosuchpromo"),  # never made here
+             event("u-2", "c-1", "conversion", decision_id="m-0123456789abcdef-nosuchslot"),
+             event("u-3", "c-1", "click", decision_id="garbage"),  # not a decision id of ours at all
+             event("u-4", "c-1", "view", retail.popular_items()[0], decision_id="garbage")]  # not feedback
+    assert post(api, *batch) == {"received": 4, "accepted": 4, "duplicates": 0, "unattributed": 3}
+    assert post(api, *batch)["unattributed"] == 0, "a repeated event is a duplicate, not counted again"
+    after = scrape(api)
+    name = "tailor_unattributed_feedback_total"
+    assert value(after, name, type="click", reason="unknown") - value(before, name, type="click", reason="unknown") == 2
+    assert value(after, name, type="conversion", reason="unknown") - value(
+        before, name, type="conversion", reason="unknown") == 1
 
 
 def test_batch_limit(make_app: Callable[..., Flask], retail: TrainedModel):

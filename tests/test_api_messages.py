@@ -123,11 +123,36 @@ def test_customer_variant_rendered_with_propensity_and_sticky(service: Service) 
     again = service.get(f"/v1/customers/{customer}/messages/banner").get_json()
     assert again["sticky"] is True and again["variant"] == answer["variant"]
     assert again["decision_id"] == answer["decision_id"]
+    assert again["contextual"] is True, "a sticky repeat keeps how the variant was chosen"
 
     anonymous = service.get("/v1/customers/first-visit/messages/banner").get_json()
     assert anonymous["contextual"] is False
+    repeat = service.get("/v1/customers/first-visit/messages/banner").get_json()
+    assert repeat["sticky"] is True and repeat["contextual"] is False
     if anonymous["variant"]["id"] == "support":
         assert anonymous["variant"]["content"] == "Hi there, need help choosing?"
+
+
+def test_preview_records_no_decision_and_no_impression(service: Service) -> None:
+    from redis_state import keys
+
+    service.put("/v1/messages/banner", slot())
+    customer = service.customers[1]
+    url = f"/v1/customers/{customer}/messages/banner"
+    preview = service.get(url + "?preview=true").get_json()
+    assert preview["decision_id"] is None and preview["sticky"] is False and preview["contextual"] is True
+    assert "{" not in preview["variant"]["content"]
+    assert service.redis.exists(keys.message_sticky(customer, "banner")) == 0
+    assert not service.redis.hgetall(keys.message_stats("banner")), "no impression, no decision counted"
+    assert not list(service.redis.scan_iter(match=keys.message_decision("banner", "*")))
+    real = service.get(url).get_json()
+    stats = service.redis.hgetall(keys.message_stats("banner"))
+    again = service.get(url + "?preview=true").get_json()
+    assert again["sticky"] is True and again["decision_id"] == real["decision_id"]
+    assert service.redis.hgetall(keys.message_stats("banner")) == stats, "a sticky preview counts nothing"
+    params = service.client.get("/openapi.json").get_json()["paths"][
+        "/v1/customers/{customer_id}/messages/{slot}"]["get"]["parameters"]
+    assert any(p["name"] == "preview" for p in params)
 
 
 def test_templates_render_customer_values(service: Service) -> None:
@@ -149,7 +174,8 @@ def test_click_events_reward_once(service: Service) -> None:
     customer = service.customers[1]
     answer = service.get(f"/v1/customers/{customer}/messages/banner").get_json()
     click = event(customer, answer["decision_id"])
-    assert service.events([click, click]).get_json() == {"received": 2, "accepted": 1, "duplicates": 1}
+    assert service.events([click, click]).get_json() == {"received": 2, "accepted": 1, "duplicates": 1,
+                                                         "unattributed": 0}
     service.events([event(customer, answer["decision_id"])])  # another event id, same decision
     service.events([event(customer, answer["decision_id"], "conversion")])
     service.events([event("someone-else", answer["decision_id"], "conversion")])

@@ -29,6 +29,29 @@ def test_list_and_active(make_app: Callable[..., Flask], models: Models, redis_c
     assert active["data_until"] == models.retail.artifact.manifest["data"]["last_timestamp"]
 
 
+def test_every_time_of_the_model_endpoints_is_iso_8601(make_app: Callable[..., Flask], models: Models,
+                                                      redis_client: redis.Redis):
+    """`published_at` (epoch seconds in Redis) is ISO like `created_at` next to it, as are `loaded_at`
+    and the history's `at`."""
+    from datetime import datetime
+
+    publish_model(redis_client, models.retail.path)
+    api = ApiClient(make_app())
+
+    def iso(value: object) -> datetime:
+        assert isinstance(value, str) and value.endswith("Z"), value
+        return datetime.fromisoformat(value)
+
+    listing = api.get("/v1/models").get_json()
+    (version,) = listing["versions"]
+    assert iso(version["published_at"]) >= iso(version["created_at"])
+    assert all(iso(line["at"]) for line in listing["history"])
+    active = api.get("/v1/models/active").get_json()
+    assert iso(active["published_at"]) == iso(version["published_at"])
+    assert iso(active["loaded_at"]) >= iso(active["published_at"])
+    iso(active["created_at"])
+
+
 def test_activate_and_rollback(make_app: Callable[..., Flask], models: Models, redis_client: redis.Redis):
     publish_model(redis_client, models.retail.path)
     publish_model(redis_client, models.retail_popular.path)

@@ -145,6 +145,33 @@ def test_customer_promotions_ranked_with_reasons(service: Service) -> None:
     assert {p["promotion_id"] for p in unknown["promotions"]} == {"high", "low"}
 
 
+def test_a_site_wide_promotion_is_offered_without_target_items(service: Service) -> None:
+    created = service.put("/v1/promotions/everything", body(service, items=[], name="10% off everything"))
+    assert created.status_code == 201, created.get_data(as_text=True)
+    assert created.get_json()["items"] == [] and created.get_json()["categories"] == []
+    for customer in (service.customers[0], "nobody-knows-me"):
+        (offered,) = service.get(f"/v1/customers/{customer}/promotions").get_json()["promotions"]
+        assert offered["promotion_id"] == "everything" and offered["reason"].startswith("site-wide offer")
+
+
+def test_preview_counts_no_impression_and_uses_no_cap_or_budget(service: Service) -> None:
+    service.put("/v1/promotions/capped", body(service, cap={"impressions": 1, "days": 1},
+                                               budget={"impressions": 5}))
+    customer = service.customers[0]
+    for _ in range(3):
+        (shown,) = service.get(f"/v1/customers/{customer}/promotions?preview=true").get_json()["promotions"]
+        assert shown["promotion_id"] == "capped" and shown["decision_id"] is None
+    report = service.get("/v1/promotions/capped/report", "marketing").get_json()
+    assert report["impressions"] == 0 and report["budget"]["impressions_left"] == 5
+    assert list(service.redis.scan_iter(match=keys.promotion_pattern("capped"))) == [], "nothing written"
+    (served,) = service.get(f"/v1/customers/{customer}/promotions").get_json()["promotions"]
+    assert served["decision_id"].startswith("p-"), "the cap was not used by the previews"
+    assert service.get(f"/v1/customers/{customer}/promotions").get_json()["promotions"] == []
+    spec = service.client.get("/openapi.json").get_json()
+    params = spec["paths"]["/v1/customers/{customer_id}/promotions"]["get"]["parameters"]
+    assert any(p["name"] == "preview" and "no impression" in p["description"] for p in params)
+
+
 def test_eligibility_through_the_api(service: Service) -> None:
     service.put("/v1/promotions/welcome", body(service, eligibility={"journey_stages": ["new"]}))
     service.put("/v1/promotions/vip", body(service, eligibility={"customers": [service.customers[1]]}))

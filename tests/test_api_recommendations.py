@@ -152,6 +152,19 @@ def test_popular_global_and_by_country(api: ApiClient, retail: TrainedModel):
     assert nowhere["segment"] == "global"
 
 
+def test_popular_matches_country_and_segment_case_insensitively(api: ApiClient, retail: TrainedModel):
+    """`country=united kingdom` is the United Kingdom's list, not a silent fall back to the global one, and
+    the answer says which list answered (as the data spells it)."""
+    exact = api.get("/v1/popular?n=5&country=United%20Kingdom").get_json()
+    for spelling in ("united%20kingdom", "UNITED%20KINGDOM", "%20united%20Kingdom%20"):
+        body = api.get(f"/v1/popular?n=5&country={spelling}").get_json()
+        assert body["segment"] == "country:United Kingdom", spelling
+        assert body["items"] == exact["items"]
+    by_segment = api.get("/v1/popular?n=5&segment=Country:united%20kingdom").get_json()
+    assert by_segment["segment"] == "country:United Kingdom"
+    assert by_segment["items"] == exact["items"]
+
+
 def test_repeated_queries_are_parsed_alike_and_invalid_ones_stay_rejected(api: ApiClient, retail: TrainedModel):
     """The parser memoises valid query strings: repeats must answer exactly like the first request, an
     invalid query must be rejected every time, and a list argument must not leak between requests."""

@@ -220,7 +220,9 @@ def test_feedback_ignores_foreign_and_malformed_ids(redis_client: redis.Redis) -
     events = [SimpleNamespace(type="click", decision_id=d, customer_id="c") for d in
               ("", None, "nonsense", "x-0123456789abcdef-banner", "m-0123456789abcdef-{bad}")]
     events.append(SimpleNamespace(type="view", decision_id="m-0123456789abcdef-banner", customer_id="c"))
-    assert apply_feedback(redis_client, events) == []
+    # applied to nothing; the three clicks whose decision id is not ours are reported as unattributed
+    assert apply_feedback(redis_client, events) == ["unknown"] * 3
+    assert redis_client.keys("*") == []
     assert parse_decision_id("m-0123456789abcdef-home-banner") == ("message", "home-banner")
     assert parse_decision_id("p-0123456789abcdef-spring.sale") == ("promotion", "spring.sale")
 

@@ -175,6 +175,11 @@ def seed_marketing_data(base: str, published: Published) -> None:
     call("PUT", "/v1/promotions/free-shipping", json={
         "name": "Free shipping", "items": published.items[5:10], "offer": {"text": "Free shipping over 50"},
         "status": "active", "weight": 0.8, **window})
+    for pid, name, days in (("winter-sale", "Winter sale", (-60, -30)), ("summer-sale", "Summer sale", (30, 60))):
+        call("PUT", f"/v1/promotions/{pid}", json={
+            "name": name, "items": published.items[:5], "offer": {"text": "10% off"}, "status": "active",
+            "starts_at": (now + timedelta(days=days[0])).isoformat(),
+            "ends_at": (now + timedelta(days=days[1])).isoformat()})
     call("PUT", "/v1/messages/homepage-banner", json={"exploration": 0.2, "sticky_days": 0, "variants": [
         {"id": "value", "content": "Save on {top_category|our best sellers}", "tone": "value"},
         {"id": "quality", "content": "Hand-picked for you", "tone": "quality"},
@@ -267,6 +272,11 @@ def test_console_end_to_end_in_chromium(live_server: str, published: Published, 
             assert painted_bars(page, "#promotions-result") >= 8  # 2 promotions x (3 counts + 2 rates), minus zeros
             chart = page.locator("#promotions-result figure.chart").first
             assert_chart_pixels(chart.screenshot(path=str(tmp_path / "promotions-chart.png")))
+            # ended and scheduled promotions are shown as such, not as "active"
+            ended = page.locator("#promotions-result tr", has_text="winter-sale")  # the id: the table of all
+            expect(ended).to_contain_text("ended")
+            expect(ended).not_to_contain_text("active")
+            expect(page.locator("#promotions-result tr", has_text="summer-sale")).to_contain_text("scheduled")
             page.screenshot(path=str(tmp_path / "promotions.png"), full_page=True)
 
             page.get_by_role("link", name="Messages").click()

@@ -103,7 +103,6 @@ def test_purge_removes_definition_and_counters(redis_client: redis.Redis, book: 
 @pytest.mark.parametrize(("overrides", "field"), [
     ({"ends_at": (NOW - timedelta(days=2)).isoformat()}, "ends_at"),
     ({"items": ["A", "NOPE"]}, "items"),
-    ({"items": [], "categories": []}, "items"),
     ({"categories": ["garden"]}, "categories"),
     ({"cap": {"impressions": -1, "days": 7}}, "cap.impressions"),
     ({"cap": {"impressions": 2, "days": 0}}, "cap.days"),
@@ -225,6 +224,20 @@ def test_unknown_customers_ranked_by_popularity(redis_client: redis.Redis, book:
     assert [c.promotion.promotion_id for c in cands] == ["candles", "mugs", "lamps"]
     assert [round(c.affinity, 3) for c in cands] == [1.0, 0.667, 0.0]
     assert "best seller #1" in cands[0].reason and "no purchase history" in cands[2].reason
+
+
+def test_a_site_wide_promotion_needs_no_target_items(redis_client: redis.Redis, book: PromotionBook) -> None:
+    """No items and no categories: the offer covers the whole catalogue (its active items)."""
+    cat = catalogue()
+    promo, _ = book.put(redis_client, "sitewide", body(items=[], categories=[], name="Black Friday"), cat, STAGES)
+    assert promo.site_wide and promo.to_document()["items"] == [] and promo.to_document()["categories"] == []
+    scores = np.asarray([0.2, 0.9, 0.3, 0.8, 0.1, 0.5])
+    (known,) = book.candidates(redis_client, customer(), cat, scores)
+    assert known.item == "B" and known.reason.startswith("site-wide offer; ")
+    (known,) = book.candidates(redis_client, customer(), cat, scores, frozenset({1}))
+    assert known.item == "D", "an inactive item is never the reason"
+    (new,) = book.candidates(redis_client, customer("x", known=False, stage="new", orders=0, spend=0), cat, None)
+    assert new.item == "C" and new.affinity == 1.0 and "best seller #1" in new.reason
 
 
 def test_rank_without_model_keeps_weights(book: PromotionBook) -> None:

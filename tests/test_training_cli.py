@@ -62,7 +62,9 @@ def test_recommend_batch_export(model_dir: Path, tmp_path: Path, capsys: pytest.
     assert main(["recommend", "--model", str(model_dir), "--customers", str(customers), "--n", "5",
                  "--exclude-purchased", "--output", str(out), "--quiet"]) == 0
     rows = list(csv.DictReader(out.open()))
-    assert list(rows[0]) == ["customer_id", "rank", "item_id", "score"]
+    assert list(rows[0]) == ["customer_id", "rank", "item_id", "score", "source"]
+    assert {r["source"] for r in rows[:-5]} == {"personalized"}
+    assert {r["source"] for r in rows[-5:]} == {"popular-fallback"}
     assert len(rows) == 26 * 5
     assert [r["customer_id"] for r in rows[::5]] == [*ids, "no-such-customer"]
     assert [int(r["rank"]) for r in rows[:5]] == [1, 2, 3, 4, 5]
@@ -92,6 +94,7 @@ def test_unknown_customers_between_known_ones_get_the_fallback(model_dir: Path, 
     artifact = read_artifact(model_dir)
     popular = [artifact.item_ids[i] for i in artifact.popular["global"]["items"][:3]]
     assert [r["item_id"] for r in rows[3:6]] == popular == [r["item_id"] for r in rows[6:9]]
+    assert [r["source"] for r in rows] == ["personalized"] * 3 + ["popular-fallback"] * 6 + ["personalized"] * 3
 
 
 def test_until_is_recorded_and_respected(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -135,3 +138,38 @@ def test_unreachable_redis_is_named(model_dir: Path, capsys: pytest.CaptureFixtu
     assert main(["publish", "--model", str(model_dir), "--redis-url", "redis://:secret@127.0.0.1:1/0"]) == 2
     err = capsys.readouterr().err
     assert "127.0.0.1:1" in err and "secret" not in err
+
+
+def test_help_lists_the_allowed_values_of_every_choice_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    """Every flag with a fixed set of values (argparse choices, hyper-parameters with choices, --format)
+    names those values in `--help`."""
+    import argparse
+
+    from scoring.models import HYPERPARAMETERS
+    from tailor.parser import build_parser
+    from training.data import FORMATS
+
+    def subcommands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
+        yield path, parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    yield from subcommands(child, (*path, name))
+
+    checked = 0
+    for path, parser in subcommands(build_parser()):
+        text = " ".join(parser.format_help().split())
+        for action in parser._actions:
+            if action.choices and not isinstance(action, argparse._SubParsersAction):
+                for value in action.choices:
+                    assert str(value) in text, (path, action.option_strings, value)
+                checked += 1
+        if path == ("train",):
+            for params in HYPERPARAMETERS.values():
+                for param in params.values():
+                    flag = next(a for a in parser._actions if param.flag in a.option_strings)
+                    for value in param.choices or ():
+                        assert str(value) in (flag.help or ""), (param.flag, value)
+                        checked += 1
+            assert all(fmt in text for fmt in FORMATS)
+    assert checked > 5

@@ -20,7 +20,10 @@ from scoring.history import PurchaseHistory
 from training.evaluate import top_k
 
 CHUNK_CELLS = 1 << 23  # scores materialised at once (rows x items): ~32 MB of float32, whatever the catalogue
-HEADER = ("customer_id", "rank", "item_id", "score")
+HEADER = ("customer_id", "rank", "item_id", "score", "source")
+#: ``source`` of a row: the customer's own ranking, or the popular list for a customer the model does not know.
+SOURCE_PERSONALIZED = "personalized"
+SOURCE_FALLBACK = "popular-fallback"
 
 
 def read_customer_ids(lines: Iterable[str]) -> list[str]:
@@ -65,6 +68,7 @@ def _known_frame(customers: np.ndarray, positions: np.ndarray, items: np.ndarray
         "rank": ranks[valid],
         "item_id": item_ids[items[valid]],
         "score": np.round(scores[valid].astype(np.float64), 6),
+        "source": SOURCE_PERSONALIZED,
     })
 
 
@@ -77,6 +81,7 @@ def _fallback_frame(customer_ids: np.ndarray, positions: np.ndarray, fallback: p
         "rank": np.tile(fallback["rank"].to_numpy(), len(positions)),
         "item_id": np.tile(fallback["item_id"].to_numpy(), len(positions)),
         "score": np.tile(fallback["score"].to_numpy(), len(positions)),
+        "source": SOURCE_FALLBACK,
     })
 
 
@@ -84,7 +89,7 @@ def export_recommendations(
     artifact: Artifact, customer_ids: list[str], n: int, exclude_purchased: bool, out: TextIO,
     progress: bool = False,
 ) -> dict[str, int]:
-    """Write ``customer_id,rank,item_id,score`` rows in the order customers were given; return counts.
+    """Write ``customer_id,rank,item_id,score,source`` rows in the order customers were given; return counts.
 
     Known customers are ranked in chunks; the unknown ones get the popularity fallback at their place in the
     input, also when they sit between known customers of one chunk.

@@ -140,3 +140,7 @@ class IngestResultSchema(ma.Schema):
     accepted = fields.Integer(required=True, metadata={"description": "new events stored"})
     duplicates = fields.Integer(required=True, metadata={
         "description": "events whose event_id was seen before (in this batch or earlier): ignored"})
+    unattributed = fields.Integer(required=True, metadata={
+        "description": "new clicks and conversions whose decision_id no promotion or message decision takes "
+                       "(never made here, past the 7-day attribution window, or made for another customer): "
+                       "stored, but counted nowhere (see tailor_unattributed_feedback_total)"})

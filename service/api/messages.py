@@ -16,7 +16,7 @@ from service.api.messages_schemas import (
     SlotSchema,
 )
 from service.api.promotions import board
-from service.api.promotions_schemas import DeleteQuery
+from service.api.promotions_schemas import DeleteQuery, PreviewQuery
 
 blp = Blueprint("messages", __name__, url_prefix="/v1", description="Personalized message variants")
 
@@ -77,11 +77,15 @@ def slot_report(slot: str) -> flask.Response:
 
 @blp.route("/customers/<customer_id>/messages/<slot>", methods=["GET"])
 @blp.requires("read")
+@blp.arguments(PreviewQuery(), location="query", as_kwargs=True)
 @blp.response(200, CustomerMessageSchema)
 @blp.alt_response(404, response="NOT_FOUND")
 @blp.alt_response(503, response="SERVICE_UNAVAILABLE")
-def customer_message(customer_id: str, slot: str) -> flask.Response:
+def customer_message(customer_id: str, slot: str, preview: bool) -> flask.Response:
     """The slot's variant for this customer, rendered, with its `decision_id` and the probability with
-    which it was chosen. Send `click` / `conversion` events with the `decision_id` to reward it."""
+    which it was chosen. Send `click` / `conversion` events with the `decision_id` to reward it.
+
+    `preview=true`: the variant the customer would get, without counting it - no impression, no decision
+    recorded, no sticky record (`decision_id` null unless the customer already keeps a sticky variant)."""
     path_id(customer_id, "customer_id")
-    return json_response(board().customer_message(customer_id, slot))
+    return json_response(board().customer_message(customer_id, slot, preview=preview))

@@ -54,8 +54,9 @@ class CustomerMessageSchema(ma.Schema):
     model_version = fields.String(required=True)
     slot = fields.String(required=True)
     variant = fields.Nested(ChosenVariantSchema, required=True)
-    decision_id = fields.String(required=True, metadata={
-        "description": "send it with the `click` / `conversion` event (`POST /v1/events`)"})
+    decision_id = fields.String(required=True, allow_none=True, metadata={
+        "description": "send it with the `click` / `conversion` event (`POST /v1/events`); null in a preview "
+                       "that made no decision"})
     propensity = fields.Float(required=True, metadata={
         "description": "probability with which this variant was chosen (for off-policy evaluation)"})
     policy = fields.String(required=True, metadata={"enum": ["bandit", "explore"], "description": (

@@ -13,11 +13,12 @@ class ModelSummarySchema(ma.Schema):
     algorithm = fields.String(allow_none=True)
     params = fields.Dict(allow_none=True)
     created_at = fields.String(allow_none=True)
-    published_at = fields.Float(allow_none=True)
+    published_at = fields.String(allow_none=True, metadata={"format": "date-time", "description": "ISO 8601, UTC"})
     counts = fields.Dict(allow_none=True)
     evaluation = fields.Dict(allow_none=True, metadata={"description": "holdout metrics of the training run"})
     data_until = fields.String(allow_none=True, metadata={"description": "last timestamp of the training data"})
-    loaded_at = fields.Float(allow_none=True, metadata={"description": "when this process loaded it (epoch s)"})
+    loaded_at = fields.String(allow_none=True, metadata={"format": "date-time",
+                                                         "description": "when this process loaded it (ISO 8601, UTC)"})
 
 
 class VersionSchema(ma.Schema):
@@ -25,7 +26,7 @@ class VersionSchema(ma.Schema):
 
     version = fields.String(required=True)
     active = fields.Boolean(required=True)
-    published_at = fields.Float(allow_none=True)
+    published_at = fields.String(allow_none=True, metadata={"format": "date-time", "description": "ISO 8601, UTC"})
     created_at = fields.String(allow_none=True)
     algorithm = fields.String(allow_none=True)
     params = fields.Dict(allow_none=True)
@@ -41,7 +42,7 @@ class ModelListSchema(ma.Schema):
     serving = fields.String(allow_none=True, metadata={"description": "the version this process serves"})
     versions = fields.List(fields.Nested(VersionSchema), required=True)
     history = fields.List(fields.Dict(), required=True, metadata={
-        "description": "publish / activate / rollback / delete / retrain log, newest first"})
+        "description": "publish / activate / rollback / delete / retrain log, newest first; `at` is ISO 8601 (UTC)"})
 
 
 class ActivateRequest(ma.Schema):

@@ -85,12 +85,14 @@ def promotion_report(promotion_id: str) -> flask.Response:
 @blp.arguments(CustomerPromotionsQuery(), location="query", as_kwargs=True)
 @blp.response(200, CustomerPromotionsSchema)
 @blp.alt_response(503, response="SERVICE_UNAVAILABLE")
-def customer_promotions(customer_id: str, n: int) -> flask.Response:
+def customer_promotions(customer_id: str, n: int, preview: bool) -> flask.Response:
     """Up to n live promotions the customer is eligible for, within caps and budgets, best first.
 
     Ranked by the customer's predicted affinity to the promoted items times the promotion's weight
     (customers without a history: popularity of the items). Each answer counts an impression; send a
-    `conversion` event with the `decision_id` to count a redemption.
+    `conversion` event with the `decision_id` to count a redemption. `preview=true` answers the ranking
+    without serving it: no impression, no cap or budget use, no decision (caps and budgets already spent
+    still hide a promotion only once it is served for real).
     """
     path_id(customer_id, "customer_id")
-    return json_response(board().customer_promotions(customer_id, n))
+    return json_response(board().customer_promotions(customer_id, n, preview=preview))

@@ -82,7 +82,8 @@ class PromotionBody(DefinitionBody):
 
     name = fields.String(required=True, validate=validate.Length(1, 200))
     items = fields.List(IdField(), load_default=list, validate=validate.Length(max=promotions.MAX_ITEMS),
-                        metadata={"description": "target item ids (checked against the active model)"})
+                        metadata={"description": "target item ids (checked against the active model); with "
+                                               "no `items` and no `categories` the promotion is site-wide"})
     categories = fields.List(fields.String(validate=validate.Length(1, MAX_ID_LENGTH)), load_default=list,
                              validate=validate.Length(max=promotions.MAX_CATEGORIES))
     offer = fields.Nested(OfferSchema, required=True)
@@ -122,7 +123,13 @@ class DeleteQuery(ma.Schema):
         "description": "also remove the report data (counters, caps, decisions); without it they are kept"})
 
 
-class CustomerPromotionsQuery(ma.Schema):
+class PreviewQuery(ma.Schema):
+    preview = fields.Boolean(load_default=False, metadata={"description": (
+        "true: what the customer would be shown, without counting it - no impression, no frequency-cap or "
+                       "budget use, no decision recorded (`decision_id` is null); for consoles and QA")})
+
+
+class CustomerPromotionsQuery(PreviewQuery):
     n = fields.Integer(load_default=3, validate=validate.Range(1, 20), metadata={"description": "1..20"})
 
 
@@ -132,8 +139,8 @@ class ServedPromotionSchema(ma.Schema):
     offer = fields.Nested(OfferOut, required=True)
     score = fields.Float(required=True, metadata={"description": "affinity (0..1) x weight"})
     reason = fields.String(required=True)
-    decision_id = fields.String(required=True, metadata={
-        "description": "send it with the `click` / `conversion` event (`POST /v1/events`)"})
+    decision_id = fields.String(required=True, allow_none=True, metadata={
+        "description": "send it with the `click` / `conversion` event (`POST /v1/events`); null in a preview"})
     item_id = fields.String(allow_none=True, metadata={"description": "the promoted item behind the score"})
 
 

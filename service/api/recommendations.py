@@ -14,6 +14,8 @@ from service.api.recommendations_schemas import (
     PopularQuery,
     RankedItemsSchema,
     RankRequest,
+    TrendingQuery,
+    TrendingSchema,
 )
 from service.usecases.engine import Engine
 
@@ -58,6 +60,21 @@ def basket_recommendations(items: list[str], **args: Any) -> flask.Response:
 def popular(**args: Any) -> flask.Response:
     """The most popular items (distinct recent buyers), per country or segment value where the data allows."""
     return json_response(engine().popular(**args))
+
+
+@blp.route("/trending", methods=["GET"])
+@blp.requires("read")
+@blp.arguments(TrendingQuery(), location="query", as_kwargs=True)
+@blp.response(200, TrendingSchema)
+def trending(**args: Any) -> flask.Response:
+    """Items rising now: purchases, carts and views of the last `window_hours` (purchase 3, cart 2, view 1,
+    time-decayed) compared with each item's usual rate (the served model's recent popularity).
+
+    Falls back to the recent popularity list (`source` `popular`) when the window holds few events. Each API
+    process reads the events stream incrementally at most every 5 seconds: an event shows up in the answer
+    within `lag_s` (5 s) of being posted.
+    """
+    return json_response(engine().trending(**args))
 
 
 @blp.route("/customers/<customer_id>/rank", methods=["POST"])

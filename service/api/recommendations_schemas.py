@@ -13,6 +13,7 @@ from service.api.common_schemas import (
     MAX_N,
     IdField,
     QueryFiltersSchema,
+    RecommendedItemSchema,
     category_field,
     is_valid_id,
     n_field,
@@ -86,12 +87,42 @@ class PopularQuery(ma.Schema):
 
     n = n_field()
     country = fields.String(load_default=None, validate=validate.Length(1, MAX_ID_LENGTH), metadata={
-        "description": "the country's own list where the data has enough customers there, else the global one"})
+        "description": "the country's own list where the data has enough customers there, else the global one; "
+                       "matched case-insensitively (`united kingdom`); the answer's `segment` says which list "
+                       "answered (`country:United Kingdom` or `global`)"})
     segment = fields.String(load_default=None, validate=validate.Length(3, 2 * MAX_ID_LENGTH), metadata={
         "description": "NAME:VALUE of a segment column the model was trained with (`tailor train --segment-col "
                        "NAME`), e.g. AGE_GROUP:25-29: that value's own list where the data has enough customers "
-                       "with it; it wins over `country`; else the country's or the global list"})
+                       "with it; it wins over `country`; else the country's or the global list. Matched "
+                       "case-insensitively; `segment` in the answer names the list that answered"})
     category = category_field("only items of this category")
+
+
+class TrendingQuery(ma.Schema):
+    """Query of `GET /v1/trending`."""
+
+    n = n_field()
+    window_hours = fields.Float(load_default=24.0, allow_nan=False, validate=validate.Range(1, 168), metadata={
+        "description": "the window of live events compared with the usual rate, 1..168 hours (default 24); "
+                       "events are time-decayed with a half-life of a third of the window"})
+    segment = fields.String(load_default=None, validate=validate.Length(3, 2 * MAX_ID_LENGTH), metadata={
+        "description": "NAME:VALUE (`country:United Kingdom`, `AGE_GROUP:25-29`): only events of customers in "
+                       "it, compared with its own usual rate; matched case-insensitively"})
+
+
+class TrendingSchema(ma.Schema):
+    model_version = fields.String(required=True)
+    source = fields.String(required=True, metadata={"enum": ["trending", "popular"], "description": (
+        "trending: items rising in the live events; popular: too few events in the window, the recent "
+        "popularity list of the model (of the segment)")})
+    segment = fields.String(required=True, metadata={"description": "'global' or the NAME:VALUE that answered"})
+    window_hours = fields.Float(required=True)
+    events = fields.Integer(required=True, metadata={"description": "views, carts and purchases counted"})
+    lag_s = fields.Float(required=True, metadata={
+        "description": "the answer lags the events stream by at most this many seconds"})
+    as_of = fields.String(allow_none=True, metadata={"format": "date-time",
+                                                     "description": "when this process last read the events"})
+    items = fields.List(fields.Nested(RecommendedItemSchema), required=True)
 
 
 MAX_RANK_ITEMS = 500

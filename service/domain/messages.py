@@ -206,10 +206,14 @@ class Sticky:
     propensity: float
     explore: bool
     at: float  # epoch seconds of the decision
+    contextual: bool | None = None  # whether the bandit chose with the customer's context (None: older record)
 
     def encode(self) -> str:
-        return json.dumps({"v": self.variant, "d": self.decision_id, "p": self.propensity,
-                           "e": int(self.explore), "t": round(self.at, 3)}, separators=(",", ":"))
+        doc: dict[str, Any] = {"v": self.variant, "d": self.decision_id, "p": self.propensity,
+                               "e": int(self.explore), "t": round(self.at, 3)}
+        if self.contextual is not None:
+            doc["c"] = int(self.contextual)
+        return json.dumps(doc, separators=(",", ":"))
 
     @classmethod
     def decode(cls, raw: bytes | str | None) -> Sticky | None:
@@ -217,12 +221,13 @@ class Sticky:
             return None
         try:
             d = json.loads(raw)
-            return cls(str(d["v"]), str(d["d"]), float(d["p"]), bool(d.get("e")), float(d["t"]))
+            return cls(str(d["v"]), str(d["d"]), float(d["p"]), bool(d.get("e")), float(d["t"]),
+                       None if d.get("c") is None else bool(d["c"]))
         except (ValueError, KeyError, TypeError):
             return None
 
 
-def message_answer(slot: MessageSlot, variant: Variant, decision_id: str, propensity: float, explore: bool,
+def message_answer(slot: MessageSlot, variant: Variant, decision_id: str | None, propensity: float, explore: bool,
                    sticky: bool, values: Callable[[set[str]], Mapping[str, Any]],
                    contextual: bool | None = None) -> dict[str, Any]:
     """The answer of one decision: the variant's content rendered with the customer's values."""

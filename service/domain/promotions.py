@@ -115,6 +115,11 @@ class Promotion:
     created_at: datetime | None = None
     updated_at: datetime | None = None
 
+    @property
+    def site_wide(self) -> bool:
+        """No target items or categories: the offer applies to the whole catalogue."""
+        return not self.items and not self.categories
+
     def live(self, now: datetime) -> bool:
         """Active and inside its time window."""
         return self.status == "active" and self.starts_at <= now < self.ends_at
@@ -197,8 +202,6 @@ def validate(promotion: Promotion, catalogue: Catalogue | None, stages: Sequence
     check_identifier(p.promotion_id, "promotion_id")
     if not p.name.strip() or len(p.name) > 200:
         errors["name"] = "required, at most 200 characters"
-    if not p.items and not p.categories:
-        errors["items"] = "name at least one target item or category"
     if len(p.items) > MAX_ITEMS:
         errors["items"] = f"at most {MAX_ITEMS} items"
     if len(p.categories) > MAX_CATEGORIES:
@@ -284,6 +287,13 @@ class TargetIndex:
         key = (catalogue.version, promotion.promotion_id, promotion.updated_at)
         found = self._cache.get(key)
         if found is None:
+            if promotion.site_wide:  # the whole catalogue
+                found = np.arange(len(catalogue.item_ids), dtype=np.int64)
+                with self._lock:
+                    if len(self._cache) >= self._max:
+                        self._cache.clear()
+                    self._cache[key] = found
+                return found[~np.isin(found, inactive)] if len(inactive) else found
             idx = [catalogue.item_index[i] for i in promotion.items if i in catalogue.item_index]
             codes = [catalogue.category_index[c] for c in promotion.categories if c in catalogue.category_index]
             if codes:
@@ -373,6 +383,8 @@ def rank(promotions: Iterable[Promotion], customer: CustomerFacts, catalogue: Ca
             else:
                 affinity = 0.0
                 reason = "open to every eligible customer (no purchase history to match yet)"
+        if p.site_wide:
+            reason = f"site-wide offer; {reason}"
         out.append(Candidate(p, round(affinity * p.weight, 6), affinity, _with_weight(reason, p),
                              str(catalogue.item_ids[best])))
     return _sorted(out)
@@ -389,7 +401,7 @@ def _sorted(candidates: list[Candidate]) -> list[Candidate]:
 @dataclass(frozen=True)
 class Served:
     candidate: Candidate
-    decision_id: str
+    decision_id: str | None  # None: a preview, not served
 
     def to_answer(self) -> dict[str, Any]:
         p = self.candidate.promotion

@@ -16,23 +16,30 @@ import redis
 
 from service.domain.targeting import as_text, parse_decision_id
 from service.infrastructure import bandit_store, promotion_book
-from service.infrastructure.metrics import count_feedback
+from service.infrastructure.metrics import count_feedback, count_unattributed
 from service.infrastructure.scripts import ScriptCall, run_scripts
 
 FEEDBACK_TYPES = frozenset({"click", "conversion"})
+#: Outcomes of a click / conversion that no decision takes: the decision id was never made here (or its
+#: attribution window has passed), or it was made for another customer.
+UNATTRIBUTED = frozenset({"unknown", "mismatch"})
 
 
 def apply_feedback(client: redis.Redis, events: Iterable[Any]) -> list[str]:
     """Apply every click/conversion with a decision id (objects with ``type``, ``decision_id``,
-    ``customer_id``); returns one outcome per applied event (see ``Bandit.reward``)."""
+    ``customer_id``); returns one outcome per such event (see ``Bandit.reward``), ``unknown`` for a decision
+    id that was not made here. Unattributed ones (``UNATTRIBUTED``) are counted in
+    ``tailor_unattributed_feedback_total``."""
     calls: list[ScriptCall] = []
     applied: list[tuple[str, str, str]] = []
+    malformed: list[str] = []
     for event in events:
         decision_id = getattr(event, "decision_id", None)
         if not decision_id or event.type not in FEEDBACK_TYPES:
             continue
         parsed = parse_decision_id(decision_id)
         if parsed is None:
+            malformed.append(event.type)
             continue
         kind, target = parsed
         if kind == "message":
@@ -44,4 +51,13 @@ def apply_feedback(client: redis.Redis, events: Iterable[Any]) -> list[str]:
     outcomes = [as_text(r) for r in run_scripts(client, calls)]
     for (kind, target, event_type), outcome in zip(applied, outcomes, strict=True):
         count_feedback(kind, target, event_type, outcome)
-    return outcomes
+        if outcome in UNATTRIBUTED:
+            count_unattributed(event_type, outcome)
+    for event_type in malformed:
+        count_unattributed(event_type, "unknown")
+    return outcomes + ["unknown"] * len(malformed)
+
+
+def unattributed(outcomes: Iterable[str]) -> int:
+    """How many of ``apply_feedback``'s outcomes no decision took."""
+    return sum(outcome in UNATTRIBUTED for outcome in outcomes)

@@ -73,24 +73,33 @@ class MessageBoard:
 
     # -- deciding -------------------------------------------------------------------------------------
     def decide(self, client: redis.Redis, slot: MessageSlot, customer: CustomerFacts, *, space: str | None,
-               sticky_raw: bytes | None, values: Callable[[set[str]], Mapping[str, Any]]) -> dict[str, Any]:
+               sticky_raw: bytes | None, values: Callable[[set[str]], Mapping[str, Any]],
+               preview: bool = False) -> dict[str, Any]:
         """The variant for ``customer`` with its rendered content, decision id and propensity.
 
         ``sticky_raw`` is the customer's sticky record for the slot (read by the caller together with the
         customer's data, in the same round trip); ``values(names)`` returns the placeholder values needed.
         One pipelined round trip records the decision (slot's hash slot) and the sticky record (customer's).
+        ``preview``: the same choice, nothing written (no impression, no decision, no sticky record), and
+        ``decision_id`` null for a fresh choice.
         """
         now = self.clock()
         sticky = Sticky.decode(sticky_raw) if slot.sticky_days > 0 else None
         if sticky is not None and now - sticky.at < slot.sticky_days * 86_400 \
                 and (kept := slot.variant(sticky.variant)) is not None:
-            client.hincrby(keys.message_stats(slot.slot), f"impressions:{kept.id}", 1)
-            return message_answer(slot, kept, sticky.decision_id, sticky.propensity, sticky.explore, True, values)
+            if not preview:
+                client.hincrby(keys.message_stats(slot.slot), f"impressions:{kept.id}", 1)
+            return message_answer(slot, kept, sticky.decision_id, sticky.propensity, sticky.explore, True, values,
+                                  contextual=sticky.contextual)
         ids = slot.variant_ids
         choice = self.bandit.choose(client, slot.slot, ids, slot.exploration, customer, space)
+        if preview:
+            return message_answer(slot, slot.variants[choice.variant], None, choice.propensity, choice.explore,
+                                  False, values, contextual=bool(choice.space))
         sticky_set = []
         if slot.sticky_days > 0:
-            record = Sticky(ids[choice.variant], choice.decision_id, choice.propensity, choice.explore, now)
+            record = Sticky(ids[choice.variant], choice.decision_id, choice.propensity, choice.explore, now,
+                            contextual=bool(choice.space))
             sticky_set.append(("SET", keys.message_sticky(customer.customer_id, slot.slot), record.encode(),
                                "EX", max(1, int(slot.sticky_days * 86_400))))
         run_scripts(client, [self.bandit.record(slot.slot, ids, choice, customer.customer_id, now)], sticky_set)

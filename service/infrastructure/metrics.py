@@ -48,6 +48,10 @@ PROMOTION_IMPRESSIONS = Counter("tailor_promotion_impressions_total", "Promotion
                                 ["promotion"])
 PROMOTION_FEEDBACK = Counter("tailor_promotion_feedback_total", "Counted clicks and conversions per promotion",
                              ["promotion", "type"])
+UNATTRIBUTED_FEEDBACK = Counter(
+    "tailor_unattributed_feedback_total",
+    "Clicks and conversions whose decision_id no decision takes: unknown (never made here, or past the "
+    "attribution window) or mismatch (made for another customer)", ["type", "reason"])
 
 
 CUSTOMER_READS = Counter("tailor_customer_reads_total",
@@ -110,6 +114,10 @@ def count_decision(slot: str, variant: str, policy: str) -> None:
 def count_impressions(promotion_ids: Iterable[str]) -> None:
     for promotion_id in promotion_ids:
         PROMOTION_IMPRESSIONS.labels(promotion_id).inc()
+
+
+def count_unattributed(event_type: str, reason: str) -> None:
+    UNATTRIBUTED_FEEDBACK.labels(event_type, reason).inc()
 
 
 def count_feedback(kind: str, target: str, event_type: str, outcome: str) -> None:

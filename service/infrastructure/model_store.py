@@ -95,16 +95,27 @@ class LoadedModel:
     def segment_popular(self, segment: str) -> tuple[str, str, PopularList] | None:
         """``NAME:VALUE`` -> (name, value, that value's popular list), None when the data has no such list.
 
-        ``country:VALUE`` is the country's list unless a segment column is itself named ``country``.
+        Names and values match case-insensitively (``country:united kingdom``); the answer carries them as
+        the data spells them. ``country:VALUE`` is the country's list unless a segment column is itself
+        named ``country``.
         """
-        for name, lists in self.popular_by_segment.items():
-            if segment.startswith(name + ":") and segment[len(name) + 1:] in lists:
-                return name, segment[len(name) + 1:], lists[segment[len(name) + 1:]]
-        if segment.startswith("country:") and "country" not in self.popular_by_segment:
-            value = segment[len("country:"):]
-            if value in self.popular_by_country:
-                return "country", value, self.popular_by_country[value]
+        name, sep, value = segment.partition(":")
+        if not sep:
+            return None
+        for column, lists in self.popular_by_segment.items():
+            if column.casefold() == name.casefold():
+                found = _casefold_get(lists, value)
+                if found is not None:
+                    return column, found[0], found[1]
+        if name.casefold() == "country" and not any(c.casefold() == "country" for c in self.popular_by_segment):
+            found = self.country_popular(value)
+            if found is not None:
+                return "country", found[0], found[1]
         return None
+
+    def country_popular(self, country: str) -> tuple[str, PopularList] | None:
+        """(the country as the data spells it, its popular list), matched case-insensitively; None without one."""
+        return _casefold_get(self.popular_by_country, country)
 
     def summary(self) -> dict[str, Any]:
         """What ``GET /v1/models/active`` shows about the version this process serves."""
@@ -115,6 +126,17 @@ class LoadedModel:
             "counts": m.get("counts"), "evaluation": m.get("evaluation"),
             "data_until": (m.get("data") or {}).get("last_timestamp"), "loaded_at": self.loaded_at,
         }
+
+
+def _casefold_get(lists: dict[str, PopularList], value: str) -> tuple[str, PopularList] | None:
+    found = lists.get(value)
+    if found is not None:
+        return value, found
+    wanted = value.strip().casefold()
+    for key, ranking in lists.items():
+        if key.casefold() == wanted:
+            return key, ranking
+    return None
 
 
 @dataclass(frozen=True, eq=False)

@@ -31,7 +31,7 @@ from service.domain.errors import Unavailable
 from service.domain.events import Event, stream_fields, unique_by_id
 from service.infrastructure.answer_memo import fingerprint
 from service.infrastructure.customer_cache import CustomerCache
-from service.infrastructure.feedback import apply_feedback
+from service.infrastructure.feedback import apply_feedback, unattributed
 from service.infrastructure.metrics import count_customer_read
 from service.infrastructure.redis_client import RedisGateway, send_commands
 from service.infrastructure.scripts import Lua, ScriptCall, run_scripts
@@ -139,6 +139,7 @@ class IngestResult:
     received: int
     accepted: int
     duplicates: int
+    unattributed: int = 0  # new clicks / conversions whose decision_id no decision takes
 
 
 class Repository:
@@ -219,8 +220,8 @@ class Repository:
                 time.monotonic() - started > PENDING_APPEND_MAX_AGE_S:
             raise Unavailable("the event batch took too long; send it again")
         added = self.gateway.call(lambda: self._append(todo, now))
-        self._finish(todo, added)
-        return IngestResult(len(events), len(todo), len(events) - len(todo))
+        outcomes = self._finish(todo, added)
+        return IngestResult(len(events), len(todo), len(events) - len(todo), unattributed(outcomes))
 
     def _accept(self, by_customer: dict[str, list[Event]]) -> dict[tuple[str, str], int]:
         """Run ``_ACCEPT`` for every customer (one pipeline); (customer, event id) -> 1 new / 2 pending / 0 seen."""
@@ -262,11 +263,13 @@ class Repository:
         reply = run_scripts(self.gateway.writes, [(_APPEND, script_keys, args)])[0]
         return [event for event, ok in zip(todo, reply, strict=True) if ok]
 
-    def _finish(self, todo: list[Event], added: list[Event]) -> None:
-        """Steps 3 and 4 (the events are in the stream already): best effort, a failure is only logged."""
+    def _finish(self, todo: list[Event], added: list[Event]) -> list[str]:
+        """Steps 3 and 4 (the events are in the stream already): best effort, a failure is only logged.
+        Returns the feedback outcomes of the events added (``apply_feedback``)."""
+        outcomes: list[str] = []
         try:
             if added:
-                self.gateway.call(lambda: apply_feedback(self.gateway.writes, added))
+                outcomes = self.gateway.call(lambda: apply_feedback(self.gateway.writes, added))
         except Unavailable as exc:
             log.warning("could not apply the feedback of an event batch: %s", exc)
         by_customer: dict[str, list[str]] = {}
@@ -281,6 +284,7 @@ class Repository:
         except Unavailable as exc:
             log.warning("could not commit the idempotency markers of events already in the stream "
                         "(a retry will not add them twice): %s", exc)
+        return outcomes
 
     def _trim_session(self, customer_id: str) -> None:
         """Keep a session hash small (it is read on every request): drop all but the newest items."""

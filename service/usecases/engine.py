@@ -20,12 +20,14 @@ from typing import Any
 import numpy as np
 
 from scoring.history import SECONDS_PER_DAY, CustomerRow
+from service.domain import trending
 from service.domain.customer import CustomerState, basket_history, purchase_history
 from service.domain.errors import NoActiveModel, NotFound, Unavailable
 from service.domain.events import Event
 from service.domain.profile import StageRules, build_profile
 from service.domain.ranking import Filters, item_indices, rank_list, rank_scores, reason_text, resolve_filters
 from service.infrastructure.answer_memo import Answer, AnswerMemo, encode
+from service.infrastructure.event_tail import EventTail
 from service.infrastructure.metrics import count_answer, count_fallback
 from service.infrastructure.model_store import LoadedModel, ModelStore, PopularList, ServingState
 from service.infrastructure.repository import IngestResult, Repository
@@ -37,6 +39,9 @@ SOURCE_POPULAR = "popular"
 SOURCE_FALLBACK = "popular-fallback"
 SOURCE_BASKET = "basket"
 SOURCE_SIMILAR = "similar-items"
+SOURCE_TRENDING = "trending"
+#: The most a trending answer lags the events stream (seconds): each process re-reads it at most this often.
+TRENDING_REFRESH_S = 5.0
 
 
 class Engine:
@@ -51,6 +56,7 @@ class Engine:
         # With the wall clock "now" moves between requests, so an answer is no function of its inputs alone.
         self.memoise = settings.clock == "data" and settings.answer_cache_size > 0
         self._labels: dict[str, np.ndarray] = {}
+        self.events = EventTail(repository.gateway, TRENDING_REFRESH_S)
 
     # -- helpers --------------------------------------------------------------------------------------
     def serving(self) -> ServingState:
@@ -92,8 +98,9 @@ class Engine:
             name, value, ranking = found
             label = f"{name}:{value}"
             text = f"popular in {value}" if name == "country" else f"popular with {name} {value}"
-        elif country is not None and country in m.popular_by_country:
-            ranking, label, text = m.popular_by_country[country], f"country:{country}", f"popular in {country}"
+        elif country is not None and (by_country := m.country_popular(country)) is not None:
+            spelt, ranking = by_country
+            label, text = f"country:{spelt}", f"popular in {spelt}"
         idx, scores = rank_list(ranking.items, ranking.scores, n, filters, m.category_codes)
         return {"model_version": m.version, "source": source, "segment": label,
                 "items": self._items(m, idx, scores, lambda _i: text)}
@@ -265,6 +272,48 @@ class Engine:
         filters = self._filters(state, (), category, None)
         return self._popular_answer(state, n, filters, SOURCE_POPULAR, country=country, segment=segment)
 
+    def trending(self, *, n: int, window_hours: float = 24.0, segment: str | None = None) -> dict[str, Any]:
+        """Items rising in the live events of the last ``window_hours`` (of ``segment``'s customers) against
+        their usual rate; the (segment's) recent popularity when there are too few events.
+
+        Counts lag the events by at most ``TRENDING_REFRESH_S``; when Redis does not answer, the counts this
+        process already holds are used."""
+        state = self.serving()
+        m = state.model
+        filters = self._filters(state, (), None, None)
+        ranking, label, admits = m.popular, "global", None
+        if segment is not None:
+            found = m.segment_popular(segment)
+            if found is not None:
+                name, value, ranking = found
+                label = f"{name}:{value}"
+                try:
+                    admits = trending.segment_admits([_segment_group(m, name, value)])
+                except ValueError:  # a list without its value in the version's index: nobody counts
+                    admits = _nobody
+        try:
+            self.events.refresh(m.version, m.item_index)
+        except Unavailable:
+            count_fallback()
+        now = time.time()
+        decayed, events, total = self.events.counts.observed(now, window_hours, admits)
+        refreshed = self.events.refreshed_at
+        head = {"model_version": m.version, "segment": label, "window_hours": window_hours,
+                "events": int(sum(events.values())), "lag_s": TRENDING_REFRESH_S,
+                "as_of": None if refreshed is None else _iso(refreshed)}
+        blocked = set(filters.blocked.tolist()) if len(filters.blocked) else set()
+        risers = [] if total < trending.MIN_WEIGHTED_EVENTS else trending.rising(
+            decayed, events, trending.usual_share(m.n_items, ranking.items, ranking.scores), blocked.__contains__)
+        if not risers:
+            text = "popular recently (few live events to tell what is rising)"
+            idx, scores = rank_list(ranking.items, ranking.scores, n, filters, m.category_codes)
+            return {**head, "source": SOURCE_POPULAR, "items": self._items(m, idx, scores, lambda _i: text)}
+        top = risers[:n]
+        reasons = {r.item: trending.reason(r, window_hours) for r in top}
+        items = self._items(m, np.asarray([r.item for r in top], dtype=np.int64),
+                            np.asarray([r.score for r in top], dtype=np.float64), reasons.__getitem__)
+        return {**head, "source": SOURCE_TRENDING, "items": items}
+
     # -- customers and events -------------------------------------------------------------------------
     def profile(self, customer_id: str) -> dict[str, Any]:
         """Needs Redis (no meaningful fallback): ``Unavailable`` -> 503."""
@@ -301,6 +350,23 @@ def _index_of(model: LoadedModel, item_id: str) -> int:
         raise NotFound(f"item {item_id!r} is not in the catalogue of model {model.version}",
                        details={"item_id": item_id})
     return index
+
+
+def _segment_group(model: LoadedModel, name: str, value: str) -> tuple[int, int]:
+    """(column, value index) of a customer group filter: column -1 is the country."""
+    if name in model.segments:
+        return list(model.segments).index(name), model.segments[name].index(value)
+    return -1, model.countries.index(value)
+
+
+def _nobody(_group: object) -> bool:
+    return False
+
+
+def _iso(epoch: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _you_ordered(_index: int) -> str:

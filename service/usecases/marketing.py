@@ -25,6 +25,7 @@ from scoring.embeddings import customer_embedding
 from scoring.history import CustomerRow
 from service.domain.customer import CustomerState, purchase_history
 from service.domain.profile import STAGES, build_profile
+from service.domain.promotions import Served
 from service.domain.targeting import CustomerFacts
 from service.infrastructure.bandit_store import Bandit
 from service.infrastructure.message_board import MessageBoard
@@ -156,16 +157,22 @@ class Marketing:
     def promotion_report(self, promotion_id: str) -> dict[str, Any]:
         return self.call(lambda: self.promotions.report(self.writes, promotion_id))
 
-    def customer_promotions(self, customer_id: str, n: int) -> dict[str, Any]:
-        """Live, eligible promotions within caps and budgets, best first; serving counts the impressions."""
+    def customer_promotions(self, customer_id: str, n: int, *, preview: bool = False) -> dict[str, Any]:
+        """Live, eligible promotions within caps and budgets, best first; serving counts the impressions.
+
+        ``preview``: the ranked candidates without serving them (nothing is written)."""
         state = self.tailor.engine.serving()
         customer = self.tailor.repository.customer(customer_id, state.model.version)
         facts, history = self._facts(state, customer, embed=False)
         scores = self._scores(state, history)
         candidates = self.call(lambda: self.promotions.candidates(self.reads, facts, state.model, scores,
                                                                   state.inactive_set))
-        served = self.call(lambda: self.promotions.serve(self.writes, candidates, customer_id, n)) if candidates else []
-        count_impressions(s.candidate.promotion.promotion_id for s in served)
+        if preview:
+            served = [Served(candidate, None) for candidate in candidates[:n]]
+        else:
+            served = self.call(lambda: self.promotions.serve(self.writes, candidates, customer_id, n)) \
+                if candidates else []
+            count_impressions(s.candidate.promotion.promotion_id for s in served)
         return {"customer_id": customer_id, "model_version": state.model.version,
                 "source": "personalized" if scores is not None else "popular",
                 "journey_stage": facts.stage, "promotions": [s.to_answer() for s in served]}
@@ -187,7 +194,7 @@ class Marketing:
     def slot_report(self, slot: str) -> dict[str, Any]:
         return self.call(lambda: self.messages.report(self.writes, slot))
 
-    def customer_message(self, customer_id: str, slot_name: str) -> dict[str, Any]:
+    def customer_message(self, customer_id: str, slot_name: str, *, preview: bool = False) -> dict[str, Any]:
         """The slot's variant for the customer, chosen by the bandit (or kept from a sticky decision)."""
         state = self.tailor.engine.serving()
         slot = self.call(lambda: self.messages.live_slot(self.reads, slot_name))
@@ -207,7 +214,9 @@ class Marketing:
             return out
 
         answer = self.call(lambda: self.messages.decide(self.writes, slot, facts, space=m.version,
-                                                        sticky_raw=sticky_raw, values=values))
+                                                        sticky_raw=sticky_raw, values=values, preview=preview))
+        if preview:
+            return {"customer_id": customer_id, "model_version": m.version, **answer}
         count_decision(slot_name, answer["variant"]["id"], "sticky" if answer["sticky"] else answer["policy"])
         return {"customer_id": customer_id, "model_version": m.version, **answer}
 
@@ -223,7 +232,8 @@ class Marketing:
             best = int(np.argmax(row))
             if np.isfinite(row[best]):
                 return best
-        ranking = m.popular_by_country.get(country or "", m.popular)
+        found = m.country_popular(country) if country else None
+        ranking = found[1] if found is not None else m.popular
         for index in ranking.items.tolist():
             if index not in state.inactive_set:
                 return int(index)

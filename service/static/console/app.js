@@ -70,6 +70,13 @@ const dateTime = (value, zone = true) => {
   return Number.isNaN(date.getTime()) ? String(value) : `${date.toISOString().slice(0, 16).replace("T", " ")}${zone ? " UTC" : ""}`;
 };
 const money = (value) => (value == null ? "—" : value.toLocaleString("en", { maximumFractionDigits: 2 }));
+// An active promotion outside its window is not "active" to a marketer: it has ended, or is scheduled.
+const shownStatus = (p, now = Date.now()) => {
+  if (p.status !== "active") return p.status;
+  if (Date.parse(p.ends_at) <= now) return "ended";
+  if (Date.parse(p.starts_at) > now) return "scheduled";
+  return "active";
+};
 const badge = (text, kind = "") => h("span", { class: `badge ${kind}` }, text);
 const field = (term, ...value) => [h("dt", {}, term), h("dd", {}, ...value)];
 
@@ -202,7 +209,7 @@ async function renderPromotions() {
           .filter(Boolean).join(", ") || "no budget";
         return [
           h("span", {}, h("strong", {}, p.name), h("div", { class: "muted" }, p.promotion_id)),
-          h("span", {}, badge(p.status, `status-${p.status}`), report?.live ? badge("live", "live") : null),
+          h("span", {}, badge(shownStatus(p), `status-${shownStatus(p)}`), report?.live ? badge("live", "live") : null),
           `${dateTime(p.starts_at, false)} → ${dateTime(p.ends_at)}`,
           p.offer.text, String(p.weight), report ? formats.count(report.impressions) : "—", budget,
         ];
