@@ -98,7 +98,8 @@ def test_redis_dies_at_each_step_and_the_retry_lands_each_event_once(
     assert all(counts[pair] == 1 for pair in expected), {p: counts[p] for p in expected if counts[p] != 1}
     assert sum(counts.values()) == 11
     # every later send is a duplicate, and leaves the stream alone
-    assert api.post("/v1/events", json=events).get_json() == {"received": 10, "accepted": 0, "duplicates": 10}
+    assert api.post("/v1/events", json=events).get_json() == {"received": 10, "accepted": 0, "duplicates": 10,
+                                                                   "unattributed": 0}
     assert sum(stream_ids(redis_client).values()) == 11
     live = redis_client.hgetall(keys.customer_live(f"{step}-{after}-c0"))
     assert set(live) == {f"{step}-{after}-e{i}".encode() for i in (0,)} | set(live), "purchases recorded"
@@ -140,7 +141,7 @@ def test_pending_markers_of_an_old_attempt_are_completed(api: ApiClient, retail:
     redis_client.set(keys.event_seen("old", "o1"), "1712345678.123", ex=60)
     redis_client.set(keys.event_seen("new", "n1"), "p", ex=60)
     body = api.post("/v1/events", json=[event("o1", "old", "view", item), event("n1", "new", "view", item)])
-    assert body.get_json() == {"received": 2, "accepted": 1, "duplicates": 1}
+    assert body.get_json() == {"received": 2, "accepted": 1, "duplicates": 1, "unattributed": 0}
     assert stream_ids(redis_client) == Counter({("new", "n1"): 1})
     assert redis_client.get(keys.event_seen("new", "n1")) == b"c"
     assert 0 < redis_client.ttl(keys.event_appended("new", "n1")) <= repository.APPENDED_GRACE_S
