@@ -14,7 +14,7 @@ import redis
 
 from redis_state import keys
 from service.domain.profile import STAGES
-from service.domain.promotions import TargetIndex, rank
+from service.domain.promotion_ranking import TargetIndex, rank
 from service.domain.targeting import CustomerFacts, DefinitionError
 from service.infrastructure.definitions import DefinitionStore
 from service.infrastructure.model_store import assemble

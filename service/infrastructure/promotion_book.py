@@ -18,16 +18,8 @@ import numpy as np
 import redis
 
 from redis_state import keys
-from service.domain.promotions import (
-    Budget,
-    Candidate,
-    Promotion,
-    Served,
-    TargetIndex,
-    promotion_report,
-    rank,
-    validate,
-)
+from service.domain.promotion_ranking import Candidate, Served, TargetIndex, rank
+from service.domain.promotions import Budget, Promotion, promotion_report, validate
 from service.domain.targeting import (
     Catalogue,
     CustomerFacts,

@@ -25,7 +25,7 @@ from scoring.embeddings import customer_embedding
 from scoring.history import CustomerRow
 from service.domain.customer import CustomerState, purchase_history
 from service.domain.profile import STAGES, build_profile
-from service.domain.promotions import Served
+from service.domain.promotion_ranking import Served
 from service.domain.targeting import CustomerFacts
 from service.infrastructure.bandit_store import Bandit
 from service.infrastructure.message_board import MessageBoard
