@@ -83,7 +83,8 @@ def test_spark_batch_export_keeps_the_csv_contract(spark_model: Path, tmp_path: 
     assert main([*base, "--output", str(local)]) == 0
     assert main([*base, "--output", str(spark), "--engine", "spark", "--spark-master", "local[2]"]) == 0
     rows = list(csv.reader(spark.open()))
-    assert rows[0] == ["customer_id", "rank", "item_id", "score"]
+    assert rows[0] == ["customer_id", "rank", "item_id", "score", "source"]
+    assert {r[4] for r in rows[1:]} == {"personalized", "popular-fallback"}
     assert [r[0] for r in rows[1::5]] == customers  # every customer, in input order, n rows each
     assert spark.read_text() == local.read_text()
 
