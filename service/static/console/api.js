@@ -18,9 +18,10 @@ export const apiKey = {
   clear: () => sessionStorage.removeItem(KEY_NAME),
 };
 
-/** Call the API on this origin with the session's key; resolves to the JSON body (null for 204). */
-export async function request(method, path, body) {
-  const headers = { Accept: "application/json" };
+/** Call the API on this origin with the session's key; resolves to the JSON body (null for 204), or to a
+ * Blob when ``accept`` is not JSON (the audience as CSV). */
+export async function request(method, path, body, accept = "application/json") {
+  const headers = { Accept: accept };
   const key = apiKey.get();
   if (key) headers.Authorization = `Bearer ${key}`;
   const init = { method, headers, credentials: "omit", cache: "no-store" };
@@ -35,6 +36,7 @@ export async function request(method, path, body) {
     throw new ApiError(0, "network_error", `The server could not be reached (${error.message}).`, null);
   }
   if (response.status === 204) return null;
+  if (response.ok && accept !== "application/json") return response.blob();
   const payload = await response.json().catch(() => null);
   if (!response.ok) {
     const error = payload?.error ?? {};
@@ -46,16 +48,26 @@ export async function request(method, path, body) {
 
 const segment = (value) => encodeURIComponent(value);
 
-/** The endpoints the console reads and the two it changes (see /openapi.json). */
+/** The endpoints the console reads and changes (see /openapi.json). Customer previews send preview=true:
+ * they answer what the customer would see without counting an impression or recording a decision. */
 export const api = {
   recommendations: (customer, n = 10) => request("GET", `/v1/customers/${segment(customer)}/recommendations?n=${n}`),
   profile: (customer) => request("GET", `/v1/customers/${segment(customer)}/profile`),
-  customerPromotions: (customer, n = 3) => request("GET", `/v1/customers/${segment(customer)}/promotions?n=${n}`),
-  customerMessage: (customer, slot) => request("GET", `/v1/customers/${segment(customer)}/messages/${segment(slot)}`),
+  previewPromotions: (customer, n = 3) =>
+    request("GET", `/v1/customers/${segment(customer)}/promotions?n=${n}&preview=true`),
+  previewMessage: (customer, slot) =>
+    request("GET", `/v1/customers/${segment(customer)}/messages/${segment(slot)}?preview=true`),
   promotions: () => request("GET", "/v1/promotions"),
+  promotion: (id) => request("GET", `/v1/promotions/${segment(id)}`),
+  putPromotion: (id, body) => request("PUT", `/v1/promotions/${segment(id)}`, body),
+  deletePromotion: (id) => request("DELETE", `/v1/promotions/${segment(id)}`),
   promotionReport: (id) => request("GET", `/v1/promotions/${segment(id)}/report`),
   slots: () => request("GET", "/v1/messages"),
+  putSlot: (slot, body) => request("PUT", `/v1/messages/${segment(slot)}`, body),
+  deleteSlot: (slot) => request("DELETE", `/v1/messages/${segment(slot)}`),
   slotReport: (slot) => request("GET", `/v1/messages/${segment(slot)}/report`),
+  audience: (body) => request("POST", "/v1/audiences", body),
+  audienceCsv: (body) => request("POST", "/v1/audiences", body, "text/csv"),
   models: () => request("GET", "/v1/models"),
   activate: (version) => request("PUT", "/v1/models/active", { version }),
   rollback: () => request("POST", "/v1/models/rollback"),

@@ -38,10 +38,18 @@ function truncate(text, length = 24) {
   return text.length > length ? `${text.slice(0, length - 1)}…` : text;
 }
 
+// Numbers for people, in the reader's locale (grouping, decimal sign, percent sign).
+const countFormat = new Intl.NumberFormat(undefined, { maximumFractionDigits: 0 });
+const numberFormat = new Intl.NumberFormat(undefined, { maximumFractionDigits: 3 });
+const decimalFormat = new Intl.NumberFormat(undefined, { minimumFractionDigits: 3, maximumFractionDigits: 3 });
+const percentFormats = [1, 2].map((digits) => new Intl.NumberFormat(undefined, {
+  style: "percent", maximumFractionDigits: digits }));
+
 export const formats = {
-  count: (value) => (value == null ? "n/a" : Math.round(value).toLocaleString("en")),
-  percent: (value) => (value == null ? "n/a" : value === 0 ? "0%" : `${(value * 100).toFixed(value < 0.1 ? 2 : 1)}%`),
-  decimal: (value) => (value == null ? "n/a" : value.toFixed(3)),
+  count: (value) => (value == null ? "n/a" : countFormat.format(value)),
+  percent: (value) => (value == null ? "n/a" : percentFormats[Math.abs(value) < 0.1 ? 1 : 0].format(value)),
+  decimal: (value) => (value == null ? "n/a" : decimalFormat.format(value)),
+  number: (value) => (value == null ? "n/a" : numberFormat.format(value)),
 };
 
 /**
@@ -61,7 +69,12 @@ export function barChart({ title, categories, series, format = formats.decimal, 
     figure.append(h("p", { class: "muted" }, "No data yet."));
     return figure;
   }
-  const extent = Math.max(0, ...series.flatMap((s) => [...s.values, ...(s.high ?? [])].filter((v) => v != null)));
+  // An interval belongs to an estimate: none is drawn (or counted in the axis) where there is no value,
+  // e.g. a rate without impressions, whose interval would be the uninformative [0%, 100%].
+  const intervalAt = (s, row) => (s.values[row] != null && s.low?.[row] != null && s.high?.[row] != null
+    ? [s.low[row], s.high[row]] : null);
+  const extent = Math.max(0, ...series.flatMap((s) => s.values.flatMap((v, row) => [v, intervalAt(s, row)?.[1]]))
+    .filter((v) => v != null));
   const { top, step } = max ? { top: max, step: max / 4 } : axis(extent, format === formats.count);
   const plot = WIDTH - LABEL_WIDTH - VALUE_WIDTH;
   const x = (value) => LABEL_WIDTH + (Math.max(0, Math.min(value, top)) / top) * plot;
@@ -89,9 +102,8 @@ export function barChart({ title, categories, series, format = formats.decimal, 
     series.forEach((s, index) => {
       const value = s.values[row];
       const y = groupTop + index * (BAR + BAR_GAP);
-      const low = s.low?.[row];
-      const high = s.high?.[row];
-      const interval = low != null && high != null ? ` (95% interval ${format(low)} – ${format(high)})` : "";
+      const [low, high] = intervalAt(s, row) ?? [];
+      const interval = low != null ? ` (95% interval ${format(low)} – ${format(high)})` : "";
       const group = svg("g", { class: `series-${index}` });
       group.append(svg("title", {}, `${category} · ${s.name}: ${format(value)}${interval}`));
       if (value != null) {
@@ -117,21 +129,18 @@ export function barChart({ title, categories, series, format = formats.decimal, 
 
   const legend = h("ul", { class: "legend", "aria-hidden": "true" },
     ...series.map((s, index) => h("li", {}, h("span", { class: `swatch series-${index}` }), s.name)));
-  figure.append(legend, root, dataTable(categories, series, format));
+  figure.append(legend, root, dataTable(categories, series, format, intervalAt));
   return figure;
 }
 
-function dataTable(categories, series, format) {
-  const hasIntervals = series.some((s) => s.low);
-  const head = h("tr", {}, h("th", { scope: "col" }, ""),
+function dataTable(categories, series, format, intervalAt) {
+  const head = h("tr", {}, h("th", { scope: "col" }, "Name"),
     ...series.map((s) => h("th", { scope: "col" }, s.name)));
   const rows = categories.map((category, row) => h("tr", {}, h("th", { scope: "row" }, category),
     ...series.map((s) => {
       const value = format(s.values[row]);
-      const low = s.low?.[row];
-      const high = s.high?.[row];
-      return h("td", {}, hasIntervals && low != null && high != null
-        ? `${value} [${format(low)} – ${format(high)}]` : value);
+      const interval = intervalAt(s, row);
+      return h("td", {}, interval ? `${value} [${format(interval[0])} – ${format(interval[1])}]` : value);
     })));
   return h("details", { class: "chart-data" }, h("summary", {}, "Show the numbers"),
     h("div", { class: "table-wrap" }, h("table", {}, h("thead", {}, head), h("tbody", {}, ...rows))));
