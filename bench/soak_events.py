@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from redis_state import keys  # noqa: E402
+from service.app.runner import stop_server  # noqa: E402
 from service.infrastructure.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
 
 KEY = "soak-key-0123456789"
@@ -140,11 +141,7 @@ def main() -> int:
               "unacknowledged_in_stream": sum(1 for pair in counts if pair not in acked),
               "answers": {k[8:]: v for k, v in sorted(stats.items()) if k.startswith("answers_")}}
     print(json.dumps(result))
-    api.send_signal(signal.SIGTERM)
-    try:
-        api.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        api.kill()
+    stop_server(api)
     server.stop()
     log.close()
     return 1 if missing or duplicated else 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -233,3 +234,41 @@ class Hammer:
         """Results of the requests sent after ``moment`` (time.monotonic())."""
         with self._lock:
             return [r for r, t in zip(self.results, self.started, strict=True) if t > moment]
+
+
+@contextmanager
+def served_api(redis_url: str, model_path: Path, log_path: Path, *, workers: int = 2,
+               **settings: str) -> Iterator[str]:
+    """`tailor serve` (real gunicorn) on a free port over the private Redis, emptied and given the model;
+    yields the base URL once /readyz answers, stops the server (SIGTERM) afterwards."""
+    import os
+    import subprocess
+    import sys
+
+    import requests
+
+    from service.app.runner import stop_server
+    from service.infrastructure.embedded_redis import free_port
+
+    client = redis.Redis.from_url(redis_url)
+    client.flushall()
+    publish_model(client, model_path)
+    port = free_port()
+    env = {**os.environ, "REDIS_URL": redis_url, "TAILOR_API_KEYS": API_KEYS, "PYTHONPATH": str(ROOT), **settings}
+    base = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        try:
+            return requests.get(f"{base}/readyz", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    with log_path.open("w") as log:
+        process = subprocess.Popen([sys.executable, "-m", "tailor.cli", "serve", "--bind", f"127.0.0.1:{port}",
+                                    "--workers", str(workers)], cwd=ROOT, env=env, stdout=log,
+                                   stderr=subprocess.STDOUT)
+        try:
+            wait_for(ready, timeout=60, interval=0.2)
+            yield base
+        finally:
+            stop_server(process)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -16,6 +15,7 @@ import redis
 import requests
 from flask import Flask
 
+from service.app.runner import stop_server
 from service.infrastructure.embedded_redis import EmbeddedRedis, free_port
 from tests.service_helpers import (
     API_KEYS,
@@ -164,12 +164,7 @@ def test_gunicorn_swap_and_outage(models: Models, redis_url: str, redis_client: 
         assert requests.get(f"{base}/healthz", timeout=5).json() == {"status": "ok"}
         assert requests.get(f"{base}/readyz", timeout=5).status_code == 200
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_server(server)
         log.close()
 
 

@@ -6,19 +6,14 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
-import requests
 
-from service.infrastructure.embedded_redis import free_port
-from tests.service_helpers import API_KEYS, KEYS, ROOT, Models, wait_for
-from training.publish import publish_model
+from tests.service_helpers import KEYS, ROOT, Models, served_api
 
 pytest_plugins = ["tests.service_helpers"]
 
@@ -31,34 +26,10 @@ MAX_EXAMPLES = int(os.environ.get("TAILOR_CONTRACT_EXAMPLES", "15"))
 
 @pytest.fixture(scope="module")
 def server(models: Models, redis_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    client = redis.Redis.from_url(redis_server.url)
-    client.flushall()
-    publish_model(client, models.retail.path)
-    port = free_port()
-    env = {**os.environ, "REDIS_URL": redis_server.url, "TAILOR_API_KEYS": API_KEYS, "TAILOR_LOG_LEVEL": "error",
-           "PYTHONPATH": str(ROOT), "TAILOR_REDIS_TIMEOUT_MS": "2000", "TAILOR_REDIS_WRITE_TIMEOUT_MS": "5000"}
-    log = (tmp_path_factory.mktemp("contract") / "gunicorn.log").open("w")
-    process = subprocess.Popen([sys.executable, "-m", "tailor.cli", "serve", "--bind", f"127.0.0.1:{port}",
-                                "--workers", "2"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        try:
-            return requests.get(f"{base}/readyz", timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
-
-    try:
-        wait_for(ready, timeout=60, interval=0.2)
+    with served_api(redis_server.url, models.retail.path, tmp_path_factory.mktemp("contract") / "gunicorn.log",
+                    workers=2, TAILOR_LOG_LEVEL="error", TAILOR_REDIS_TIMEOUT_MS="2000",
+                    TAILOR_REDIS_WRITE_TIMEOUT_MS="5000") as base:
         yield base
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
 
 
 def run_schemathesis(base: str, key: str, max_examples: int, seed: int, report: Path) -> tuple[int, str]:

@@ -7,7 +7,6 @@ import json
 import os
 import re
 import shlex
-import signal
 import subprocess
 import sys
 import tomllib
@@ -18,6 +17,7 @@ import pytest
 import requests
 import yaml
 
+from service.app.runner import stop_server
 from service.infrastructure.embedded_redis import free_port
 from settings import SETTINGS, Settings
 from tailor.parser import build_parser
@@ -187,12 +187,7 @@ def test_entrypoint_serves_and_healthcheck_passes(redis_url: str, tmp_path: Path
         assert subprocess.run(check, timeout=10).returncode == 0
         assert "tailor_http_requests_total" in requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_server(server)
         log.close()
     assert server.returncode == 0, (tmp_path / "gunicorn.log").read_text()[-2000:]
     assert shlex.join(entrypoint()) == "gunicorn -c python:service.gunicorn_conf service.wsgi:app"

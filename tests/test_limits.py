@@ -6,22 +6,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import signal
 import socket
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 
 import pytest
-import redis
-import requests
 from flask import Flask
 
 from service.app.logs import TextFormatter
-from service.infrastructure.embedded_redis import free_port
-from tests.service_helpers import API_KEYS, KEYS, ROOT, ApiClient, Models, assert_error, wait_for
-from training.publish import publish_model
+from tests.service_helpers import KEYS, ROOT, ApiClient, Models, assert_error, served_api
 
 pytest_plugins = ["tests.service_helpers"]
 
@@ -30,35 +22,10 @@ MAX_BODY = 4096
 
 @pytest.fixture(scope="module")
 def server(models: Models, redis_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    client = redis.Redis.from_url(redis_server.url)
-    client.flushall()
-    publish_model(client, models.retail.path)
-    port = free_port()
-    env = {**os.environ, "REDIS_URL": redis_server.url, "TAILOR_API_KEYS": API_KEYS, "TAILOR_LOG_LEVEL": "warning",
-           "TAILOR_MAX_BODY_BYTES": str(MAX_BODY), "TAILOR_LOG_FORMAT": "text", "PYTHONPATH": str(ROOT)}
-    log_path = tmp_path_factory.mktemp("limits") / "gunicorn.log"
-    log = log_path.open("w")
-    process = subprocess.Popen([sys.executable, "-m", "tailor.cli", "serve", "--bind", f"127.0.0.1:{port}",
-                                "--workers", "1"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        try:
-            return requests.get(f"{base}/readyz", timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
-
-    try:
-        wait_for(ready, timeout=60, interval=0.2)
+    with served_api(redis_server.url, models.retail.path, tmp_path_factory.mktemp("limits") / "gunicorn.log",
+                    workers=1, TAILOR_LOG_LEVEL="warning", TAILOR_MAX_BODY_BYTES=str(MAX_BODY),
+                    TAILOR_LOG_FORMAT="text") as base:
         yield base
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
 
 
 def raw(base: str, payload: bytes) -> tuple[int, dict[str, str], bytes]:

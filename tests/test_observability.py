@@ -16,6 +16,7 @@ from flask import Flask
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.app import logs
+from service.app.runner import stop_server
 from service.infrastructure.embedded_redis import EmbeddedRedis
 from tests.service_helpers import KEYS, ApiClient, TrainedModel, event
 
@@ -215,7 +216,6 @@ def test_gunicorn_workers_share_metrics_and_log_json(models: Any, redis_url: str
     """`tailor serve` with 3 workers: every scrape (whichever worker answers) counts all workers' requests;
     stderr is JSON lines only, with request ids and without the API key."""
     import os
-    import signal
     import subprocess
     import sys
 
@@ -263,12 +263,7 @@ def test_gunicorn_workers_share_metrics_and_log_json(models: Any, redis_url: str
                          method="GET", status="200") == n
             assert value(samples, "tailor_model_active", version=models.retail.version) == 1
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_server(server)
     lines = [line for line in stderr_path.read_text().splitlines() if line.strip()]
     docs = [json.loads(line) for line in lines]  # every line is JSON, gunicorn's own included
     assert any(d["logger"].startswith("gunicorn") for d in docs)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import sys
 from typing import Any
 
@@ -52,3 +54,14 @@ def serve(bind: str | None = None, workers: int | None = None) -> int:
 
     TailorServer().run()
     return 0
+
+
+def stop_server(process: subprocess.Popen, grace_s: float = 20.0) -> int:
+    """Stop a `tailor serve` process as an orchestrator does: SIGTERM (gunicorn finishes its requests), then
+    SIGKILL after ``grace_s``; returns its exit status."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()
