@@ -8,9 +8,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from scoring.threads import limit_blas_threads, pin_env_threads
 from tailor.parser import build_parser, hyperparameter_flags
@@ -196,17 +197,10 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         _open_output(args.output).close()  # an unwritable path fails before Spark starts
         counts = export_recommendations_spark(args.model, customer_ids, args.n, args.exclude_purchased,
                                               args.output, master=args.spark_master)
-        if not args.quiet:
-            print(f"{counts['rows']:,} rows for {counts['customers']:,} customers "
-                  f"({counts['fallback']:,} unknown -> popular fallback) written to {args.output}", file=sys.stderr)
-        return 0
-    out = sys.stdout if args.output == "-" else _open_output(args.output)
-    try:
-        counts = export_recommendations(artifact, customer_ids, args.n, args.exclude_purchased, out,
-                                        progress=not args.quiet and args.output != "-")
-    finally:
-        if out is not sys.stdout:
-            out.close()
+    else:
+        with _output(args.output) as out:
+            counts = export_recommendations(artifact, customer_ids, args.n, args.exclude_purchased, out,
+                                            progress=not args.quiet and args.output != "-")
     if not args.quiet:
         print(f"{counts['rows']:,} rows for {counts['customers']:,} customers "
               f"({counts['fallback']:,} unknown -> popular fallback) written to {args.output}", file=sys.stderr)
@@ -229,20 +223,28 @@ def cmd_audience(args: argparse.Namespace) -> int:
     if args.size is not None and not 1 <= args.size <= 100_000:
         raise CliError(f"--size must be between 1 and 100000, got {args.size}")
     artifact = read_artifact(args.model)
-    out = sys.stdout if args.output == "-" else _open_output(args.output)
-    try:
-        counts = export_audience(artifact, out, items=args.items or (), categories=args.categories or (),
-                                 lookalike=args.lookalike or (), due_for_reorder=args.due_for_reorder,
-                                 size=args.size, min_score=args.min_score)
-    except AudienceError as exc:
-        raise CliError(str(exc)) from None
-    finally:
-        if out is not sys.stdout:
-            out.close()
+    with _output(args.output) as out:
+        try:
+            counts = export_audience(artifact, out, items=args.items or (), categories=args.categories or (),
+                                     lookalike=args.lookalike or (), due_for_reorder=args.due_for_reorder,
+                                     size=args.size, min_score=args.min_score)
+        except AudienceError as exc:
+            raise CliError(str(exc)) from None
     if not args.quiet:
         print(f"{counts['written']:,} customers written to {args.output}; scored {counts['customers']:,} customers "
               f"in {counts['seconds']:.2f}s ({counts['customers_per_s']:,.0f} customers/s)", file=sys.stderr)
     return 0
+
+
+@contextmanager
+def _output(path: str) -> Iterator[TextIO]:
+    """Standard output for ``-``, else the file (created, closed afterwards)."""
+    out = sys.stdout if path == "-" else _open_output(path)
+    try:
+        yield out
+    finally:
+        if out is not sys.stdout:
+            out.close()
 
 
 def _open_output(path: str):
