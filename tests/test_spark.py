@@ -98,3 +98,12 @@ def test_no_java_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         "tailor: error: --engine spark needs a Java runtime (17+): install openjdk-17-jre-headless or set JAVA_HOME"]
+
+
+def test_evaluate_takes_the_spark_engine_for_als_only(capsys: pytest.CaptureFixture[str]) -> None:
+    from tailor.cli import main
+
+    assert main(["evaluate", "--data", str(RETAIL_CSV), "--format", "online-retail", "--engine", "spark",
+                 "--algorithm", "item-knn"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "tailor: error: --engine spark fits ALS only (the artifact of --algorithm als), not item-knn")
