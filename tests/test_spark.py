@@ -107,3 +107,18 @@ def test_evaluate_takes_the_spark_engine_for_als_only(capsys: pytest.CaptureFixt
                  "--algorithm", "item-knn"]) == 2
     assert capsys.readouterr().err.strip() == (
         "tailor: error: --engine spark fits ALS only (the artifact of --algorithm als), not item-knn")
+
+
+def test_spark_reg_param_matches_implicit_on_the_average_customer_or_item() -> None:
+    import numpy as np
+    import scipy.sparse as sp
+
+    from training.spark_als import spark_reg_param
+
+    # 3 customers (one without purchases) x 4 items (one never bought): 6 pairs, 3 per buying customer,
+    # 2 per bought item; Spark multiplies regParam by those counts, implicit does not.
+    weighted = sp.csr_matrix(np.array([[1, 1, 1, 0], [1, 1, 1, 0], [0, 0, 0, 0]], dtype=np.float32))
+    assert spark_reg_param(12.0, weighted, "customer") == 12.0 / 3
+    assert spark_reg_param(12.0, weighted, "item") == 12.0 / 2
+    with pytest.raises(KeyError):
+        spark_reg_param(12.0, weighted, "user")

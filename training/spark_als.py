@@ -29,12 +29,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from scoring.history import PurchaseHistory
 from scoring.models.factorization import SEED, ALSRecommender
 from scoring.models.weighting import Weighting
 
 DEFAULT_MASTER = "local[*]"
+REG_MAPPINGS = ("customer", "item")
+DEFAULT_REG_MAPPING = "customer"
 
 
 class SparkError(Exception):
@@ -81,12 +84,25 @@ def spark_ratings(confidence: np.ndarray) -> np.ndarray:
     return np.maximum(confidence.astype(np.float64) - 1.0, 1e-3)
 
 
+def spark_reg_param(regularization: float, weighted: sp.csr_matrix, mapping: str = "customer") -> float:
+    """Spark's ``regParam`` for implicit's ``regularization``. Spark multiplies it by the number of ratings of
+    the customer (item) being solved for; ``customer`` divides by the mean purchases per customer (the average
+    customer gets implicit's penalty), ``item`` by the mean buyers per item (the average item does)."""
+    rows = max(int((np.diff(weighted.indptr) > 0).sum()), 1)
+    cols = max(int(np.count_nonzero(np.bincount(weighted.indices, minlength=weighted.shape[1]))), 1)
+    per = {"customer": weighted.nnz / rows, "item": weighted.nnz / cols}[mapping]
+    return regularization / max(per, 1.0)
+
+
 class SparkALSRecommender(ALSRecommender):
     """``als`` whose fit runs on Spark; everything else (scoring, arrays, name) is ``ALSRecommender``'s."""
 
-    def __init__(self, master: str = DEFAULT_MASTER, **params: Any) -> None:
+    def __init__(self, master: str = DEFAULT_MASTER, reg_mapping: str = DEFAULT_REG_MAPPING, **params: Any) -> None:
         super().__init__(**params)
+        if reg_mapping not in REG_MAPPINGS:
+            raise ValueError(f"reg_mapping must be one of {', '.join(REG_MAPPINGS)}, got {reg_mapping!r}")
         self.master = master
+        self.reg_mapping = reg_mapping
         self.spark_params: dict[str, Any] = {}
 
     def fit(self, history: PurchaseHistory, *, progress: bool = False) -> None:
@@ -94,9 +110,8 @@ class SparkALSRecommender(ALSRecommender):
 
         self.weighting = Weighting.fit(history, self.params["weighting"], self.params["half_life"])
         weighted = self._confidence(history)
-        per_customer = weighted.nnz / max(int((np.diff(weighted.indptr) > 0).sum()), 1)
+        reg = spark_reg_param(float(self.params["regularization"]), weighted, self.reg_mapping)
         confidence = weighted.tocoo()
-        reg = float(self.params["regularization"]) / max(per_customer, 1.0)
         spark = spark_session(self.master, "tailor-train")
         frame = pd.DataFrame({"customer": confidence.row.astype(np.int32), "item": confidence.col.astype(np.int32),
                               "rating": spark_ratings(confidence.data)})
@@ -111,7 +126,8 @@ class SparkALSRecommender(ALSRecommender):
         if len(factors):
             item_factors[factors["id"].to_numpy()] = np.stack(factors["features"].to_numpy()).astype(np.float32)
         self.item_factors = item_factors
-        self.spark_params = {"master": self.master, "alpha": 1.0, "regParam": reg, "rating": "alpha*w - 1",
+        self.spark_params = {"master": self.master, "alpha": 1.0, "regParam": reg, "reg_mapping": self.reg_mapping,
+                             "rating": "alpha*w - 1",
                              "parallelism": parallelism, "spark_version": spark.version}
 
 
