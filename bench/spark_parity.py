@@ -37,6 +37,7 @@ def main() -> None:
     p.add_argument("--master", default="local[2]")
     p.add_argument("--holdout-days", type=float, default=30.0)
     p.add_argument("--mappings", default=",".join(REG_MAPPINGS))
+    p.add_argument("--ratings", default="clamp", help="rating mappings to try (training.spark_als.spark_ratings)")
     p.add_argument("--scales", default="1", help="also multiply each mapping's regParam by these factors (a sweep)")
     p.add_argument("params", nargs="*", help="ALS hyper-parameters as name=value (default: ALS defaults)")
     args = p.parse_args()
@@ -57,8 +58,10 @@ def main() -> None:
 
     base = record("implicit", ALSRecommender(**params), {})
     weighted = None
-    for mapping, scale in ((m, float(f)) for m in args.mappings.split(",") for f in args.scales.split(",")):
-        model = SparkALSRecommender(args.master, reg_mapping=mapping, **params)
+    runs = [(m, float(f), r) for r in args.ratings.split(",") for m in args.mappings.split(",")
+            for f in args.scales.split(",")]
+    for mapping, scale, rating in runs:
+        model = SparkALSRecommender(args.master, reg_mapping=mapping, rating_mapping=rating, **params)
         if weighted is None:
             from scoring.models.weighting import Weighting
 
@@ -66,7 +69,8 @@ def main() -> None:
             weighted = model._confidence(split.train)
         reg = spark_reg_param(float(model.params["regularization"]), weighted, mapping) * scale
         spark_als.spark_reg_param = lambda *a, scale=scale: spark_reg_param(*a) * scale
-        record(f"spark ({mapping} mapping{'' if scale == 1 else f' x {scale:g}'})", model, {"regParam": reg})
+        record(f"spark ({rating} ratings, {mapping} mapping{'' if scale == 1 else f' x {scale:g}'})", model,
+               {"regParam": reg})
         spark_als.spark_reg_param = spark_reg_param
     for row in rows:
         row["ndcg_ratio"] = round(row["ndcg"] / base["ndcg"], 3)

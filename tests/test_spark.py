@@ -122,3 +122,17 @@ def test_spark_reg_param_matches_implicit_on_the_average_customer_or_item() -> N
     assert spark_reg_param(12.0, weighted, "item") == 12.0 / 2
     with pytest.raises(KeyError):
         spark_reg_param(12.0, weighted, "user")
+
+
+def test_spark_ratings_clamp_or_shift_the_confidence() -> None:
+    import numpy as np
+
+    from training.spark_als import spark_ratings
+
+    confidence = np.array([0.2, 0.9, 1.5, 4.0], dtype=np.float32)
+    # clamp: Spark's confidence 1 + r equals ours above 1; all below 1 become 1.001
+    assert np.allclose(1 + spark_ratings(confidence, "clamp"), [1.001, 1.001, 1.5, 4.0])
+    # shift: 1 + r = confidence + 1, the order of every confidence kept
+    assert np.allclose(1 + spark_ratings(confidence, "shift"), [1.2, 1.9, 2.5, 5.0])
+    with pytest.raises(ValueError):
+        spark_ratings(confidence, "scale")
