@@ -111,6 +111,15 @@ def _spark_model(args: argparse.Namespace, params: dict[str, Any]):
     return SparkALSRecommender(args.spark_master, **params)
 
 
+def _check_spark_algorithm(args: argparse.Namespace) -> None:
+    """``--engine spark`` means ``--algorithm als``; without Java or pyspark, fail before any work."""
+    if args.engine == "spark":
+        if args.algorithm not in (None, "als"):
+            raise CliError(f"--engine spark fits ALS only (the artifact of --algorithm als), not {args.algorithm}")
+        args.algorithm = "als"
+        _spark_model(args, {})
+
+
 def _evaluate(args: argparse.Namespace, log, algorithm: str, params: dict[str, Any], timer):
     from training.evaluate import evaluate
 
@@ -131,11 +140,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise CliError("nothing to do: give --out DIR and/or --publish")
     if args.out and Path(args.out).exists() and not args.force:
         raise CliError(f"{args.out} already exists; give --force to replace it")
-    if args.engine == "spark":
-        if args.algorithm not in (None, "als"):
-            raise CliError(f"--engine spark fits ALS only (the artifact of --algorithm als), not {args.algorithm}")
-        args.algorithm = "als"
-        _spark_model(args, {})  # fail fast without Java or pyspark
+    _check_spark_algorithm(args)
     timer = PhaseTimer(quiet=args.quiet)
     log = _read_phase(args, timer)
     algorithm, params, tuning = _choose_model(args, log, timer)
@@ -164,6 +169,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from training.pipeline import PhaseTimer
 
+    _check_spark_algorithm(args)
     timer = PhaseTimer(quiet=args.quiet)
     log = _read_phase(args, timer)
     algorithm, params, tuning = _choose_model(args, log, timer)

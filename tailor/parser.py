@@ -118,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(evaluate)
     _add_model_args(evaluate)
     _add_eval_args(evaluate)
+    _add_engine_args(evaluate, "fit ALS (pyspark.ml ALS, implicit preferences) for the holdout evaluation")
 
     rec = sub.add_parser("recommend", help="batch recommendations as CSV (customer_id,rank,item_id,score,source; "
                                                  "source: personalized | popular-fallback)")

@@ -99,3 +99,41 @@ def test_no_java_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         "tailor: error: --engine spark needs a Java runtime (17+): install openjdk-17-jre-headless or set JAVA_HOME"]
+
+
+def test_evaluate_takes_the_spark_engine_for_als_only(capsys: pytest.CaptureFixture[str]) -> None:
+    from tailor.cli import main
+
+    assert main(["evaluate", "--data", str(RETAIL_CSV), "--format", "online-retail", "--engine", "spark",
+                 "--algorithm", "item-knn"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "tailor: error: --engine spark fits ALS only (the artifact of --algorithm als), not item-knn")
+
+
+def test_spark_reg_param_matches_implicit_on_the_average_customer_or_item() -> None:
+    import numpy as np
+    import scipy.sparse as sp
+
+    from training.spark_als import spark_reg_param
+
+    # 3 customers (one without purchases) x 4 items (one never bought): 6 pairs, 3 per buying customer,
+    # 2 per bought item; Spark multiplies regParam by those counts, implicit does not.
+    weighted = sp.csr_matrix(np.array([[1, 1, 1, 0], [1, 1, 1, 0], [0, 0, 0, 0]], dtype=np.float32))
+    assert spark_reg_param(12.0, weighted, "customer") == 12.0 / 3
+    assert spark_reg_param(12.0, weighted, "item") == 12.0 / 2
+    with pytest.raises(KeyError):
+        spark_reg_param(12.0, weighted, "user")
+
+
+def test_spark_ratings_clamp_or_shift_the_confidence() -> None:
+    import numpy as np
+
+    from training.spark_als import spark_ratings
+
+    confidence = np.array([0.2, 0.9, 1.5, 4.0], dtype=np.float32)
+    # clamp: Spark's confidence 1 + r equals ours above 1; all below 1 become 1.001
+    assert np.allclose(1 + spark_ratings(confidence, "clamp"), [1.001, 1.001, 1.5, 4.0])
+    # shift: 1 + r = confidence + 1, the order of every confidence kept
+    assert np.allclose(1 + spark_ratings(confidence, "shift"), [1.2, 1.9, 2.5, 5.0])
+    with pytest.raises(ValueError):
+        spark_ratings(confidence, "scale")

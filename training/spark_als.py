@@ -29,12 +29,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from scoring.history import PurchaseHistory
 from scoring.models.factorization import SEED, ALSRecommender
 from scoring.models.weighting import Weighting
 
 DEFAULT_MASTER = "local[*]"
+REG_MAPPINGS = ("customer", "item")
+DEFAULT_REG_MAPPING = "customer"
 
 
 class SparkError(Exception):
@@ -76,17 +79,45 @@ def spark_session(master: str = DEFAULT_MASTER, app: str = "tailor"):
         raise SparkError(f"Spark did not start on {master}: {first}") from None
 
 
-def spark_ratings(confidence: np.ndarray) -> np.ndarray:
-    """Our confidences (alpha x w) as Spark ratings r with Spark's alpha = 1: 1 + r = confidence."""
-    return np.maximum(confidence.astype(np.float64) - 1.0, 1e-3)
+RATING_MAPPINGS = ("clamp", "shift")
+DEFAULT_RATING_MAPPING = "clamp"
+
+
+def spark_ratings(confidence: np.ndarray, mapping: str = DEFAULT_RATING_MAPPING) -> np.ndarray:
+    """Our confidences c = alpha x w as Spark ratings r (Spark's alpha = 1, its confidence 1 + r).
+
+    ``clamp``: r = max(c - 1, 1e-3), so 1 + r = c exactly where c > 1 and 1.001 below (every decayed purchase
+    looks alike); ``shift``: r = c, so Spark's confidence is c + 1 and keeps the order of all confidences."""
+    confidence = confidence.astype(np.float64)
+    if mapping == "shift":
+        return np.maximum(confidence, 1e-3)
+    if mapping == "clamp":
+        return np.maximum(confidence - 1.0, 1e-3)
+    raise ValueError(f"rating mapping must be one of {', '.join(RATING_MAPPINGS)}, got {mapping!r}")
+
+
+def spark_reg_param(regularization: float, weighted: sp.csr_matrix, mapping: str = "customer") -> float:
+    """Spark's ``regParam`` for implicit's ``regularization``. Spark multiplies it by the number of ratings of
+    the customer (item) being solved for; ``customer`` divides by the mean purchases per customer (the average
+    customer gets implicit's penalty), ``item`` by the mean buyers per item (the average item does)."""
+    rows = max(int((np.diff(weighted.indptr) > 0).sum()), 1)
+    cols = max(int(np.count_nonzero(np.bincount(weighted.indices, minlength=weighted.shape[1]))), 1)
+    per = {"customer": weighted.nnz / rows, "item": weighted.nnz / cols}[mapping]
+    return regularization / max(per, 1.0)
 
 
 class SparkALSRecommender(ALSRecommender):
     """``als`` whose fit runs on Spark; everything else (scoring, arrays, name) is ``ALSRecommender``'s."""
 
-    def __init__(self, master: str = DEFAULT_MASTER, **params: Any) -> None:
+    def __init__(self, master: str = DEFAULT_MASTER, reg_mapping: str = DEFAULT_REG_MAPPING,
+                 rating_mapping: str = DEFAULT_RATING_MAPPING, **params: Any) -> None:
         super().__init__(**params)
+        if reg_mapping not in REG_MAPPINGS:
+            raise ValueError(f"reg_mapping must be one of {', '.join(REG_MAPPINGS)}, got {reg_mapping!r}")
+        spark_ratings(np.ones(1), rating_mapping)  # checks the name
         self.master = master
+        self.reg_mapping = reg_mapping
+        self.rating_mapping = rating_mapping
         self.spark_params: dict[str, Any] = {}
 
     def fit(self, history: PurchaseHistory, *, progress: bool = False) -> None:
@@ -94,12 +125,11 @@ class SparkALSRecommender(ALSRecommender):
 
         self.weighting = Weighting.fit(history, self.params["weighting"], self.params["half_life"])
         weighted = self._confidence(history)
-        per_customer = weighted.nnz / max(int((np.diff(weighted.indptr) > 0).sum()), 1)
+        reg = spark_reg_param(float(self.params["regularization"]), weighted, self.reg_mapping)
         confidence = weighted.tocoo()
-        reg = float(self.params["regularization"]) / max(per_customer, 1.0)
         spark = spark_session(self.master, "tailor-train")
         frame = pd.DataFrame({"customer": confidence.row.astype(np.int32), "item": confidence.col.astype(np.int32),
-                              "rating": spark_ratings(confidence.data)})
+                              "rating": spark_ratings(confidence.data, self.rating_mapping)})
         parallelism = spark.sparkContext.defaultParallelism
         ratings = spark.createDataFrame(frame).repartition(parallelism)
         als = ALS(rank=int(self.params["factors"]), maxIter=int(self.params["iterations"]), regParam=reg,
@@ -111,7 +141,8 @@ class SparkALSRecommender(ALSRecommender):
         if len(factors):
             item_factors[factors["id"].to_numpy()] = np.stack(factors["features"].to_numpy()).astype(np.float32)
         self.item_factors = item_factors
-        self.spark_params = {"master": self.master, "alpha": 1.0, "regParam": reg, "rating": "alpha*w - 1",
+        self.spark_params = {"master": self.master, "alpha": 1.0, "regParam": reg, "reg_mapping": self.reg_mapping,
+                             "rating": {"clamp": "max(alpha*w - 1, 0.001)", "shift": "alpha*w"}[self.rating_mapping],
                              "parallelism": parallelism, "spark_version": spark.version}
 
 
