@@ -37,7 +37,7 @@ def main() -> None:
     p.add_argument("--master", default="local[2]")
     p.add_argument("--holdout-days", type=float, default=30.0)
     p.add_argument("--mappings", default=",".join(REG_MAPPINGS))
-    p.add_argument("--ratings", default="clamp", help="rating mappings to try (training.spark_als.spark_ratings)")
+    p.add_argument("--ratings", default="shift", help="rating mappings to try (training.spark_als.spark_ratings)")
     p.add_argument("--scales", default="1", help="also multiply each mapping's regParam by these factors (a sweep)")
     p.add_argument("params", nargs="*", help="ALS hyper-parameters as name=value (default: ALS defaults)")
     args = p.parse_args()
