@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.train_bench import machine  # noqa: E402
+from service.app.runner import stop_server  # noqa: E402
 from service.infrastructure.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
 
 WRK = ROOT / "bench" / "wrk"
@@ -126,6 +127,9 @@ def main() -> None:
     p.add_argument("--event-batches", default="10,100", help="events per POST /v1/events, one row each")
     p.add_argument("--fixed-basket", action="store_true",
                    help="also post one basket repeatedly (a remembered answer: the POST path without scoring)")
+    p.add_argument("--reference", type=int, default=0, metavar="ROUNDS",
+                   help="instead: customer recommendations and /healthz against the bare reference apps "
+                        "(bench/reference_apps.py) under the same gunicorn settings, ROUNDS interleaved rounds")
     args = p.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk not found: apt-get install wrk")
@@ -139,6 +143,9 @@ def main() -> None:
         with EmbeddedRedis(tmp / "redis") as redis_server:
             subprocess.run([*tailor, "publish", "--model", str(model), "--redis-url", redis_server.url],
                            check=True, cwd=ROOT)
+            if args.reference:
+                print(reference_rounds(model, tmp, args, redis_server.url))
+                return
             port = free_port()
             base = f"http://127.0.0.1:{port}"
             env = {**os.environ, "REDIS_URL": redis_server.url if args.redis == "tcp" else redis_server.unix_url,
@@ -167,6 +174,66 @@ def main() -> None:
                 server.terminate()
                 server.wait(timeout=30)
     print(report)
+
+
+def start(command: list[str], env: dict[str, str], base: str) -> subprocess.Popen:
+    """A server process, once ``/healthz`` answers."""
+    server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return server
+        except requests.RequestException:
+            pass
+        if time.monotonic() > deadline or server.poll() is not None:
+            server.kill()
+            sys.exit(f"{command} did not become ready")
+        time.sleep(0.2)
+
+
+def reference_rounds(model: Path, tmp: Path, args: argparse.Namespace, redis_url: str) -> str:
+    """Issue 15's table: the API's /healthz and customer recommendations next to the bare constant view and
+    the bare one-GET view, same gunicorn settings (``service.gunicorn_conf``), rounds interleaved; medians."""
+    from bench.reference_apps import write_record
+
+    write_record(redis_url)
+    customers = tmp / "customers.txt"
+    customers.write_text("\n".join(np.load(model / "customer_ids.npy")) + "\n")
+    recs = {"TAILOR_BENCH_IDS": str(customers), "TAILOR_BENCH_PATH": "/v1/customers/%s/recommendations?n=10"}
+    env = {**os.environ, "REDIS_URL": redis_url, "TAILOR_PUBLIC_READ": "true", "TAILOR_LOG_LEVEL": "warning",
+           "PYTHONPATH": str(ROOT)}
+    gunicorn = [sys.executable, "-m", "gunicorn", "-c", "python:service.gunicorn_conf"]
+    apps = {"bare constant view": [*gunicorn, "bench.reference_apps:constant"],
+            "bare one-GET view": [*gunicorn, "bench.reference_apps:redis_get"],
+            "Tailor": [*gunicorn, "service.wsgi:app"]}
+    results: dict[tuple[str, str], list[float]] = {}
+    c, d = args.connections, args.duration
+    for _ in range(args.reference):
+        for name, command in apps.items():
+            port = free_port()
+            base = f"http://127.0.0.1:{port}"
+            server = start(command, {**env, "TAILOR_BIND": f"127.0.0.1:{port}"}, base)
+            try:
+                wrk(base + "/", WRK / "customers.lua", args.warmup, c, recs)
+                for what, script, extra in (("/healthz", None, {}), ("customer recommendations",
+                                                                      WRK / "customers.lua", recs)):
+                    url = f"{base}/healthz" if script is None else base + "/"
+                    results.setdefault((name, what), []).append(wrk(url, script, d, c, extra)["rps"])
+            finally:
+                stop_server(server)
+    median = {key: float(np.median(values)) for key, values in results.items()}
+    bare = median[("bare constant view", "/healthz")]
+    one_get = median[("bare one-GET view", "customer recommendations")]
+    lines = [f"Machine: {machine()}; date {date.today().isoformat()}; wrk -t1 -c{c}, {d} s per run, medians of "
+             f"{args.reference} interleaved rounds; `python bench/api_bench.py --reference {args.reference}`", "",
+             "| app | endpoint | req/s (median) | all rounds | ratio |", "|---|---|---:|---|---:|"]
+    for (name, what), value in median.items():
+        ratio = (f"{value / bare:.2f} of bare" if name != "Tailor" or what == "/healthz"
+                 else f"{value / one_get:.2f} of bare + GET")
+        rounds = ", ".join(f"{v:,.0f}" for v in results[(name, what)])
+        lines.append(f"| {name} | {what} | {value:,.0f} | {rounds} | {ratio} |")
+    return "\n".join(lines)
 
 
 def run_all(base: str, model: Path, tmp: Path, args: argparse.Namespace, service_pids: list[int]) -> str:
