@@ -31,6 +31,7 @@ import tempfile
 import time
 from datetime import date
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 import requests
@@ -157,38 +158,29 @@ def main() -> None:
             serve = [*tailor, "serve", "--bind", f"127.0.0.1:{port}"]
             if args.workers:
                 serve += ["--workers", str(args.workers)]
-            server = subprocess.Popen(serve, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            server = start(serve, env, base, ready_path="/readyz")
             try:
-                deadline = time.monotonic() + 60
-                while True:
-                    try:
-                        if requests.get(f"{base}/readyz", timeout=1).status_code == 200:
-                            break
-                    except requests.RequestException:
-                        pass
-                    if time.monotonic() > deadline or server.poll() is not None:
-                        sys.exit("the server did not become ready")
-                    time.sleep(0.2)
                 report = run_all(base, model, tmp, args, [server.pid, redis_server.process.pid])
             finally:
-                server.terminate()
-                server.wait(timeout=30)
+                stop_server(server)
     print(report)
 
 
-def start(command: list[str], env: dict[str, str], base: str) -> subprocess.Popen:
-    """A server process, once ``/healthz`` answers."""
-    server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
+def start(command: list[str], env: dict[str, str], base: str, *, ready_path: str = "/healthz",
+          log: TextIO | None = None, timeout_s: float = 60.0) -> subprocess.Popen:
+    """A server process (output to ``log``, else discarded), once ``ready_path`` answers 200."""
+    out = log if log is not None else subprocess.DEVNULL
+    server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout_s
     while True:
         try:
-            if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
+            if requests.get(f"{base}{ready_path}", timeout=1).status_code == 200:
                 return server
         except requests.RequestException:
             pass
         if time.monotonic() > deadline or server.poll() is not None:
             server.kill()
-            sys.exit(f"{command} did not become ready")
+            sys.exit(f"{command} did not become ready" + (f" (see {log.name})" if log is not None else ""))
         time.sleep(0.2)
 
 

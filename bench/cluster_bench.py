@@ -32,12 +32,11 @@ from pathlib import Path
 
 import numpy as np
 import redis
-import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.api_bench import WRK, cpu_seconds, wrk  # noqa: E402
+from bench.api_bench import WRK, cpu_seconds, start, wrk  # noqa: E402
 from bench.train_bench import machine  # noqa: E402
 from service.infrastructure.embedded_redis import EmbeddedCluster, EmbeddedRedis, free_port  # noqa: E402
 
@@ -76,19 +75,8 @@ def serve(url: str, cluster: bool, workers: int | None, log_dir: Path) -> tuple[
     if workers:
         cmd += ["--workers", str(workers)]
     log = open(log_dir / f"serve-{'cluster' if cluster else 'single'}-{port}.log", "w")  # noqa: SIM115
-    server = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            if requests.get(f"{base}/readyz", timeout=1).status_code == 200:
-                return server, base
-        except requests.RequestException:
-            pass
-        if time.monotonic() > deadline or server.poll() is not None:
-            server.terminate()
-            sys.exit(f"the server did not become ready (see {log.name})")
-        time.sleep(0.3)
+    return start(cmd, env, base, ready_path="/readyz", log=log, timeout_s=180), base
 
 
 def throughput(base: str, customers: Path, pids: list[int], duration: int, connections: int) -> dict:

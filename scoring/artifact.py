@@ -255,3 +255,11 @@ def read_artifact(model_dir: str | os.PathLike, *, verify: bool = False) -> Arti
 
 def utc_now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
+
+
+def item_label(meta: dict[str, Any], item_id: str | None = None) -> str:
+    """An item for people, as reasons and audiences name it: "TITLE (ID)", or the id alone without a title.
+    ``meta`` is one entry of the artifact's item metadata (``items.json``); ``item_id`` when it has none."""
+    item_id = str(meta.get("item_id", item_id))
+    title = str(meta.get("title") or "").strip()
+    return f"{title} ({item_id})" if title else item_id

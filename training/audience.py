@@ -14,7 +14,7 @@ from typing import TextIO
 import numpy as np
 
 from scoring import audience
-from scoring.artifact import Artifact
+from scoring.artifact import Artifact, item_label
 
 
 class AudienceError(ValueError):
@@ -29,10 +29,7 @@ def population(artifact: Artifact) -> audience.Population:
 
 
 def _label(artifact: Artifact, index: int) -> str:
-    meta = artifact.items[index] if index < len(artifact.items) else {}
-    title = (meta.get("title") or "").strip()
-    item_id = str(artifact.item_ids[index])
-    return f"{title} ({item_id})" if title else item_id
+    return item_label(artifact.items[index] if index < len(artifact.items) else {}, str(artifact.item_ids[index]))
 
 
 def export_audience(artifact: Artifact, out: TextIO, *, items: Sequence[str] = (), categories: Sequence[str] = (),

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from scoring.artifact import item_label
 from service.domain.promotions import Promotion
 from service.domain.targeting import Catalogue, CustomerFacts
 
@@ -96,10 +97,7 @@ class TargetIndex:
 
 
 def _label(catalogue: Catalogue, index: int) -> str:
-    meta = catalogue.item_meta[index]
-    title = meta.get("title")
-    item_id = meta.get("item_id", str(catalogue.item_ids[index]))
-    return f"{str(title).strip()} ({item_id})" if title else str(item_id)
+    return item_label(catalogue.item_meta[index], str(catalogue.item_ids[index]))
 
 
 def rank(promotions: Iterable[Promotion], customer: CustomerFacts, catalogue: Catalogue | None,

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from scoring import audience
+from scoring.artifact import item_label as _item_label
 from service.domain.errors import InvalidInput, NotFound
 from service.domain.profile import STAGES
 from service.infrastructure.model_store import LoadedModel, ServingState
@@ -34,9 +35,7 @@ TARGETING = ("items", "categories", "promotion_id", "lookalike", "due_for_reorde
 
 def item_label(model: LoadedModel, index: int) -> str:
     """An item for people: its title with the id in brackets, or the id alone."""
-    meta = model.item_meta[index]
-    title = (meta.get("title") or "").strip()
-    return f"{title} ({meta['item_id']})" if title else str(meta["item_id"])
+    return _item_label(model.item_meta[index])
 
 
 class Audiences:

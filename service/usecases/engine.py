@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from scoring.artifact import item_label
 from scoring.history import SECONDS_PER_DAY, CustomerRow
 from service.domain import trending
 from service.domain.customer import CustomerState, basket_history, purchase_history
@@ -119,8 +120,7 @@ class Engine:
         """Item index -> "TITLE (ID)" (the id alone without a title): how reasons name related items."""
         found = self._labels.get(model.version)
         if found is None:
-            found = np.asarray([f"{str(meta['title']).strip()} ({meta['item_id']})" if meta.get("title")
-                                else str(meta["item_id"]) for meta in model.item_meta], dtype=object)
+            found = np.asarray([item_label(meta) for meta in model.item_meta], dtype=object)
             if len(self._labels) >= 4:
                 self._labels.clear()
             self._labels[model.version] = found
