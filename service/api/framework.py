@@ -68,9 +68,14 @@ def json_response(payload: Any, status: int = 200, headers: dict[str, str] | Non
     return flask.current_app.response_class(body, status=status, headers=headers, mimetype="application/json")
 
 
+def error_document(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    """The error envelope every client parses (also written by the WSGI limits, outside Flask)."""
+    return {"error": {"code": code, "message": message, "details": details}}
+
+
 def error_response(status: int, code: str, message: str, details: Any = None,
                    headers: dict[str, str] | None = None) -> flask.Response:
-    return json_response({"error": {"code": code, "message": message, "details": details}}, status, headers)
+    return json_response(error_document(code, message, details), status, headers)
 
 
 class TailorParser(FlaskParser):

@@ -23,6 +23,8 @@ from typing import Any
 
 import orjson
 
+from service.api.framework import error_document
+
 MAX_REQUEST_LINE = 4094
 MAX_HEADER_FIELDS = 100
 MAX_HEADER_FIELD = 8190
@@ -37,7 +39,7 @@ _NON_HTTP_HEADERS = ("CONTENT_TYPE", "CONTENT_LENGTH")
 
 
 def _error(start_response: Callable[..., Any], status: str, code: str, message: str) -> list[bytes]:
-    body = orjson.dumps({"error": {"code": code, "message": message, "details": None}})
+    body = orjson.dumps(error_document(code, message))
     start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
                             ("Connection", "close")])
     return [body]
