@@ -29,7 +29,7 @@ from webargs.flaskparser import FlaskParser, abort, is_json_request
 from werkzeug.exceptions import HTTPException
 
 from service.api.auth import authorize
-from service.domain.errors import ServiceError
+from service.domain.errors import ServiceError, error_document
 
 log = logging.getLogger("tailor.api")
 
@@ -66,11 +66,6 @@ def json_response(payload: Any, status: int = 200, headers: dict[str, str] | Non
     ``bytes`` are taken as an already serialised document (the engine's memoised answers)."""
     body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
     return flask.current_app.response_class(body, status=status, headers=headers, mimetype="application/json")
-
-
-def error_document(code: str, message: str, details: Any = None) -> dict[str, Any]:
-    """The error envelope every client parses (also written by the WSGI limits, outside Flask)."""
-    return {"error": {"code": code, "message": message, "details": details}}
 
 
 def error_response(status: int, code: str, message: str, details: Any = None,

@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from service.api.framework import error_document
+from service.domain.errors import error_document
 
 MAX_REQUEST_LINE = 4094
 MAX_HEADER_FIELDS = 100

@@ -58,3 +58,8 @@ class NoActiveModel(ServiceError):
 class Conflict(ServiceError):
     status = 409
     code = "conflict"
+
+
+def error_document(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    """The error envelope every client parses (the API's handlers and the WSGI limits, outside Flask)."""
+    return {"error": {"code": code, "message": message, "details": details}}
