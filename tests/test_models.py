@@ -16,7 +16,7 @@ import pytest
 
 from scoring.history import CustomerRow, PurchaseHistory
 from scoring.models import ALGORITHMS, DEFAULT_ALGORITHM, HYPERPARAMETERS, Reason, Recommender, create, load
-from scoring.models.ease import MAX_ITEMS
+from scoring.models.ease import MAX_ITEMS, ease_weights
 from scoring.models.hybrid import HybridRecommender
 
 N_ITEMS = 40
@@ -35,6 +35,9 @@ FAST: dict[str, dict[str, Any]] = {
 }
 CASES = [pytest.param((name, FAST.get(name, {})), id=name) for name in ALGORITHMS] + [
     pytest.param(("hybrid", {"cf": "item-knn", "neighbours": 20}), id="hybrid-item-knn"),
+    pytest.param(("hybrid", {"regularization": 10.0, "ease_max_items": 10, "ease_head_items": 25}),
+                 id="hybrid-ease-head"),
+    pytest.param(("ease", {"regularization": 10.0, "head_items": 25, "head_keep": 6}), id="ease-head"),
     pytest.param(("item-knn", {"similarity": "cosine", "neighbours": 20}), id="item-knn-cosine"),
     pytest.param(("tifu-knn", {"neighbours": 10, "distance": "cosine"}), id="tifu-knn-cosine"),
 ]
@@ -210,26 +213,48 @@ def test_hybrid_weights_mean_the_same_for_every_customer(history: PurchaseHistor
         assert scores[3] >= 1.0
 
 
-def test_hybrid_switches_to_sparse_cf_for_large_catalogues(history: PurchaseHistory) -> None:
-    model = create("hybrid", ease_max_items=N_ITEMS - 1)
+def test_hybrid_fits_ease_on_the_head_of_large_catalogues(history: PurchaseHistory) -> None:
+    model = create("hybrid", ease_max_items=N_ITEMS - 1, ease_head_items=20)
     model.fit(history)
-    assert model.params["cf"] == "item-knn"
+    assert model.params["cf"] == "ease"
     assert "cf_weights" not in model.arrays()
-    assert "cf_similarity_data" in model.arrays()
+    assert "cf_weights_data" in model.arrays()
     small = create("hybrid")
     small.fit(history)
-    assert small.params["cf"] == "ease"
+    assert "cf_weights" in small.arrays()
+
+
+def test_ease_head_is_the_dense_closed_form_of_the_head_pruned(history: PurchaseHistory) -> None:
+    """Known answer: the head's weights are those of EASE fitted on the head's columns alone, each row
+    keeping its largest positive weights; items outside the head get no CF score."""
+    head_model = create("ease", regularization=10.0, head_items=20, head_keep=5)
+    head_model.fit(history)
+    weighted = head_model.weighting.apply(history)
+    buyers = np.diff(weighted.tocsc().indptr)
+    head = np.sort(np.argsort(-buyers, kind="stable")[:20])
+    dense = ease_weights(weighted[:, head], 10.0)
+    weights = head_model.weights.toarray()
+    outside = np.setdiff1d(np.arange(N_ITEMS), head)
+    assert not weights[outside].any() and not weights[:, outside].any()
+    block = weights[np.ix_(head, head)]
+    for row in range(len(head)):
+        kept = np.flatnonzero(block[row])
+        assert len(kept) <= 5
+        np.testing.assert_allclose(block[row, kept], dense[row, kept], rtol=1e-6)
+        if len(kept):
+            assert dense[row, kept].min() >= np.sort(dense[row])[-5] - 1e-7
+    assert not head_model.score(history)[:, outside].any()
 
 
 def test_hybrid_refit_resolves_cf_again(history: PurchaseHistory) -> None:
-    model = create("hybrid", ease_max_items=N_ITEMS)
+    model = create("hybrid", ease_max_items=N_ITEMS, ease_head_items=20)
     model.fit(history)
-    assert model.params["cf"] == "ease"
+    assert "cf_weights" in model.arrays()
     wider = PurchaseHistory.from_entries(
         np.array([0, 1]), np.array([0, N_ITEMS]), np.ones(2), np.ones(2), np.full(2, NOW), (2, N_ITEMS + 1), NOW
     )
     model.fit(wider)
-    assert model.params["cf"] == "item-knn"
+    assert "cf_weights_data" in model.arrays()
 
 
 def test_hybrid_popularity_falls_back_to_all_time() -> None:

@@ -4,6 +4,11 @@ B = I - P / diag(P) with P = (X'X + lambda I)^-1, diagonal forced to zero, so an
 from the other items in the basket. One dense inverse of an items x items matrix: seconds for the few
 thousand items of a typical shop, impossible for 100k items, hence ``MAX_ITEMS`` (the hybrid switches to
 a sparse neighbour model above it). Scoring a single history adds up the rows of its few items.
+
+``head_items`` makes EASE usable on a large catalogue: the closed form is fitted on the items with most
+buyers only and each item keeps its ``head_keep`` largest weights, stored sparse (a grocery log of 24k items
+measured better with EASE on its 8k-item head than with item-kNN on every item, docs/QUALITY.md); the
+items outside the head get no CF score (popularity and the customer's own history still rank them).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import scipy.sparse as sp
 from scoring.history import CustomerRow, PurchaseHistory
 from scoring.models.base import Reason
 from scoring.models.params import Param, TunableRecommender
-from scoring.models.weighting import Weighting, positive_top_n
+from scoring.models.weighting import Weighting, positive_top_n, sparse_arrays, sparse_from_arrays
 
 MAX_ITEMS = 20_000
 
@@ -44,6 +49,25 @@ def ease_weights(weighted: sp.csr_matrix, regularization: float) -> np.ndarray:
     weights = precision / -np.diag(precision)
     weights[np.diag_indices(n_items)] = 0.0
     return weights.astype(np.float32)
+
+
+def head_weights(weighted: sp.csr_matrix, regularization: float, head_items: int,
+                 keep: int) -> sp.csr_matrix:
+    """EASE fitted on the ``head_items`` items with most buyers, each row pruned to its ``keep`` largest
+    positive weights, as an items x items CSR matrix over the whole catalogue (zero outside the head)."""
+    n_items = weighted.shape[1]
+    buyers = np.diff(sp.csc_matrix(weighted).indptr)
+    head = np.sort(np.argsort(-buyers, kind="stable")[:min(head_items, n_items)])
+    dense = ease_weights(sp.csr_matrix(weighted[:, head]), regularization)
+    keep = min(keep, max(len(head) - 1, 1))
+    top = np.argpartition(-dense, keep - 1, axis=1)[:, :keep] if len(head) > 1 else np.zeros((len(head), 0), int)
+    values = np.take_along_axis(dense, top, axis=1)
+    rows = np.repeat(head, top.shape[1])
+    positive = values.ravel() > 0
+    pruned = sp.csr_matrix((values.ravel()[positive], (rows[positive], head[top.ravel()][positive])),
+                           shape=(n_items, n_items), dtype=np.float32)
+    pruned.sort_indices()
+    return pruned
 
 
 def contributions(
@@ -90,30 +114,42 @@ class EASERecommender(TunableRecommender):
         Param("regularization", 200.0, float, "L2 penalty lambda of the closed form"),
         Param("weighting", "binary", str, "input confidence", ("binary", "orders", "log", "bm25")),
         Param("half_life", 60.0, float, "time decay of the input in days (0 = none)"),
+        Param("head_items", 0, int, "fit on the N items with most buyers, pruned and sparse (0 = all, dense)"),
+        Param("head_keep", 200, int, "weights kept per item when head_items is set"),
     )
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         self.weighting = Weighting(self.params["weighting"], self.params["half_life"])
-        self.weights = np.zeros((0, 0), dtype=np.float32)
+        self.weights: np.ndarray | sp.csr_matrix = np.zeros((0, 0), dtype=np.float32)
 
     def fit(self, history: PurchaseHistory, *, progress: bool = False) -> None:
         self.weighting = Weighting.fit(history, self.params["weighting"], self.params["half_life"])
-        self.weights = ease_weights(self.weighting.apply(history), self.params["regularization"])
+        weighted = self.weighting.apply(history)
+        head = int(self.params["head_items"])
+        if head > 0 and weighted.shape[1] > head:
+            self.weights = head_weights(weighted, self.params["regularization"], head, self.params["head_keep"])
+        else:
+            self.weights = ease_weights(weighted, self.params["regularization"])
 
     def score(self, history: PurchaseHistory) -> np.ndarray:
-        return np.asarray(self.weighting.apply(history) @ self.weights, dtype=np.float32)
+        scores = self.weighting.apply(history) @ self.weights
+        return np.asarray(scores.toarray() if sp.issparse(scores) else scores, dtype=np.float32)
 
     def similar_items(self, item: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-        return positive_top_n(self.weights[item], n, item)
+        row = self.weights[item]
+        return positive_top_n(row.toarray().ravel() if sp.issparse(row) else row, n, item)
 
     def arrays(self) -> dict[str, np.ndarray]:
+        if sp.issparse(self.weights):
+            return {**sparse_arrays("weights", self.weights), **self.weighting.arrays()}
         return {"weights": self.weights, **self.weighting.arrays()}
 
     @classmethod
     def from_arrays(cls, params: dict[str, Any], arrays: dict[str, np.ndarray]) -> Self:
         model = cls(**params)
-        model.weights = np.asarray(arrays["weights"], dtype=np.float32)
+        model.weights = (sparse_from_arrays("weights", arrays) if "weights_data" in arrays
+                         else np.asarray(arrays["weights"], dtype=np.float32))
         model.weighting = Weighting.from_arrays(model.params["weighting"], model.params["half_life"], arrays)
         return model
 
@@ -128,7 +164,10 @@ class EASERecommender(TunableRecommender):
         """The weighted sum of the rows of the customer's items (a gather + one BLAS gemv)."""
         if not len(row.items):
             return np.zeros(self.weights.shape[1], dtype=np.float32)
-        return self.weighting.apply_row(row) @ self.weights[row.items]
+        values = self.weighting.apply_row(row)
+        if sp.issparse(self.weights):
+            return np.asarray(self.weights[row.items].T @ values, dtype=np.float32).ravel()
+        return values @ self.weights[row.items]
 
     def explain_row(self, row: CustomerRow, items: np.ndarray) -> list[Reason | None]:
         return bought_with(*contributions_row(row.items, self.weighting.apply_row(row), self.weights, items))

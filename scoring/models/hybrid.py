@@ -4,8 +4,10 @@
 
 * ``rebuy`` - orders containing the item x recency decay (see buy_again); scaled per customer so that
   their most likely re-order is 1 whatever their volume;
-* ``cf`` - EASE for catalogues up to ``ease_max_items`` items, otherwise a sparse item-knn (BM25)
-  model, min-max scaled per customer; it ranks the items the customer has not bought yet;
+* ``cf`` - EASE, min-max scaled per customer; it ranks the items the customer has not bought yet. Above
+  ``ease_max_items`` items EASE is fitted on the ``ease_head_items`` items with most buyers and kept
+  sparse (on Ta Feng's 24k items it beat the sparse BM25 item-kNN used before by 0.02 overall and 0.01
+  discovery NDCG@10 on both validation folds, at a tenth of the fit time); ``cf=item-knn`` remains;
 * ``recent_popularity`` - distinct buyers of the last ``popularity_window_days`` days, scaled to [0, 1]:
   seasonal demand and a sensible answer for a customer without history.
 
@@ -55,7 +57,7 @@ class HybridRecommender(TunableRecommender):
               ("binary", "orders", "log")),
         Param("rebuy_half_life", 365.0, float, "days after which a past purchase counts half (0 = no decay)"),
         Param("rebuy_weight", 1.0, float, "weight of the customer's own [0, 1]-scaled re-purchase signal"),
-        Param("cf", "auto", str, "collaborative part; auto = ease up to ease_max_items items, else item-knn",
+        Param("cf", "auto", str, "collaborative part; auto = ease (on the catalogue's head above ease_max_items)",
               ("auto", "ease", "item-knn")),
         Param("cf_weight", 0.5, float, "weight of the per-customer [0, 1]-scaled CF score"),
         Param("popularity_weight", 0.15, float, "weight of the [0, 1]-scaled recent popularity"),
@@ -65,7 +67,9 @@ class HybridRecommender(TunableRecommender):
         Param("half_life", 60.0, float, "time decay of the CF input in days (0 = none)"),
         Param("neighbours", 100, int, "neighbours per item of the item-knn fallback"),
         Param("similarity", "bm25", str, "similarity of the item-knn fallback", ("cosine", "bm25")),
-        Param("ease_max_items", 20_000, int, "largest catalogue for which auto picks EASE"),
+        Param("ease_max_items", 20_000, int, "largest catalogue on which EASE is fitted dense on every item"),
+        Param("ease_head_items", 8_000, int,
+              "cf=ease above ease_max_items items: EASE on this many items with most buyers, pruned sparse"),
     )
 
     def __init__(self, **params: Any) -> None:
@@ -76,10 +80,12 @@ class HybridRecommender(TunableRecommender):
         self.popularity = np.zeros(0, dtype=np.float32)
         self._popularity_term: tuple[np.ndarray, np.ndarray] | None = None
 
-    def _cf_model(self, kind: str) -> EASERecommender | ItemKNNRecommender:
+    def _cf_model(self, kind: str, n_items: int = 0) -> EASERecommender | ItemKNNRecommender:
         shared = {"weighting": self.params["weighting"], "half_life": self.params["half_life"]}
         if kind == "ease":
-            return EASERecommender(regularization=self.params["regularization"], **shared)
+            too_big = n_items > min(self.params["ease_max_items"], MAX_ITEMS)
+            return EASERecommender(regularization=self.params["regularization"],
+                                   head_items=self.params["ease_head_items"] if too_big else 0, **shared)
         return ItemKNNRecommender(
             similarity=self.params["similarity"], neighbours=self.params["neighbours"], **shared
         )
@@ -87,9 +93,9 @@ class HybridRecommender(TunableRecommender):
     def fit(self, history: PurchaseHistory, *, progress: bool = False) -> None:
         kind = self.requested_cf
         if kind == "auto":
-            kind = "ease" if history.shape[1] <= min(self.params["ease_max_items"], MAX_ITEMS) else "item-knn"
+            kind = "ease"
         self.params["cf"] = kind  # recorded so the manifest says which model was actually fitted
-        self.cf = self._cf_model(kind)
+        self.cf = self._cf_model(kind, history.shape[1])
         self.cf.fit(history, progress=progress)
         self.popularity = scaled_popularity(history, self.params["popularity_window_days"])
 
@@ -146,7 +152,7 @@ class HybridRecommender(TunableRecommender):
         model = cls(**params)
         kind = model.params["cf"]
         if kind == "auto":  # params saved before fitting: the arrays tell which CF model was fitted
-            kind = "ease" if "cf_weights" in arrays else "item-knn"
+            kind = "ease" if any(key.startswith("cf_weights") for key in arrays) else "item-knn"
             model.params["cf"] = kind
         cf_arrays = {key[3:]: value for key, value in arrays.items() if key.startswith("cf_")}
         model.cf = CF_MODELS[kind].from_arrays(dict(model._cf_model(kind).params), cf_arrays)
