@@ -113,7 +113,11 @@ def main() -> None:
     parser.add_argument("--train-items", type=int, default=300)
     parser.add_argument("--negatives", type=float, default=0.05, help="share of non-buyer pairs trained on")
     args = parser.parse_args()
-    from sklearn.ensemble import HistGradientBoostingClassifier  # optional: pip install scikit-learn
+    try:
+        from sklearn.ensemble import HistGradientBoostingClassifier
+    except ImportError:
+        raise SystemExit("this experiment needs scikit-learn (not a Tailor dependency): "
+                         "pip install scikit-learn") from None
 
     path, fmt, columns = LOGS[args.log]
     interactions = load_purchase_log(path, fmt=fmt, columns=columns).interactions
