@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import redis
+import requests
 
 from bench.api_bench import ROOT, WRK, cpu_seconds, start, wrk
 from bench.reference_apps import write_record
@@ -68,18 +70,34 @@ def forget_events(url: str) -> None:
             client.unlink(*batch)
 
 
+def tailor_counters(base: str) -> dict[str, float]:
+    """Answers by outcome (memo / shared / computed) and popular fallbacks so far, from the API's /metrics."""
+    try:
+        text = requests.get(f"{base}/metrics", timeout=10).text
+    except requests.RequestException:  # a bare app
+        return {}
+    out = {f"answers:{m.group(1)}": float(m.group(2))
+           for m in re.finditer(r'^tailor_answers_total{outcome="(\w+)"} ([\d.e+]+)$', text, re.MULTILINE)}
+    fallback = re.search(r"^tailor_fallback_answers_total ([\d.e+]+)$", text, re.MULTILINE)
+    out["fallback"] = float(fallback.group(1)) if fallback else 0.0
+    return out
+
+
 def measure(base: str, case: Case, args: argparse.Namespace, pids: list[int]) -> dict[str, float]:
-    """Saturation req/s and CPU µs per request of ``pids``' trees, then p99 paced at half that maximum."""
+    """Saturation req/s and CPU µs per request of ``pids``' trees, then p99 paced at half that maximum; the
+    API's answer outcomes and Redis-timeout fallbacks during the saturation run."""
     _, script, env, _ = case
     url = f"{base}/healthz" if script is None else base + "/"
     c, d = args.connections, args.duration
     wrk(url, script, args.warmup, c, env)
+    seen = tailor_counters(base)
     cpu = cpu_seconds(pids)
     top = wrk(url, script, d, c, env)
     cpu = cpu_seconds(pids) - cpu
+    seen = {name: value - seen.get(name, 0.0) for name, value in tailor_counters(base).items()}
     paced = wrk(url, script, d, c, env, delay_ms=1000.0 * c / max(top["rps"] / 2, 1.0))
     return {"rps": top["rps"], "cpu_us": 1e6 * cpu / max(top["rps"] * d, 1.0), "p99": paced["p99"],
-            "paced": paced["rps"], "non2xx": top["non2xx"] + paced["non2xx"]}
+            "paced": paced["rps"], "non2xx": top["non2xx"] + paced["non2xx"], **seen}
 
 
 def run(model: Path, tmp: Path, args: argparse.Namespace, redis_url: str, redis_pid: int) -> str:
@@ -127,6 +145,12 @@ def table(results: dict[tuple[str, str], list[dict[str, float]]], args: argparse
     def rounds(app: str, case: str, per: int = 1) -> str:
         return ", ".join(f"{r['rps'] * per:,.0f}" for r in results[(app, case)])
 
+    def outcomes(app: str, case: str) -> str:
+        total = {name: sum(r.get(name, 0.0) for r in results[(app, case)])
+                 for name in ("fallback", "answers:memo", "answers:shared", "answers:computed")}
+        answers = ":".join(f"{total[f'answers:{o}']:,.0f}" for o in ("memo", "shared", "computed"))
+        return f"{total['fallback']:,.0f} / {answers}"
+
     refs = {"constant": med("bare constant", "/healthz"), "one-GET": med("bare one-GET", "customer recommendations")}
     base = "Tailor baseline" if any(app == "Tailor baseline" for app, _ in results) else None
     command = ["python", "bench/api_bench.py", *sys.argv[1:]]
@@ -137,10 +161,12 @@ def table(results: dict[tuple[str, str], list[dict[str, float]]], args: argparse
              f"References: bare constant view {refs['constant']:,.0f} req/s ({rounds('bare constant', '/healthz')});"
              f" bare one-GET view {refs['one-GET']:,.0f} req/s "
              f"({rounds('bare one-GET', 'customer recommendations')}).", "",
-             "| endpoint | req/s (rounds) | ratio | target | CPU µs/req | p99 ms at ½ max | non-2xx |"
+             "| endpoint | req/s (rounds) | ratio | target | CPU µs/req | p99 ms at ½ max | non-2xx | "
+             "fallbacks / answers memo:shared:computed |"
              + (" baseline req/s (rounds) | baseline ratio | baseline CPU µs/req | baseline p99 ms | this / baseline |"
+                " baseline fallbacks / answers |"
                 if base else ""),
-             "|---|---|---:|---|---:|---:|---:|" + ("---|---:|---:|---:|---:|" if base else "")]
+             "|---|---|---:|---|---:|---:|---:|---|" + ("---|---:|---:|---:|---:|---|" if base else "")]
     for case in [case for app, case in results if app == "Tailor"]:
         events = case.startswith("events")
         per = args.reference_batch if events else 1
@@ -152,10 +178,10 @@ def table(results: dict[tuple[str, str], list[dict[str, float]]], args: argparse
         target = f"≥ {EVENTS_TARGET:,} events/s" if events else f"≥ {least} of {ref}"
         row = (f"| {case} | {value['Tailor']:,.0f} ({rounds('Tailor', case, per)}) | {ratio['Tailor']} | {target}, "
                f"p99 ≤ 10 ms | {med('Tailor', case, 'cpu_us'):,.0f} | {med('Tailor', case, 'p99'):.1f} | "
-               f"{int(sum(r['non2xx'] for r in results[('Tailor', case)]))} |")
+               f"{int(sum(r['non2xx'] for r in results[('Tailor', case)]))} | {outcomes('Tailor', case)} |")
         if base:
             row += (f" {value[base]:,.0f} ({rounds(base, case, per)}) | {ratio[base]} | "
                     f"{med(base, case, 'cpu_us'):,.0f} | {med(base, case, 'p99'):.1f} | "
-                    f"{value['Tailor'] / value[base]:.2f} |")
+                    f"{value['Tailor'] / value[base]:.2f} | {outcomes(base, case)} |")
         lines.append(row)
     return "\n".join(lines)
