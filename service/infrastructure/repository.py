@@ -14,7 +14,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -167,15 +167,15 @@ class Repository:
         return self.customer_read(customer_id, version, fingerprinted=False)[0]
 
     def customer_read(self, customer_id: str, version: str, *, fingerprinted: bool = True,
-                      extra_keys: Sequence[str] = (), answer_field: bytes | None = None,
+                      extra_keys: Sequence[str] = (), answer_field: Callable[[], bytes] | None = None,
                       ) -> tuple[CustomerState, bytes | None, list[bytes | None]]:
         """``customer`` plus a fingerprint of the raw values read (equal fingerprints: equal data; None when
         not ``fingerprinted``, as hashing would be wasted without a memo) and the values of ``extra_keys``,
         which must share the customer's hash slot (``keys.customer_*`` / ``keys.message_sticky``).
 
-        With ``answer_field`` (instead of ``extra_keys``) the last item is ``[the shared answer stored under
-        that field by ``store_answer``, or None]``, read in the same round trip; ``[]`` when the customer came
-        from the worker's cache (no round trip at all)."""
+        With ``answer_field`` (instead of ``extra_keys``; called only when Redis is read) the last item is
+        ``[the shared answer stored under that field by ``store_answer``, or None]``, read in the same round
+        trip; ``[]`` when the customer came from the worker's cache (no round trip at all)."""
         cache = self.customers if self.customers.enabled and not extra_keys else None
         token = 0
         if cache is not None:
@@ -189,7 +189,7 @@ class Repository:
         args: tuple[bytes, ...] = ()
         if answer_field is not None:
             script_keys.append(keys.customer_answers(version, customer_id))
-            args = (answer_field,)
+            args = (answer_field(),)
         # The hiredis-packed path (``run_scripts``): redis-py's command layers cost more than Redis spends here.
         reply = self.gateway.call(lambda: run_scripts(self.gateway.reads, [(_READ_CUSTOMER, script_keys, args)])[0])
         blob, live, session = reply[0], _pairs(reply[1]), _pairs(reply[2])

@@ -142,16 +142,17 @@ class Engine:
         Like every memoised answer, returned as its JSON document (see ``service.infrastructure.answer_memo``)."""
         state = self.serving()
         m = state.model
-        filters = self._filters(state, exclude, category, exclude_category)
         key = ("customer", customer_id, n, exclude_purchased, tuple(exclude), category, exclude_category)
-        field = self.shared.field(state, key) if self.memoise else None
-        try:
-            customer, seen, shared = self.repository.customer_read(customer_id, m.version, fingerprinted=self.memoise,
-                                                                   answer_field=field)
+        try:  # the shared answer's name is worked out only when the customer is read from Redis
+            customer, seen, shared = self.repository.customer_read(
+                customer_id, m.version, fingerprinted=self.memoise,
+                answer_field=(lambda: self.shared.field(state, key)) if self.memoise else None)
         except Unavailable:
             count_fallback()
+            filters = self._filters(state, exclude, category, exclude_category)
             return encode({"customer_id": customer_id, **self._popular_answer(state, n, filters, SOURCE_FALLBACK)})
         if seen is None:
+            filters = self._filters(state, exclude, category, exclude_category)
             return encode(self._customer_answer(state, customer, n, exclude_purchased, filters))
         answer = self.answers.get(state, key, seen)
         if answer is not None:
@@ -163,9 +164,10 @@ class Engine:
             answer = stored[FINGERPRINT_BYTES:]
         else:
             count_answer(OUTCOME_COMPUTED)
+            filters = self._filters(state, exclude, category, exclude_category)
             answer = encode(self._customer_answer(state, customer, n, exclude_purchased, filters))
-            if field is not None and customer.known:  # real customers only: random ids create no keys
-                self.repository.store_answer(customer_id, m.version, field, seen + answer)
+            if self.memoise and customer.known:  # real customers only: random ids create no keys
+                self.repository.store_answer(customer_id, m.version, self.shared.field(state, key), seen + answer)
         self.answers.put(state, key, answer, seen)
         return answer
 
