@@ -78,7 +78,7 @@ class RequestObserver:
         request_id = g.get("request_id")
         if request_id is not None:
             response.headers[REQUEST_ID_HEADER] = request_id
-        if self.access_log:
+        if self.access_log and self.log.isEnabledFor(logging.INFO):  # no line, no fields to build
             path = request.path
             self.log.info("%s %s %s", method, path, status, extra={
                 "method": method, "path": path, "endpoint": endpoint, "status": status,
