@@ -129,8 +129,13 @@ def main() -> None:
     p.add_argument("--fixed-basket", action="store_true",
                    help="also post one basket repeatedly (a remembered answer: the POST path without scoring)")
     p.add_argument("--reference", type=int, default=0, metavar="ROUNDS",
-                   help="instead: customer recommendations and /healthz against the bare reference apps "
-                        "(bench/reference_apps.py) under the same gunicorn settings, ROUNDS interleaved rounds")
+                   help="instead: issue 15's table, every hot endpoint against the bare reference apps "
+                        "(bench/reference_apps.py) under the same gunicorn settings, ROUNDS interleaved rounds "
+                        "(bench/reference_rounds.py)")
+    p.add_argument("--baseline", metavar="DIR",
+                   help="with --reference: also serve the API of this checkout (e.g. a worktree of main) in every "
+                        "round, for the before/after comparison")
+    p.add_argument("--reference-batch", type=int, default=100, help="with --reference: events per POST /v1/events")
     args = p.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk not found: apt-get install wrk")
@@ -145,7 +150,9 @@ def main() -> None:
             subprocess.run([*tailor, "publish", "--model", str(model), "--redis-url", redis_server.url],
                            check=True, cwd=ROOT)
             if args.reference:
-                print(reference_rounds(model, tmp, args, redis_server.url))
+                from bench import reference_rounds
+
+                print(reference_rounds.run(model, tmp, args, redis_server.url, redis_server.process.pid))
                 return
             port = free_port()
             base = f"http://127.0.0.1:{port}"
@@ -167,10 +174,10 @@ def main() -> None:
 
 
 def start(command: list[str], env: dict[str, str], base: str, *, ready_path: str = "/healthz",
-          log: TextIO | None = None, timeout_s: float = 60.0) -> subprocess.Popen:
+          log: TextIO | None = None, timeout_s: float = 60.0, cwd: Path = ROOT) -> subprocess.Popen:
     """A server process (output to ``log``, else discarded), once ``ready_path`` answers 200."""
     out = log if log is not None else subprocess.DEVNULL
-    server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + timeout_s
     while True:
         try:
@@ -182,50 +189,6 @@ def start(command: list[str], env: dict[str, str], base: str, *, ready_path: str
             server.kill()
             sys.exit(f"{command} did not become ready" + (f" (see {log.name})" if log is not None else ""))
         time.sleep(0.2)
-
-
-def reference_rounds(model: Path, tmp: Path, args: argparse.Namespace, redis_url: str) -> str:
-    """Issue 15's table: the API's /healthz and customer recommendations next to the bare constant view and
-    the bare one-GET view, same gunicorn settings (``service.gunicorn_conf``), rounds interleaved; medians."""
-    from bench.reference_apps import write_record
-
-    write_record(redis_url)
-    customers = tmp / "customers.txt"
-    customers.write_text("\n".join(np.load(model / "customer_ids.npy")) + "\n")
-    recs = {"TAILOR_BENCH_IDS": str(customers), "TAILOR_BENCH_PATH": "/v1/customers/%s/recommendations?n=10"}
-    env = {**os.environ, "REDIS_URL": redis_url, "TAILOR_PUBLIC_READ": "true", "TAILOR_LOG_LEVEL": "warning",
-           "PYTHONPATH": str(ROOT)}
-    gunicorn = [sys.executable, "-m", "gunicorn", "-c", "python:service.gunicorn_conf"]
-    apps = {"bare constant view": [*gunicorn, "bench.reference_apps:constant"],
-            "bare one-GET view": [*gunicorn, "bench.reference_apps:redis_get"],
-            "Tailor": [*gunicorn, "service.wsgi:app"]}
-    results: dict[tuple[str, str], list[float]] = {}
-    c, d = args.connections, args.duration
-    for _ in range(args.reference):
-        for name, command in apps.items():
-            port = free_port()
-            base = f"http://127.0.0.1:{port}"
-            server = start(command, {**env, "TAILOR_BIND": f"127.0.0.1:{port}"}, base)
-            try:
-                wrk(base + "/", WRK / "customers.lua", args.warmup, c, recs)
-                for what, script, extra in (("/healthz", None, {}), ("customer recommendations",
-                                                                      WRK / "customers.lua", recs)):
-                    url = f"{base}/healthz" if script is None else base + "/"
-                    results.setdefault((name, what), []).append(wrk(url, script, d, c, extra)["rps"])
-            finally:
-                stop_server(server)
-    median = {key: float(np.median(values)) for key, values in results.items()}
-    bare = median[("bare constant view", "/healthz")]
-    one_get = median[("bare one-GET view", "customer recommendations")]
-    lines = [f"Machine: {machine()}; date {date.today().isoformat()}; wrk -t1 -c{c}, {d} s per run, medians of "
-             f"{args.reference} interleaved rounds; `python bench/api_bench.py --reference {args.reference}`", "",
-             "| app | endpoint | req/s (median) | all rounds | ratio |", "|---|---|---:|---|---:|"]
-    for (name, what), value in median.items():
-        ratio = (f"{value / bare:.2f} of bare" if name != "Tailor" or what == "/healthz"
-                 else f"{value / one_get:.2f} of bare + GET")
-        rounds = ", ".join(f"{v:,.0f}" for v in results[(name, what)])
-        lines.append(f"| {name} | {what} | {value:,.0f} | {rounds} | {ratio} |")
-    return "\n".join(lines)
 
 
 def run_all(base: str, model: Path, tmp: Path, args: argparse.Namespace, service_pids: list[int]) -> str:

@@ -84,6 +84,17 @@ def customer_history_pattern(version: str) -> str:
     return f"{PREFIX}:hist:{_glob(encode_id(version))}:{{c:*"
 
 
+def customer_answers(version: str, customer_id: str) -> str:
+    """Hash of a customer's finished recommendation answers under ``version``, shared by every API process:
+    field = digest of (serving state, request arguments), value = fingerprint of the customer data the
+    answer was computed from + the answer's JSON. Expires (``ANSWERS_TTL_S`` in the service)."""
+    return f"{PREFIX}:answers:{encode_id(version)}:{{c:{encode_id(customer_id)}}}"
+
+
+def customer_answers_pattern(version: str) -> str:
+    return f"{PREFIX}:answers:{_glob(encode_id(version))}:{{c:*"
+
+
 def customer_of_history_key(version: str, key: str) -> str | None:
     """The customer id of a ``customer_history`` key of ``version``, else None."""
     head = f"{PREFIX}:hist:{version}:{{c:"

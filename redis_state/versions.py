@@ -127,7 +127,8 @@ def remove_version_keys(client: redis.Redis, version: str, quiet: bool = False) 
     try:
         client.zrem(keys.MODEL_VERSIONS, version)
         client.delete(keys.model_manifest(version))
-        for pattern in (keys.model_blob_pattern(version), keys.customer_history_pattern(version)):
+        for pattern in (keys.model_blob_pattern(version), keys.customer_history_pattern(version),
+                        keys.customer_answers_pattern(version)):
             batch: list[bytes] = []
             for key in client.scan_iter(match=pattern, count=5_000):
                 batch.append(key)

@@ -9,7 +9,7 @@ import pytest
 from flask import Flask
 
 from service.api.events_schemas import EventBatch, fast_events
-from service.api.recommendations_schemas import BasketRequest, fast_basket
+from service.api.recommendations_schemas import BasketRequest, RankRequest, fast_basket, fast_rank
 from service.infrastructure.answer_memo import AnswerMemo, fingerprint
 from tests.service_helpers import ApiClient, TrainedModel, event, item_ids
 
@@ -130,6 +130,19 @@ def test_fast_basket_validation_equals_the_schema(payload):
 ])
 def test_unusual_baskets_go_through_the_schema(payload):
     assert fast_basket(payload) is None
+
+
+@pytest.mark.parametrize("payload", [{"items": ["i1"]}, {"items": ["i1", "i2", "i1", "a b", "x" * 256]}])
+def test_fast_rank_validation_equals_the_schema(payload):
+    assert fast_rank(payload) == ma.Schema.load(RankRequest(), payload)
+
+
+@pytest.mark.parametrize("payload", [
+    {"items": []}, {"items": ["i"] * 501}, {"items": [" "]}, {"items": ["x" * 257]}, {"items": "i1"},
+    {"items": [1]}, {"items": ["i1"], "extra": 1}, {}, ["i1"], {"items": ["a\x00b"]},
+])
+def test_unusual_rank_bodies_go_through_the_schema(payload):
+    assert fast_rank(payload) is None
 
 
 def test_baskets_are_remembered_per_set_of_known_items(make_app: Callable[..., Flask], retail: TrainedModel):

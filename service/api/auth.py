@@ -18,6 +18,7 @@ from service.domain.errors import Forbidden, Unauthorized
 from settings import SCOPES
 
 RANK = {scope: rank for rank, scope in enumerate(SCOPES, start=1)}
+_request = flask.request._get_current_object  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -47,8 +48,9 @@ def presented_key(request: flask.Request) -> str | None:
     ``Authorization`` must use the ``Bearer`` scheme: any other scheme, or a bare key, is refused (401)
     rather than taken as a key, unless an ``X-API-Key`` header is sent as well.
     """
-    header = request.headers.get("Authorization")
-    api_key = request.headers.get("X-API-Key")
+    environ = request.environ  # what request.headers.get reads, without its per-call name mangling
+    header = environ.get("HTTP_AUTHORIZATION")
+    api_key = environ.get("HTTP_X_API_KEY")
     if header and header.strip():
         scheme, _, value = header.strip().partition(" ")
         if scheme.lower() == "bearer" and value.strip():
@@ -75,4 +77,4 @@ def check(ring: KeyRing, presented: str | None, required: str) -> None:
 
 def authorize(required: str) -> None:
     """Check the current request against the app's key ring (see ``service.create_app``)."""
-    check(flask.current_app.extensions["tailor"].keys, presented_key(flask.request), required)
+    check(flask.current_app.extensions["tailor"].keys, presented_key(_request()), required)

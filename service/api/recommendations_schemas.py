@@ -132,6 +132,23 @@ class RankRequest(ma.Schema):
     items = fields.List(IdField(), required=True, validate=validate.Length(1, MAX_RANK_ITEMS), metadata={
         "description": f"the item ids to reorder, 1..{MAX_RANK_ITEMS}"})
 
+    def load(self, data: Any, *, many: bool | None = None, partial: Any = None, unknown: str | None = None) -> Any:
+        """As ``BasketRequest.load``: plain valid bodies skip marshmallow's per-item field machinery (20 ids
+        cost it ~10% of a rank answer); anything else is loaded by the schema, which words the errors."""
+        if not many and not partial:
+            body = fast_rank(data)
+            if body is not None:
+                return body
+        return super().load(data, many=many, partial=partial, unknown=unknown)
+
+
+def fast_rank(data: Any) -> dict[str, Any] | None:
+    """What ``RankRequest`` would load from ``data``, checked with its rules; None when anything is unusual."""
+    if type(data) is not dict or data.keys() != {"items"}:
+        return None
+    items = _ids(data["items"], MAX_RANK_ITEMS)
+    return {"items": items} if items else None
+
 
 class RankedItemSchema(ma.Schema):
     item_id = fields.String(required=True)

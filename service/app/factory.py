@@ -8,6 +8,7 @@ balancer; ``service.app.runner`` runs it under gunicorn (``tailor serve``).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,6 +29,28 @@ from service.usecases.engine import Engine
 from settings import Settings
 
 API_VERSION = "1.0"
+
+
+class TailorFlask(Flask):
+    """Flask that asks once per function whether it is a coroutine.
+
+    Flask and flask-smorest call ``ensure_sync`` on every hook, view and decorator layer of every request
+    (5 calls, each an ``inspect`` look at the code flags); the answer never changes for a function.
+    """
+
+    SYNC_MEMO_ENTRIES = 1024
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._synced: dict[Callable[..., Any], Callable[..., Any]] = {}
+
+    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        found = self._synced.get(func)
+        if found is None:
+            found = super().ensure_sync(func)
+            if len(self._synced) < self.SYNC_MEMO_ENTRIES:
+                self._synced[func] = found
+        return found
 
 
 @dataclass
@@ -53,7 +76,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     settings = Settings.load(config)
     logs.register_secrets([*settings.api_keys, urlsplit(settings.redis_url).password or ""])
     logs.configure_logging(settings.log_level, settings.log_format)
-    app = Flask(__name__)
+    app = TailorFlask(__name__)
     app.config.update(
         API_TITLE="Tailor", API_VERSION=API_VERSION, OPENAPI_VERSION="3.0.3",
         OPENAPI_URL_PREFIX="/", OPENAPI_JSON_PATH="openapi.json",

@@ -9,6 +9,12 @@ fingerprint of what it read is the one a remembered answer was computed from are
 reasons skipped. Nothing needs invalidating: a purchase changes the fingerprint; a model swap or an item
 override is a new state, which empties the memo. Similar items and baskets depend on the state and the
 arguments alone.
+
+``SharedAnswers`` extends the memo across processes: a customer's answer is stored in Redis next to the
+customer (``keys.customer_answers``) with the fingerprint it was computed from, and read back in the same
+round trip as the customer, so a customer scored by one worker costs no scoring in the others (nor after a
+restart). The field names the serving state exactly - version, inactive items, the settings and the code
+that shape an answer - so a process never takes an answer computed under anything else.
 """
 
 from __future__ import annotations
@@ -18,11 +24,13 @@ import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Hashable, Mapping
+from pathlib import Path
 from typing import Any
 
 import orjson
 
 from service.infrastructure.model_store import ServingState
+from settings import Settings
 
 #: An answer as the JSON document sent to the client: one immutable object per remembered answer (a dict of
 #: item dicts would be ~40 objects for the garbage collector to walk, churned by every new basket), and no
@@ -33,6 +41,10 @@ Answer = bytes
 def encode(answer: dict[str, Any]) -> Answer:
     """The JSON document of an answer (orjson: several times faster than the stdlib on these payloads)."""
     return orjson.dumps(answer)
+
+
+#: Length of a ``fingerprint``; a shared answer is stored as fingerprint + JSON.
+FINGERPRINT_BYTES = 16
 
 
 def fingerprint(blob: bytes | None, *hashes: Mapping[bytes, bytes]) -> bytes:
@@ -86,3 +98,33 @@ class AnswerMemo:
             self._entries.move_to_end(key)
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
+
+
+class SharedAnswers:
+    """Names of shared answers (``Repository.customer_read(answer_field=...)``): a digest of everything an
+    answer depends on besides the customer's data, whose fingerprint is stored with the answer."""
+
+    #: The code that turns a customer into an answer: any change to it (a deploy) names new fields.
+    CODE = ("scoring", "service/domain", "service/usecases/engine.py", "service/infrastructure/model_store.py",
+            "redis_state/codec.py")
+
+    def __init__(self, settings: Settings) -> None:
+        root = Path(__file__).resolve().parents[2]
+        digest = hashlib.blake2b(digest_size=16)
+        for name in self.CODE:
+            path = root / name
+            for source in sorted(path.rglob("*.py")) if path.is_dir() else [path] if path.exists() else []:
+                digest.update(source.relative_to(root).as_posix().encode() + b"\0" + source.read_bytes())
+        shaping = (settings.clock, settings.session_max_items, settings.lapsed_days, settings.repeat_min_orders)
+        digest.update(repr(shaping).encode())
+        self._base = digest.digest()
+        self._state: tuple[weakref.ref[ServingState], bytes] | None = None  # one attribute: swapped atomically
+
+    def field(self, state: ServingState, key: Hashable) -> bytes:
+        """The field of ``key``'s answer under ``state`` (the same in every process serving that state)."""
+        known = self._state
+        if known is None or known[0]() is not state:
+            digest = hashlib.blake2b(self._base, digest_size=16)
+            digest.update(state.model.version.encode() + b"\0" + state.inactive.astype("<i8").tobytes())
+            known = self._state = (weakref.ref(state), digest.digest())
+        return hashlib.blake2b(known[1] + repr(key).encode(), digest_size=16).digest()

@@ -57,9 +57,11 @@ UNATTRIBUTED_FEEDBACK = Counter(
 CUSTOMER_READS = Counter("tailor_customer_reads_total",
                          "Customer reads of recommendation requests: from the worker's cache or from Redis",
                          ["source"])
-ANSWERS = Counter("tailor_answers_total", "Recommendation answers: remembered (memo) or computed", ["outcome"])
+ANSWERS = Counter("tailor_answers_total", "Recommendation answers: remembered by this worker (memo), computed by "
+                  "another process and read with the customer (shared), or computed", ["outcome"])
+OUTCOME_MEMO, OUTCOME_SHARED, OUTCOME_COMPUTED = "memo", "shared", "computed"
 _CUSTOMER_READ = {True: CUSTOMER_READS.labels("cache"), False: CUSTOMER_READS.labels("redis")}
-_ANSWER = {True: ANSWERS.labels("memo"), False: ANSWERS.labels("computed")}
+_ANSWER = {outcome: ANSWERS.labels(outcome) for outcome in (OUTCOME_MEMO, OUTCOME_SHARED, OUTCOME_COMPUTED)}
 
 #: The multi-process metric files' directory as prometheus_client saw it at import (None: in-memory metrics).
 MULTIPROCESS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
@@ -92,8 +94,8 @@ def count_customer_read(cached: bool) -> None:
     _CUSTOMER_READ[cached].inc()
 
 
-def count_answer(remembered: bool) -> None:
-    _ANSWER[remembered].inc()
+def count_answer(outcome: str) -> None:
+    _ANSWER[outcome].inc()
 
 
 def count_events(types: Iterable[str], accepted: int, duplicates: int) -> None:

@@ -10,10 +10,11 @@ stream, the commit per customer, the append markers' grace TTLs): see ``Reposito
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,12 +120,19 @@ APPENDED_GRACE_S = 300
 PENDING_APPEND_MAX_AGE_S = APPENDED_GRACE_S / 3
 
 
-#: A customer's record (GET), live overlay and session (HGETALL, flat) and extra keys (GET), in one call.
+#: A customer's record (GET), live overlay and session (HGETALL, flat) and extra keys (GET), in one call; with
+#: an ARGV, KEYS[4] is the customer's shared answers hash and its field ARGV[1] is read instead of a GET.
 _READ_CUSTOMER = Lua("""
 local out = {redis.call('GET', KEYS[1]), redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3])}
+if #ARGV > 0 then
+  out[4] = redis.call('HGET', KEYS[4], ARGV[1])
+  return out
+end
 for i = 4, #KEYS do out[i] = redis.call('GET', KEYS[i]) end
 return out
 """)
+#: How long a shared answer is kept (seconds): a customer's next visit within it costs no scoring.
+ANSWERS_TTL_S = 3600
 
 
 def _pairs(flat: list[bytes]) -> dict[bytes, bytes]:
@@ -159,10 +167,15 @@ class Repository:
         return self.customer_read(customer_id, version, fingerprinted=False)[0]
 
     def customer_read(self, customer_id: str, version: str, *, fingerprinted: bool = True,
-                      extra_keys: Sequence[str] = ()) -> tuple[CustomerState, bytes | None, list[bytes | None]]:
+                      extra_keys: Sequence[str] = (), answer_field: Callable[[], bytes] | None = None,
+                      ) -> tuple[CustomerState, bytes | None, list[bytes | None]]:
         """``customer`` plus a fingerprint of the raw values read (equal fingerprints: equal data; None when
         not ``fingerprinted``, as hashing would be wasted without a memo) and the values of ``extra_keys``,
-        which must share the customer's hash slot (``keys.customer_*`` / ``keys.message_sticky``)."""
+        which must share the customer's hash slot (``keys.customer_*`` / ``keys.message_sticky``).
+
+        With ``answer_field`` (instead of ``extra_keys``; called only when Redis is read) the last item is
+        ``[the shared answer stored under that field by ``store_answer``, or None]``, read in the same round
+        trip; ``[]`` when the customer came from the worker's cache (no round trip at all)."""
         cache = self.customers if self.customers.enabled and not extra_keys else None
         token = 0
         if cache is not None:
@@ -173,7 +186,12 @@ class Repository:
             token = cache.token()
         script_keys = [keys.customer_history(version, customer_id), keys.customer_live(customer_id),
                        keys.customer_session(customer_id), *extra_keys]
-        reply = self.gateway.call(lambda: _READ_CUSTOMER(self.gateway.reads, script_keys, ()))
+        args: tuple[bytes, ...] = ()
+        if answer_field is not None:
+            script_keys.append(keys.customer_answers(version, customer_id))
+            args = (answer_field(),)
+        # The hiredis-packed path (``run_scripts``): redis-py's command layers cost more than Redis spends here.
+        reply = self.gateway.call(lambda: run_scripts(self.gateway.reads, [(_READ_CUSTOMER, script_keys, args)])[0])
         blob, live, session = reply[0], _pairs(reply[1]), _pairs(reply[2])
         state = CustomerState(customer_id, decode_record(blob), parse_live(live) if live else [],
                               parse_session(session, self.settings.session_max_items) if session else [])
@@ -183,6 +201,14 @@ class Repository:
             # one can appear - the version re-published after a Redis restart while workers serve it.
             cache.put(customer_id, version, (state, digest), token)
         return state, digest if fingerprinted else None, list(reply[3:])
+
+    def store_answer(self, customer_id: str, version: str, field: bytes, value: bytes) -> None:
+        """Share a finished answer with every API process (``customer_read(answer_field=...)``); best effort:
+        an answer that could not be stored is computed again by whoever needs it."""
+        key = keys.customer_answers(version, customer_id)
+        with contextlib.suppress(Unavailable):
+            self.gateway.call(lambda: send_commands(self.gateway.writes, [("HSET", key, field, value),
+                                                                           ("EXPIRE", key, ANSWERS_TTL_S)]))
 
     # -- events ---------------------------------------------------------------------------------------
     def ingest(self, events: Sequence[Event]) -> IngestResult:

@@ -27,9 +27,15 @@ from service.domain.errors import NoActiveModel, NotFound, Unavailable
 from service.domain.events import Event
 from service.domain.profile import StageRules, build_profile
 from service.domain.ranking import Filters, item_indices, rank_list, rank_scores, reason_text, resolve_filters
-from service.infrastructure.answer_memo import Answer, AnswerMemo, encode
+from service.infrastructure.answer_memo import FINGERPRINT_BYTES, Answer, AnswerMemo, SharedAnswers, encode
 from service.infrastructure.event_tail import EventTail
-from service.infrastructure.metrics import count_answer, count_fallback
+from service.infrastructure.metrics import (
+    OUTCOME_COMPUTED,
+    OUTCOME_MEMO,
+    OUTCOME_SHARED,
+    count_answer,
+    count_fallback,
+)
 from service.infrastructure.model_store import LoadedModel, ModelStore, PopularList, ServingState
 from service.infrastructure.repository import IngestResult, Repository
 from settings import Settings
@@ -54,6 +60,7 @@ class Engine:
         self.settings = settings
         self.rules = StageRules(settings.lapsed_days, settings.repeat_min_orders)
         self.answers = AnswerMemo(settings.answer_cache_size)
+        self.shared = SharedAnswers(settings)
         # With the wall clock "now" moves between requests, so an answer is no function of its inputs alone.
         self.memoise = settings.clock == "data" and settings.answer_cache_size > 0
         self._labels: dict[str, np.ndarray] = {}
@@ -135,20 +142,33 @@ class Engine:
         Like every memoised answer, returned as its JSON document (see ``service.infrastructure.answer_memo``)."""
         state = self.serving()
         m = state.model
-        filters = self._filters(state, exclude, category, exclude_category)
-        try:
-            customer, seen, _ = self.repository.customer_read(customer_id, m.version, fingerprinted=self.memoise)
+        key = ("customer", customer_id, n, exclude_purchased, tuple(exclude), category, exclude_category)
+        try:  # the shared answer's name is worked out only when the customer is read from Redis
+            customer, seen, shared = self.repository.customer_read(
+                customer_id, m.version, fingerprinted=self.memoise,
+                answer_field=(lambda: self.shared.field(state, key)) if self.memoise else None)
         except Unavailable:
             count_fallback()
+            filters = self._filters(state, exclude, category, exclude_category)
             return encode({"customer_id": customer_id, **self._popular_answer(state, n, filters, SOURCE_FALLBACK)})
         if seen is None:
+            filters = self._filters(state, exclude, category, exclude_category)
             return encode(self._customer_answer(state, customer, n, exclude_purchased, filters))
-        key = ("customer", customer_id, n, exclude_purchased, tuple(exclude), category, exclude_category)
         answer = self.answers.get(state, key, seen)
-        count_answer(answer is not None)
-        if answer is None:
+        if answer is not None:
+            count_answer(OUTCOME_MEMO)
+            return answer
+        stored = shared[0] if shared else None
+        if stored is not None and stored[:FINGERPRINT_BYTES] == seen:
+            count_answer(OUTCOME_SHARED)
+            answer = stored[FINGERPRINT_BYTES:]
+        else:
+            count_answer(OUTCOME_COMPUTED)
+            filters = self._filters(state, exclude, category, exclude_category)
             answer = encode(self._customer_answer(state, customer, n, exclude_purchased, filters))
-            self.answers.put(state, key, answer, seen)
+            if self.memoise and customer.known:  # real customers only: random ids create no keys
+                self.repository.store_answer(customer_id, m.version, self.shared.field(state, key), seen + answer)
+        self.answers.put(state, key, answer, seen)
         return answer
 
     def _customer_answer(self, state: ServingState, customer: CustomerState, n: int, exclude_purchased: bool,

@@ -1,0 +1,94 @@
+"""Answers shared between processes through Redis, the worker's memo and customer cache change no answer:
+every customer of the shipped sample gets exactly what full scoring gives, before and after an event."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+import redis
+from flask import Flask
+
+from redis_state import keys
+from service.infrastructure.answer_memo import SharedAnswers
+from service.infrastructure.model_store import ServingState
+from settings import Settings
+from tests.service_helpers import RETAIL_CSV, ApiClient, Models, TrainedModel, event, train
+
+pytest_plugins = ["tests.service_helpers"]
+
+URL = "/v1/customers/{}/recommendations?n=10"
+
+
+@pytest.fixture(scope="module")
+def hybrid(tmp_path_factory: pytest.TempPathFactory) -> TrainedModel:
+    """The default algorithm (what `tailor train` serves), on the Online Retail sample."""
+    return train(RETAIL_CSV, "online-retail", "hybrid", tmp_path_factory.mktemp("hybrid") / "model")
+
+
+def _scorings(app: Flask) -> list[str]:
+    """Record every customer this app scores (the engine's own scoring, called through)."""
+    engine = app.extensions["tailor"].engine
+    scored: list[str] = []
+    compute = engine._customer_answer
+
+    def counted(state, customer, *args, **kwargs):  # type: ignore[no-untyped-def]
+        scored.append(customer.customer_id)
+        return compute(state, customer, *args, **kwargs)
+
+    engine._customer_answer = counted
+    return scored
+
+
+@pytest.mark.parametrize("which", ["hybrid", "item-knn"])
+def test_every_customer_answers_as_full_scoring_before_and_after_an_event(
+        which: str, request: pytest.FixtureRequest, models: Models, make_app: Callable[..., Flask],
+        redis_client: redis.Redis) -> None:
+    model: TrainedModel = request.getfixturevalue("hybrid") if which == "hybrid" else models.retail
+    from training.publish import publish_model
+
+    publish_model(redis_client, model.path)
+    full = ApiClient(make_app(TAILOR_ANSWER_CACHE_SIZE="0", TAILOR_CUSTOMER_CACHE_SIZE="0"))
+    first, second = ApiClient(make_app()), ApiClient(make_app())  # two processes, sharing answers via Redis
+    scored_first, scored_second = _scorings(first.app), _scorings(second.app)
+    customers = [str(c) for c in model.artifact.customer_ids]
+
+    def check(phase: str) -> None:
+        for customer in customers:
+            expected = full.get(URL.format(customer)).get_json()
+            assert first.get(URL.format(customer)).get_json() == expected, (phase, customer, "computed")
+            assert second.get(URL.format(customer)).get_json() == expected, (phase, customer, "shared")
+            assert first.get(URL.format(customer)).get_json() == expected, (phase, customer, "remembered")
+
+    check("before")
+    assert sorted(scored_first) == sorted(customers), "the first process scored each customer once"
+    assert scored_second == [], "the second took every answer from Redis"
+    assert len(list(redis_client.scan_iter(match=keys.customer_answers_pattern(model.version)))) == len(customers)
+
+    before = {c: first.get(URL.format(c)).get_json()["items"][0]["item_id"] for c in customers}
+    batch = [event(f"shared-{i}", c, item_id=before[c]) for i, c in enumerate(customers)]
+    for start in range(0, len(batch), 100):
+        assert first.post("/v1/events", json=batch[start:start + 100]).status_code == 200
+    scored_first.clear()
+    check("after a purchase by every customer")
+    assert sorted(scored_first) == sorted(customers), "every purchase changed the data: every answer recomputed"
+    assert scored_second == []
+
+
+def test_shared_answer_names_depend_on_state_arguments_settings(retail: TrainedModel,
+                                                                make_app: Callable[..., Flask]) -> None:
+    """Another version, other inactive items, other arguments or other answer-shaping settings: another field."""
+    state = make_app().extensions["tailor"].store.current()
+    assert state is not None
+    settings = Settings.load({})
+    names = SharedAnswers(settings)
+    key = ("customer", "c1", 10, False, (), None, None)
+    field = names.field(state, key)
+    assert field == SharedAnswers(settings).field(state, key), "the same in every process"
+    assert names.field(state, (*key[:2], 5, *key[3:])) != field
+    inactive = state.inactive[:0] if len(state.inactive) else np.asarray([0], dtype=np.int64)
+    other_items = ServingState(state.model, inactive, frozenset(inactive.tolist()), state.overrides,
+                               state.overrides_rev)
+    assert names.field(other_items, key) != field
+    assert SharedAnswers(Settings.load({"TAILOR_SESSION_MAX_ITEMS": "7"})).field(state, key) != field
