@@ -11,13 +11,15 @@ from ``training.pipeline``. Only the factorisation runs on Spark: ``pyspark.ml.r
 
 Confidence mapping. Our ALS (implicit) uses the confidence c = alpha x w, where w is the weighted purchase
 (``--weighting``, ``--half-life``) and alpha is ``--alpha``; Spark uses c = 1 + alpha_spark x r for a rating r,
-never below 1 for a purchase. We pass r = c with alpha_spark = 1 (``shift``, the default): Spark's confidence is
-c + 1, and time-decayed purchases (c < 1, 90 % of the Online Retail pairs) keep their order. The first version's
-``clamp`` (r = max(c - 1, 1e-3): equal where c > 1, 1.001 for every c below) lost that decay and ranked worse:
-NDCG@10 0.85x / 0.88x of implicit (overall / discovery) vs 0.91x / 0.92x with ``shift`` (docs/BENCHMARKS.md 8.3).
-Regularisation: Spark scales regParam by the number of ratings of each customer (item) it solves for
+never below 1 for a purchase, while 90 % of the Online Retail pairs have c < 1 (60-day time decay), which no
+Spark rating can express. We pass r = c (``shift``: the order of all confidences kept; the first version's
+``clamp``, r = max(c - 1, 1e-3), gave every c < 1 the same 1.001) with Spark's ``alpha`` = 3, i.e. Spark's
+confidence 1 + 3c: the extra weight of the purchases over the unbought items is closer to implicit's than with
+1 + c. Regularisation: Spark multiplies regParam by the number of ratings of each customer (item) it solves for
 (ALS-WR), implicit does not; regParam = regularization / mean purchases per customer matches the two on an
-average customer. Both are recorded in the manifest's ``params.spark``.
+average customer. Spark's alpha and a regParam scale (1) were chosen among 10 mappings on the validation folds
+of both shared logs with ``bench/spark_parity.py --emulate`` (docs/SCALING.md, docs/BENCHMARKS.md 9.3); the
+manifest's ``engine`` records them.
 """
 
 from __future__ import annotations
@@ -83,7 +85,7 @@ def spark_session(master: str = DEFAULT_MASTER, app: str = "tailor"):
 
 RATING_MAPPINGS = ("clamp", "shift")
 DEFAULT_RATING_MAPPING = "shift"
-DEFAULT_SPARK_ALPHA = 1.0
+DEFAULT_SPARK_ALPHA = 3.0
 DEFAULT_REG_SCALE = 1.0
 
 
