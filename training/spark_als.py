@@ -17,9 +17,9 @@ Spark rating can express. We pass r = c (``shift``: the order of all confidences
 confidence 1 + 3c: the extra weight of the purchases over the unbought items is closer to implicit's than with
 1 + c. Regularisation: Spark multiplies regParam by the number of ratings of each customer (item) it solves for
 (ALS-WR), implicit does not; regParam = regularization / mean purchases per customer matches the two on an
-average customer. Spark's alpha and a regParam scale (1) were chosen among 10 mappings on the validation folds
-of both shared logs with ``bench/spark_parity.py --emulate`` (docs/SCALING.md, docs/BENCHMARKS.md 9.3); the
-manifest's ``engine`` records them.
+average customer. Spark's alpha (3) and a regParam scale (1) were chosen among 9 mappings on Online Retail's
+validation folds with ``bench/spark_parity.py --emulate`` and checked on Ta Feng's (docs/SCALING.md,
+docs/BENCHMARKS.md 9.3.1); the manifest's ``engine`` records them.
 """
 
 from __future__ import annotations
