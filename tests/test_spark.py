@@ -137,3 +137,29 @@ def test_spark_ratings_clamp_or_shift_the_confidence() -> None:
     assert np.allclose(1 + spark_ratings(confidence, "shift"), [1.2, 1.9, 2.5, 5.0])
     with pytest.raises(ValueError):
         spark_ratings(confidence, "scale")
+
+
+def test_the_mapping_sweep_emulates_sparks_update_rule_exactly() -> None:
+    """bench/spark_emulate.py chose the mapping: its half-step must be Spark's normal equations, solved."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    from bench.spark_emulate import _solve
+
+    rng = np.random.default_rng(0)
+    ratings = sp.random(30, 20, density=0.2, random_state=1, format="csr", dtype=np.float32)
+    ratings.data = rng.uniform(0.01, 3, ratings.nnz).astype(np.float32)
+    fixed = rng.standard_normal((20, 8)).astype(np.float32)
+    reg_param, alpha = 0.3, 2.0
+    solved = _solve(ratings, fixed, reg_param, alpha)
+    for row in range(ratings.shape[0]):
+        items = ratings.indices[ratings.indptr[row]:ratings.indptr[row + 1]]
+        r = ratings.data[ratings.indptr[row]:ratings.indptr[row + 1]]
+        if not len(items):
+            assert not solved[row].any()
+            continue
+        # Spark: A = YtY + sum alpha*r y y^T + regParam * n I, b = sum (1 + alpha*r) y (ALS-WR)
+        a = fixed.T.astype(np.float64) @ fixed + (fixed[items].T * (alpha * r)) @ fixed[items] \
+            + reg_param * len(items) * np.eye(8)
+        b = ((1 + alpha * r)[:, None] * fixed[items]).sum(axis=0)
+        assert np.allclose(np.linalg.solve(a, b), solved[row], rtol=1e-3, atol=1e-4)

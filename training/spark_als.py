@@ -11,13 +11,15 @@ from ``training.pipeline``. Only the factorisation runs on Spark: ``pyspark.ml.r
 
 Confidence mapping. Our ALS (implicit) uses the confidence c = alpha x w, where w is the weighted purchase
 (``--weighting``, ``--half-life``) and alpha is ``--alpha``; Spark uses c = 1 + alpha_spark x r for a rating r,
-never below 1 for a purchase. We pass r = c with alpha_spark = 1 (``shift``, the default): Spark's confidence is
-c + 1, and time-decayed purchases (c < 1, 90 % of the Online Retail pairs) keep their order. The first version's
-``clamp`` (r = max(c - 1, 1e-3): equal where c > 1, 1.001 for every c below) lost that decay and ranked worse:
-NDCG@10 0.85x / 0.88x of implicit (overall / discovery) vs 0.91x / 0.92x with ``shift`` (docs/BENCHMARKS.md 8.3).
-Regularisation: Spark scales regParam by the number of ratings of each customer (item) it solves for
+never below 1 for a purchase, while 90 % of the Online Retail pairs have c < 1 (60-day time decay), which no
+Spark rating can express. We pass r = c (``shift``: the order of all confidences kept; the first version's
+``clamp``, r = max(c - 1, 1e-3), gave every c < 1 the same 1.001) with Spark's ``alpha`` = 3, i.e. Spark's
+confidence 1 + 3c: the extra weight of the purchases over the unbought items is closer to implicit's than with
+1 + c. Regularisation: Spark multiplies regParam by the number of ratings of each customer (item) it solves for
 (ALS-WR), implicit does not; regParam = regularization / mean purchases per customer matches the two on an
-average customer. Both are recorded in the manifest's ``params.spark``.
+average customer. Spark's alpha (3) and a regParam scale (1) were chosen among 9 mappings on Online Retail's
+validation folds with ``bench/spark_parity.py --emulate`` and checked on Ta Feng's (docs/SCALING.md,
+docs/BENCHMARKS.md 9.3.1); the manifest's ``engine`` records them.
 """
 
 from __future__ import annotations
@@ -83,6 +85,8 @@ def spark_session(master: str = DEFAULT_MASTER, app: str = "tailor"):
 
 RATING_MAPPINGS = ("clamp", "shift")
 DEFAULT_RATING_MAPPING = "shift"
+DEFAULT_SPARK_ALPHA = 3.0
+DEFAULT_REG_SCALE = 1.0
 
 
 def spark_ratings(confidence: np.ndarray, mapping: str = DEFAULT_RATING_MAPPING) -> np.ndarray:
@@ -109,10 +113,14 @@ def spark_reg_param(regularization: float, weighted: sp.csr_matrix, mapping: str
 
 
 class SparkALSRecommender(ALSRecommender):
-    """``als`` whose fit runs on Spark; everything else (scoring, arrays, name) is ``ALSRecommender``'s."""
+    """``als`` whose fit runs on Spark; everything else (scoring, arrays, name) is ``ALSRecommender``'s.
+
+    ``spark_alpha`` is Spark's ``alpha`` (its confidence 1 + spark_alpha x r), ``reg_scale`` multiplies the
+    mapped ``regParam``: the mapping's free knobs, chosen on validation folds (docs/SCALING.md)."""
 
     def __init__(self, master: str = DEFAULT_MASTER, reg_mapping: str = DEFAULT_REG_MAPPING,
-                 rating_mapping: str = DEFAULT_RATING_MAPPING, **params: Any) -> None:
+                 rating_mapping: str = DEFAULT_RATING_MAPPING, spark_alpha: float = DEFAULT_SPARK_ALPHA,
+                 reg_scale: float = DEFAULT_REG_SCALE, **params: Any) -> None:
         super().__init__(**params)
         if reg_mapping not in REG_MAPPINGS:
             raise ValueError(f"reg_mapping must be one of {', '.join(REG_MAPPINGS)}, got {reg_mapping!r}")
@@ -120,32 +128,49 @@ class SparkALSRecommender(ALSRecommender):
         self.master = master
         self.reg_mapping = reg_mapping
         self.rating_mapping = rating_mapping
+        self.spark_alpha = float(spark_alpha)
+        self.reg_scale = float(reg_scale)
         self.spark_params: dict[str, Any] = {}
+
+    def spark_inputs(self, history: PurchaseHistory) -> tuple[sp.coo_matrix, float]:
+        """The ratings Spark fits (customer x item, our confidences mapped) and its ``regParam``."""
+        self.weighting = Weighting.fit(history, self.params["weighting"], self.params["half_life"])
+        weighted = self._confidence(history)
+        reg = spark_reg_param(float(self.params["regularization"]), weighted, self.reg_mapping) * self.reg_scale
+        ratings = weighted.tocoo()
+        ratings.data = spark_ratings(ratings.data, self.rating_mapping)
+        return ratings, reg
 
     def fit(self, history: PurchaseHistory, *, progress: bool = False) -> None:
         from pyspark.ml.recommendation import ALS
 
-        self.weighting = Weighting.fit(history, self.params["weighting"], self.params["half_life"])
-        weighted = self._confidence(history)
-        reg = spark_reg_param(float(self.params["regularization"]), weighted, self.reg_mapping)
-        confidence = weighted.tocoo()
+        ratings, reg = self.spark_inputs(history)
         spark = spark_session(self.master, "tailor-train")
-        frame = pd.DataFrame({"customer": confidence.row.astype(np.int32), "item": confidence.col.astype(np.int32),
-                              "rating": spark_ratings(confidence.data, self.rating_mapping)})
         parallelism = spark.sparkContext.defaultParallelism
-        ratings = spark.createDataFrame(frame).repartition(parallelism)
+        frame = pd.DataFrame({"customer": ratings.row.astype(np.int32), "item": ratings.col.astype(np.int32),
+                              "rating": ratings.data})
+        del ratings
+        # Arrow slices the frame into ``parallelism`` partitions already; ALS shuffles the ratings into its
+        # blocks itself, so a repartition here would only add a second full shuffle.
+        frame = spark.createDataFrame(frame)
         als = ALS(rank=int(self.params["factors"]), maxIter=int(self.params["iterations"]), regParam=reg,
-                  implicitPrefs=True, alpha=1.0, userCol="customer", itemCol="item", ratingCol="rating",
-                  seed=SEED, numUserBlocks=parallelism, numItemBlocks=parallelism, coldStartStrategy="drop")
-        fitted = als.fit(ratings)
+                  implicitPrefs=True, alpha=self.spark_alpha, userCol="customer", itemCol="item",
+                  ratingCol="rating", seed=SEED, numUserBlocks=parallelism, numItemBlocks=parallelism,
+                  coldStartStrategy="drop")
+        fitted = als.fit(frame)
         factors = fitted.itemFactors.toPandas()
         item_factors = np.zeros((history.shape[1], int(self.params["factors"])), dtype=np.float32)
         if len(factors):
             item_factors[factors["id"].to_numpy()] = np.stack(factors["features"].to_numpy()).astype(np.float32)
         self.item_factors = item_factors
-        self.spark_params = {"master": self.master, "alpha": 1.0, "regParam": reg, "reg_mapping": self.reg_mapping,
-                             "rating": {"clamp": "max(alpha*w - 1, 0.001)", "shift": "alpha*w"}[self.rating_mapping],
-                             "parallelism": parallelism, "spark_version": spark.version}
+        self.spark_params = {**self.mapping(reg), "master": self.master, "parallelism": parallelism,
+                             "spark_version": spark.version}
+
+    def mapping(self, reg: float) -> dict[str, Any]:
+        """How our settings became Spark's, as the manifest records it."""
+        return {"alpha": self.spark_alpha, "regParam": reg, "reg_mapping": self.reg_mapping,
+                "reg_scale": self.reg_scale,
+                "rating": {"clamp": "max(alpha*w - 1, 0.001)", "shift": "alpha*w"}[self.rating_mapping]}
 
 
 def export_recommendations_spark(model_dir: str | Path, customer_ids: list[str], n: int, exclude_purchased: bool,
