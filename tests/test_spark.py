@@ -86,7 +86,11 @@ def test_spark_batch_export_keeps_the_csv_contract(spark_model: Path, tmp_path: 
     assert rows[0] == ["customer_id", "rank", "item_id", "score", "source"]
     assert {r[4] for r in rows[1:]} == {"personalized", "popular-fallback"}
     assert [r[0] for r in rows[1::5]] == customers  # every customer, in input order, n rows each
-    assert spark.read_text() == local.read_text()
+    # The same rows; scores equal up to float32 rounding (the Spark workers score other chunks of customers,
+    # so BLAS may sum in another order and the sixth decimal can differ by one).
+    expected = list(csv.reader(local.open()))
+    assert [r[:3] + r[4:] for r in rows] == [r[:3] + r[4:] for r in expected]
+    assert all(abs(float(a[3]) - float(b[3])) <= 2e-6 for a, b in zip(rows[1:], expected[1:], strict=True))
 
 
 def test_no_java_is_one_line_and_exit_2(tmp_path: Path) -> None:
