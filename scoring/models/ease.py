@@ -2,8 +2,8 @@
 
 B = I - P / diag(P) with P = (X'X + lambda I)^-1, diagonal forced to zero, so an item is predicted only
 from the other items in the basket. One dense inverse of an items x items matrix: seconds for the few
-thousand items of a typical shop, impossible for 100k items, hence ``MAX_ITEMS`` (the hybrid switches to
-a sparse neighbour model above it). Scoring a single history adds up the rows of its few items.
+thousand items of a typical shop, impossible for 100k items, hence ``MAX_ITEMS``. Scoring a single history
+adds up the rows of its few items.
 
 ``head_items`` makes EASE usable on a large catalogue: the closed form is fitted on the items with most
 buyers only and each item keeps its ``head_keep`` largest weights, stored sparse (a grocery log of 24k items
@@ -22,7 +22,13 @@ import scipy.sparse as sp
 from scoring.history import CustomerRow, PurchaseHistory
 from scoring.models.base import Reason
 from scoring.models.params import Param, TunableRecommender
-from scoring.models.weighting import Weighting, positive_top_n, sparse_arrays, sparse_from_arrays
+from scoring.models.weighting import (
+    Weighting,
+    positive_top_n,
+    sparse_arrays,
+    sparse_from_arrays,
+    sparse_row_sum,
+)
 
 MAX_ITEMS = 20_000
 
@@ -59,12 +65,12 @@ def head_weights(weighted: sp.csr_matrix, regularization: float, head_items: int
     buyers = np.diff(sp.csc_matrix(weighted).indptr)
     head = np.sort(np.argsort(-buyers, kind="stable")[:min(head_items, n_items)])
     dense = ease_weights(sp.csr_matrix(weighted[:, head]), regularization)
-    keep = min(keep, max(len(head) - 1, 1))
-    top = np.argpartition(-dense, keep - 1, axis=1)[:, :keep] if len(head) > 1 else np.zeros((len(head), 0), int)
-    values = np.take_along_axis(dense, top, axis=1)
-    rows = np.repeat(head, top.shape[1])
-    positive = values.ravel() > 0
-    pruned = sp.csr_matrix((values.ravel()[positive], (rows[positive], head[top.ravel()][positive])),
+    keep = min(keep, len(head))
+    top = np.argpartition(-dense, keep - 1, axis=1)[:, :keep]
+    values = np.take_along_axis(dense, top, axis=1).ravel()
+    positive = values > 0
+    rows = np.repeat(head, keep)[positive]
+    pruned = sp.csr_matrix((values[positive], (rows, head[top.ravel()][positive])),
                            shape=(n_items, n_items), dtype=np.float32)
     pruned.sort_indices()
     return pruned
@@ -166,7 +172,7 @@ class EASERecommender(TunableRecommender):
             return np.zeros(self.weights.shape[1], dtype=np.float32)
         values = self.weighting.apply_row(row)
         if sp.issparse(self.weights):
-            return np.asarray(self.weights[row.items].T @ values, dtype=np.float32).ravel()
+            return sparse_row_sum(self.weights, row.items, values)
         return values @ self.weights[row.items]
 
     def explain_row(self, row: CustomerRow, items: np.ndarray) -> list[Reason | None]:
