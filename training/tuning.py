@@ -259,11 +259,11 @@ def _objectives(trials: list[Trial], reference: list[Trial]) -> list[float]:
     and view: every fold is one future month and counts the same, however easy its month was to predict
     (a mean of raw NDCG lets the easiest month choose; on Ta Feng it chose a blend that one month rewarded
     and the other punished)."""
-    n_folds = min((len(t.folds) for t in reference), default=0)
-    tops = [[max((t.folds[fold][view] for t in reference), default=0.0) or 1.0 for view in (0, 1)]
-            for fold in range(n_folds)]
-    return [round(float(np.mean([t.folds[fold][view] / tops[fold][view]
-                                 for fold in range(n_folds) for view in (0, 1)])), 6) for t in trials]
+    n_folds = min(len(t.folds) for t in reference)
+    tops = np.array([t.folds[:n_folds] for t in reference]).max(axis=0)  # folds x views
+    tops[tops == 0] = 1.0
+    relative = np.array([t.folds[:n_folds] for t in trials]) / tops
+    return [round(float(value), 6) for value in relative.mean(axis=(1, 2))]
 
 
 def _default_blend() -> dict[str, float]:
