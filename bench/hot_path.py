@@ -66,6 +66,9 @@ def requests_for(name: str, customers: np.ndarray, items: np.ndarray, rng: np.ra
     if name == "basket":
         return lambda: environ("POST", "/v1/recommendations", body=json.dumps(
             {"items": rng.choice(items, 3).tolist(), "n": 10}).encode())
+    if name == "rank":
+        return lambda: environ("POST", f"/v1/customers/{rng.choice(customers)}/rank", body=json.dumps(
+            {"items": rng.choice(items, 20, replace=False).tolist()}).encode())
     if name == "events":
         def events() -> dict:
             batch = [{"event_id": f"e{rng.integers(1 << 62)}", "customer_id": str(rng.choice(customers)),
@@ -88,13 +91,13 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--model", required=True)
     p.add_argument("--requests", type=int, default=3000)
-    p.add_argument("--profile", choices=["healthz", "customer", "similar", "basket", "events"])
+    p.add_argument("--profile", choices=["healthz", "customer", "similar", "basket", "rank", "events"])
     p.add_argument("--events-per-batch", type=int, default=10, help="events per POST /v1/events")
     args = p.parse_args()
     model = Path(args.model)
     customers, items = np.load(model / "customer_ids.npy"), np.load(model / "item_ids.npy")
     rng = np.random.default_rng(0)
-    names = ["healthz", "customer", "similar", "basket", "events"]
+    names = ["healthz", "customer", "similar", "basket", "rank", "events"]
     with tempfile.TemporaryDirectory() as tmp, EmbeddedRedis(Path(tmp) / "redis") as server:
         publish_model(connect(server.url), model)
         rows = []

@@ -146,8 +146,8 @@ def event_appended(customer_id: str, event_id: str) -> str:
 
 
 def event_seen(customer_id: str, event_id: str) -> str:
-    """Idempotency marker of an event (SET NX with a TTL), in its customer's slot: one script per customer
-    checks the markers of a batch and records the new events in the customer's hashes."""
+    """Idempotency marker of an event (SET NX with a TTL), in its customer's slot: one script per slot
+    checks the markers of a batch and records the new events in the customers' hashes."""
     return f"{PREFIX}:event:{{c:{encode_id(customer_id)}}}:{encode_id(event_id)}"
 
 

@@ -29,7 +29,7 @@ STEPS = [
     ("accept", repository._ACCEPT.sha.encode()),
     ("append", repository._APPEND.sha.encode()),
     ("commit", repository._COMMIT.sha.encode()),
-    ("grace", b"EXPIRE"),
+    ("grace", repository._GRACE.sha.encode()),
 ]
 
 

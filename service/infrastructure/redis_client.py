@@ -144,6 +144,17 @@ def send_commands(client: redis.Redis, commands: Sequence[Sequence[Any]]) -> lis
         pool.release(connection)
 
 
+def group_by_slot(client: redis.Redis, names: Sequence[str], key_of: Callable[[str], str]) -> list[list[str]]:
+    """``names`` in groups whose keys (``key_of(name)`` and keys of the same hash tag) one script may touch
+    together: every name in one group on a single Redis, the names of each hash slot on a cluster."""
+    if type(client) is not RedisCluster:
+        return [list(names)] if names else []
+    groups: dict[int, list[str]] = {}
+    for name in names:
+        groups.setdefault(client.keyslot(key_of(name)), []).append(name)
+    return list(groups.values())
+
+
 #: Replies meaning "this node does not serve that slot (now)": the command did not run, so it is safe to send
 #: it again once the slot map is fresh (a failover answers MOVED to what was queued on the old primary).
 _REDIRECTED = (MovedError, AskError, TryAgainError, ClusterDownError)
