@@ -2,7 +2,7 @@
 
     python bench/api_bench.py [--data ../shared/datasets/online-retail/online_retail.csv.gz] [--duration 10]
         [--answer-memo on|off] [--customer-cache on|off] [--warmup 2] [--redis tcp|unix]
-        [--event-batches 10,100] [--only customer,...] [--fixed-basket]
+        [--event-batches 10,100] [--only customer,...] [--fixed-basket] [--warm]
 
 For each endpoint: saturation throughput next to the app's own `/healthz` measured in the same run (the
 ratio is what is comparable on a shared, noisy machine), then a paced run at half of the endpoint's
@@ -135,6 +135,9 @@ def main() -> None:
     p.add_argument("--baseline", metavar="DIR",
                    help="with --reference: also serve the API of this checkout (e.g. a worktree of main) in every "
                         "round, for the before/after comparison")
+    p.add_argument("--warm", action="store_true",
+                   help="publish with `tailor publish --warm`: every customer's default answer is computed and "
+                        "shared before the API starts (what a deploy does; the baseline ignores these answers)")
     p.add_argument("--reference-batch", type=int, default=100, help="with --reference: events per POST /v1/events")
     args = p.parse_args()
     if not shutil.which("wrk"):
@@ -147,8 +150,9 @@ def main() -> None:
             subprocess.run([*tailor, "train", "--data", args.data, "--format", "online-retail", "--no-eval",
                             "--out", str(model)], check=True, cwd=ROOT)
         with EmbeddedRedis(tmp / "redis") as redis_server:
-            subprocess.run([*tailor, "publish", "--model", str(model), "--redis-url", redis_server.url],
-                           check=True, cwd=ROOT)
+            subprocess.run([*tailor, "publish", "--model", str(model), "--redis-url", redis_server.url,
+                            *(["--warm"] if args.warm else [])], check=True, cwd=ROOT,
+                           env={**os.environ, "TAILOR_LOG_LEVEL": "warning"})
             if args.reference:
                 from bench import reference_rounds
 

@@ -276,8 +276,36 @@ def _publish_dir(model_dir: Path | str, redis_url: str | None, *, activate: bool
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
+    if args.warm and args.no_activate:
+        raise CliError("--warm computes the answers of the active model: it cannot be combined with --no-activate")
     _publish_dir(args.model, args.redis_url, activate=not args.no_activate, keep=args.keep, quiet=args.quiet)
+    if args.warm:
+        _warm(args.model, args.redis_url, quiet=args.quiet)
     return 0
+
+
+def _warm(model_dir: Path | str, redis_url: str | None, *, quiet: bool) -> None:
+    """Share every customer's default answer (``service.usecases.warmup``) from a service built like the API's."""
+    import numpy as np
+
+    from service import create_app
+    from service.usecases.warmup import warm_answers
+
+    customers = np.load(Path(model_dir) / "customer_ids.npy", allow_pickle=False).tolist()
+    app = create_app({"REDIS_URL": redis_url} if redis_url else None)
+    tailor = app.extensions["tailor"]
+    tailor.store.start(wait_s=10.0)
+    try:
+        result = warm_answers(tailor.engine, customers, progress=None if quiet else (
+            lambda done: print(f"  warmed {done:,} of {len(customers):,} customers", file=sys.stderr)))
+    except ValueError as exc:
+        raise CliError(f"--warm: {exc}") from None
+    finally:
+        tailor.close()
+    if not quiet:
+        print(f"warmed {result.customers:,} customers' answers in {result.seconds:.1f} s "
+              f"({result.per_second:,.0f} customers/s; {result.failed:,} left to their first request)",
+              file=sys.stderr)
 
 
 def cmd_models(args: argparse.Namespace) -> int:

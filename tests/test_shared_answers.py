@@ -92,3 +92,30 @@ def test_shared_answer_names_depend_on_state_arguments_settings(retail: TrainedM
                                state.overrides_rev)
     assert names.field(other_items, key) != field
     assert SharedAnswers(Settings.load({"TAILOR_SESSION_MAX_ITEMS": "7"})).field(state, key) != field
+
+
+def test_publish_warm_shares_every_customers_answer_before_any_request(
+        hybrid: TrainedModel, make_app: Callable[..., Flask], redis_url: str, capsys: pytest.CaptureFixture) -> None:
+    """``tailor publish --warm``: the API then scores nobody for a default request, and answers as full scoring."""
+    from tailor.cli import main
+
+    assert main(["publish", "--model", str(hybrid.path), "--redis-url", redis_url, "--warm"]) == 0
+    customers = [str(c) for c in hybrid.artifact.customer_ids]
+    assert f"warmed {len(customers):,} customers' answers" in capsys.readouterr().err
+    full = ApiClient(make_app(TAILOR_ANSWER_CACHE_SIZE="0", TAILOR_CUSTOMER_CACHE_SIZE="0"))
+    served = ApiClient(make_app())
+    scored = _scorings(served.app)
+    for customer in customers:
+        assert served.get(f"/v1/customers/{customer}/recommendations").get_json() == \
+            full.get(URL.format(customer)).get_json(), customer
+    assert scored == [], "every default answer was shared by the warm-up"
+    assert served.get(URL.format(customers[0]) + "&exclude_purchased=true").status_code == 200
+    assert scored == [customers[0]], "other arguments are computed on request, as before"
+
+
+def test_publish_warm_refuses_no_activate(hybrid: TrainedModel, redis_url: str,
+                                          capsys: pytest.CaptureFixture) -> None:
+    from tailor.cli import main
+
+    assert main(["publish", "--model", str(hybrid.path), "--redis-url", redis_url, "--warm", "--no-activate"]) == 2
+    assert "--warm" in capsys.readouterr().err
