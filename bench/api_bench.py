@@ -89,6 +89,8 @@ def cpu_seconds(root_pids: list[int]) -> float:
 def wrk(url: str, script: Path | None, duration: int, connections: int, env: dict[str, str],
         delay_ms: float = 0.0) -> dict[str, float]:
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", url]
+    if script is None and delay_ms > 0:  # plain GETs are paced too (without a script wrk sends back to back)
+        script = WRK / "paced.lua"
     if script:
         cmd[1:1] = ["-s", str(script)]
     run_env = {**os.environ, **env, "TAILOR_BENCH_DELAY_MS": f"{delay_ms:.3f}"}

@@ -22,5 +22,6 @@ request = function()
 end
 
 if pace_ms > 0 then
-  delay = function() return pace_ms end
+  -- exponential gaps (mean pace_ms): independent clients, not 16 connections firing in lock-step bursts
+  delay = function() return -pace_ms * math.log(1 - math.random()) end
 end
