@@ -59,8 +59,7 @@ HYBRID_VARIANTS: tuple[dict[str, Any], ...] = (
     {"rebuy_half_life": 0.0},
     {"regularization": 500.0},
     {"cf": "item-knn"},
-    {"cf": "tifu-knn"},
-    {"cf": "tifu-knn", "distance": "euclidean", "neighbours": 300, "group_decay": 0.5},
+    {"cf": "tifu-knn"},  # the nearest customers' baskets as the CF part (TIFU-KNN's defaults, neighbours only)
 )
 #: Other algorithms, at their defaults and, for TIFU-KNN, also at the paper's grocery setting.
 OTHER_ALGORITHMS: tuple[tuple[str, dict[str, Any]], ...] = (
@@ -318,9 +317,7 @@ def search(interactions: pd.DataFrame, *, holdout_days: float = 30.0, budget_s: 
                 break
             best = _first_within_margin(hybrids, [t.objective for t in hybrids])
             fitted = {name: value for name, value in best.params.items() if name not in BLEND_GRID}
-            # another CF model scores on another scale of agreement: it gets its own blend search
-            new_cf = variant.get("cf", fitted["cf"]) != fitted["cf"]
-            run.hybrid({**fitted, **variant}, _blend_of(best), refine=new_cf)
+            run.hybrid({**fitted, **variant}, _blend_of(best), refine=False)
     chosen = run.best()
     return TuningResult(
         algorithm=chosen.algorithm, params=chosen.params, trials=run.trials, budget_seconds=budget_s,
