@@ -72,10 +72,10 @@ class HybridRecommender(TunableRecommender):
         Param("half_life", 60.0, float, "time decay of the CF input in days (0 = none)"),
         Param("neighbours", 100, int, "neighbours per item (cf=item-knn) or nearest customers (cf=tifu-knn)"),
         Param("similarity", "bm25", str, "similarity of the item-knn fallback", ("cosine", "bm25")),
-        Param("alpha", 0.0, float, "cf=tifu-knn: weight of the customer's own basket vector in the CF part "
+        Param("alpha", 0.0, float, "weight of the customer's own basket vector in the cf=tifu-knn part "
               "(0: the neighbours only, the rebuy term is the customer's own part)"),
-        Param("group_decay", 0.7, float, "cf=tifu-knn: r_g, decay per group of baskets"),
-        Param("distance", "cosine", str, "cf=tifu-knn: how nearest customers are found", ("euclidean", "cosine")),
+        Param("group_decay", 0.7, float, "r_g: decay per group of baskets"),
+        Param("distance", "cosine", str, "how nearest customers are found", ("euclidean", "cosine")),
         Param("ease_max_items", 20_000, int, "largest catalogue on which EASE is fitted dense on every item"),
         Param("ease_head_items", 8_000, int,
               "cf=ease above ease_max_items items: EASE on this many items with most buyers, pruned sparse"),
