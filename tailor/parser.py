@@ -64,8 +64,13 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
         defaults = ", ".join(f"{alg}: {prm.default}" for alg, prm in owners)
         allowed = list(dict.fromkeys(str(c) for _, prm in owners for c in (prm.choices or ())))
         one_of = f"; one of: {', '.join(allowed)}" if allowed else ""
+        by_help: dict[str, list[str]] = {}
+        for alg, prm in owners:
+            by_help.setdefault(prm.help, []).append(alg)
+        meaning = param.help if len(by_help) == 1 else "; ".join(
+            f"{', '.join(algs)}: {text}" for text, algs in by_help.items())  # one meaning per algorithm group
         g.add_argument(param.flag, dest=f"hp_{name}", default=None, metavar=param.type.__name__.upper(),
-                       help=f"{param.help}{one_of} (default {defaults})")
+                       help=f"{meaning}{one_of} (default {defaults})")
 
 
 def _add_eval_args(p: argparse.ArgumentParser) -> None:

@@ -59,6 +59,7 @@ HYBRID_VARIANTS: tuple[dict[str, Any], ...] = (
     {"rebuy_half_life": 0.0},
     {"regularization": 500.0},
     {"cf": "item-knn"},
+    {"cf": "tifu-knn"},  # the nearest customers' baskets as the CF part (TIFU-KNN's defaults, neighbours only)
 )
 #: Other algorithms, at their defaults and, for TIFU-KNN, also at the paper's grocery setting.
 OTHER_ALGORITHMS: tuple[tuple[str, dict[str, Any]], ...] = (

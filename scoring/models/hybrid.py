@@ -7,7 +7,9 @@
 * ``cf`` - EASE, min-max scaled per customer; it ranks the items the customer has not bought yet. Above
   ``ease_max_items`` items EASE is fitted on the ``ease_head_items`` items with most buyers and kept
   sparse (on Ta Feng's 24k items it beat the sparse BM25 item-kNN used before by 0.02 overall and 0.01
-  discovery NDCG@10 on both validation folds, at a tenth of the fit time); ``cf=item-knn`` remains;
+  discovery NDCG@10 on both validation folds, at a tenth of the fit time); ``cf=item-knn`` remains, and
+  ``cf=tifu-knn`` uses TIFU-KNN's score (the customer's decayed basket vector blended with the ``neighbours``
+  nearest customers', see tifu_knn) instead of an item-to-item model;
 * ``recent_popularity`` - distinct buyers of the last ``popularity_window_days`` days, scaled to [0, 1]:
   seasonal demand and a sensible answer for a customer without history.
 
@@ -31,11 +33,14 @@ from scoring.models.ease import MAX_ITEMS, EASERecommender
 from scoring.models.item_knn import ItemKNNRecommender
 from scoring.models.params import Param, TunableRecommender
 from scoring.models.popular import item_popularity
+from scoring.models.tifu_knn import TIFUKNNRecommender
 from scoring.models.weighting import Weighting, minmax_row, minmax_rows
 
-CF_MODELS: dict[str, type[EASERecommender] | type[ItemKNNRecommender]] = {
+CFModel = EASERecommender | ItemKNNRecommender | TIFUKNNRecommender
+CF_MODELS: dict[str, type[CFModel]] = {
     "ease": EASERecommender,
     "item-knn": ItemKNNRecommender,
+    "tifu-knn": TIFUKNNRecommender,
 }
 
 
@@ -57,16 +62,20 @@ class HybridRecommender(TunableRecommender):
               ("binary", "orders", "log")),
         Param("rebuy_half_life", 365.0, float, "days after which a past purchase counts half (0 = no decay)"),
         Param("rebuy_weight", 1.0, float, "weight of the customer's own [0, 1]-scaled re-purchase signal"),
-        Param("cf", "auto", str, "collaborative part; auto = ease (on the catalogue's head above ease_max_items)",
-              ("auto", "ease", "item-knn")),
+        Param("cf", "auto", str, "collaborative part; auto = ease (on the catalogue's head above ease_max_items); "
+              "tifu-knn = the nearest customers' baskets", ("auto", "ease", "item-knn", "tifu-knn")),
         Param("cf_weight", 0.5, float, "weight of the per-customer [0, 1]-scaled CF score"),
         Param("popularity_weight", 0.15, float, "weight of the [0, 1]-scaled recent popularity"),
         Param("popularity_window_days", 14.0, float, "recent popularity counts buyers of the last N days (0 = all)"),
         Param("regularization", 200.0, float, "EASE L2 penalty lambda"),
         Param("weighting", "binary", str, "CF input confidence", ("binary", "orders", "log", "bm25")),
         Param("half_life", 60.0, float, "time decay of the CF input in days (0 = none)"),
-        Param("neighbours", 100, int, "neighbours per item of the item-knn fallback"),
+        Param("neighbours", 100, int, "neighbours per item (cf=item-knn) or nearest customers (cf=tifu-knn)"),
         Param("similarity", "bm25", str, "similarity of the item-knn fallback", ("cosine", "bm25")),
+        Param("alpha", 0.0, float, "weight of the customer's own basket vector in the cf=tifu-knn part "
+              "(0: the neighbours only, the rebuy term is the customer's own part)"),
+        Param("group_decay", 0.7, float, "r_g: decay per group of baskets"),
+        Param("distance", "cosine", str, "how nearest customers are found", ("euclidean", "cosine")),
         Param("ease_max_items", 20_000, int, "largest catalogue on which EASE is fitted dense on every item"),
         Param("ease_head_items", 8_000, int,
               "cf=ease above ease_max_items items: EASE on this many items with most buyers, pruned sparse"),
@@ -76,11 +85,14 @@ class HybridRecommender(TunableRecommender):
         super().__init__(**params)
         self.requested_cf = self.params["cf"]
         self.rebuy = Weighting(self.params["rebuy_weighting"], self.params["rebuy_half_life"])
-        self.cf: EASERecommender | ItemKNNRecommender | None = None
+        self.cf: CFModel | None = None
         self.popularity = np.zeros(0, dtype=np.float32)
         self._popularity_term: tuple[np.ndarray, np.ndarray] | None = None
 
-    def _cf_model(self, kind: str, n_items: int = 0) -> EASERecommender | ItemKNNRecommender:
+    def _cf_model(self, kind: str, n_items: int = 0) -> CFModel:
+        if kind == "tifu-knn":  # its own basket-vector weighting; the CF input settings do not apply
+            return TIFUKNNRecommender(neighbours=self.params["neighbours"], alpha=self.params["alpha"],
+                                      group_decay=self.params["group_decay"], distance=self.params["distance"])
         shared = {"weighting": self.params["weighting"], "half_life": self.params["half_life"]}
         if kind == "ease":
             too_big = n_items > min(self.params["ease_max_items"], MAX_ITEMS)
@@ -99,7 +111,7 @@ class HybridRecommender(TunableRecommender):
         self.cf.fit(history, progress=progress)
         self.popularity = scaled_popularity(history, self.params["popularity_window_days"])
 
-    def _cf(self) -> EASERecommender | ItemKNNRecommender:
+    def _cf(self) -> CFModel:
         if self.cf is None:
             raise RuntimeError("hybrid model is not fitted")
         return self.cf
@@ -152,7 +164,12 @@ class HybridRecommender(TunableRecommender):
         model = cls(**params)
         kind = model.params["cf"]
         if kind == "auto":  # params saved before fitting: the arrays tell which CF model was fitted
-            kind = "ease" if any(key.startswith("cf_weights") for key in arrays) else "item-knn"
+            if any(key.startswith("cf_weights") for key in arrays):
+                kind = "ease"
+            elif any(key.startswith("cf_contribution") for key in arrays):
+                kind = "tifu-knn"
+            else:
+                kind = "item-knn"
             model.params["cf"] = kind
         cf_arrays = {key[3:]: value for key, value in arrays.items() if key.startswith("cf_")}
         model.cf = CF_MODELS[kind].from_arrays(dict(model._cf_model(kind).params), cf_arrays)
