@@ -292,7 +292,8 @@ def _warm(model_dir: Path | str, redis_url: str | None, *, quiet: bool) -> None:
     from service.usecases.warmup import warm_answers
 
     customers = np.load(Path(model_dir) / "customer_ids.npy", allow_pickle=False).tolist()
-    app = create_app({"REDIS_URL": redis_url} if redis_url else None)
+    # Only the engine is used (no HTTP request is served), so API keys are not needed here.
+    app = create_app({"TAILOR_PUBLIC_READ": "true", **({"REDIS_URL": redis_url} if redis_url else {})})
     tailor = app.extensions["tailor"]
     tailor.store.start(wait_s=10.0)
     try:
