@@ -4,9 +4,9 @@
 
 Publishes MODEL_DIR to a private Redis, builds the app with ``create_app`` and drives it through a WSGI
 environ (no test-client overhead), customers / items drawn at random from the model. Reports microseconds
-of process CPU per request for /healthz and each endpoint, with the answer memo on and off; ``--profile``
-prints the cProfile top of one endpoint. Complements bench/api_bench.py: this isolates the app's own work
-from gunicorn and the network.
+of process CPU (and of the Redis server's) per request for /healthz and each endpoint, with the answer memo
+on and off; ``--profile`` prints the cProfile top of one endpoint. Complements bench/api_bench.py: this
+isolates the app's own work from gunicorn and the network.
 """
 
 from __future__ import annotations
@@ -79,12 +79,22 @@ def requests_for(name: str, customers: np.ndarray, items: np.ndarray, rng: np.ra
     raise ValueError(name)
 
 
-def cpu_per_request(app, make: Callable[[], dict], n: int) -> float:
+def redis_cpu(client) -> float:
+    """CPU seconds the Redis server has used so far (user + system)."""
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def cpu_per_request(app, make: Callable[[], dict], n: int, redis_client=None) -> tuple[float, float]:
+    """Microseconds of this process's CPU and (with ``redis_client``) of Redis's per request."""
     envs = [make() for _ in range(n)]
+    server = redis_cpu(redis_client) if redis_client is not None else 0.0
     start = time.process_time()
     for env in envs:
         call(app, env)
-    return (time.process_time() - start) / n * 1e6
+    app_us = (time.process_time() - start) / n * 1e6
+    server = redis_cpu(redis_client) - server if redis_client is not None else 0.0
+    return app_us, server / n * 1e6
 
 
 def main() -> None:
@@ -99,7 +109,8 @@ def main() -> None:
     rng = np.random.default_rng(0)
     names = ["healthz", "customer", "similar", "basket", "rank", "events"]
     with tempfile.TemporaryDirectory() as tmp, EmbeddedRedis(Path(tmp) / "redis") as server:
-        publish_model(connect(server.url), model)
+        client = connect(server.url)
+        publish_model(client, model)
         rows = []
         for memo in ("10000", "0"):
             app = create_app({"REDIS_URL": server.url, "TAILOR_PUBLIC_READ": "true", "TAILOR_LOG_LEVEL": "warning",
@@ -119,13 +130,14 @@ def main() -> None:
                 for name in names:
                     make = requests_for(name, customers, items, rng, args.events_per_batch)
                     cpu_per_request(app, make, 300)  # warm-up
-                    rows.append((memo, name, cpu_per_request(app, make, args.requests)))
+                    rows.append((memo, name, *cpu_per_request(app, make, args.requests, client)))
             finally:
                 tailor.close()
-    health = {memo: us for memo, name, us in rows if name == "healthz"}
-    print("| answer memo | endpoint | CPU µs / request | vs /healthz |\n|---|---|---:|---:|")
-    for memo, name, us in rows:
-        print(f"| {'on' if memo != '0' else 'off'} | {name} | {us:,.0f} | {us / health[memo]:.2f}× |")
+    health = {memo: us for memo, name, us, _ in rows if name == "healthz"}
+    print("| answer memo | endpoint | CPU µs / request | vs /healthz | Redis CPU µs / request |")
+    print("|---|---|---:|---:|---:|")
+    for memo, name, us, redis_us in rows:
+        print(f"| {'on' if memo != '0' else 'off'} | {name} | {us:,.0f} | {us / health[memo]:.2f}× | {redis_us:,.0f} |")
 
 
 if __name__ == "__main__":
