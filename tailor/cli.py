@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -293,7 +294,9 @@ def _warm(model_dir: Path | str, redis_url: str | None, *, quiet: bool) -> None:
 
     customers = np.load(Path(model_dir) / "customer_ids.npy", allow_pickle=False).tolist()
     # Only the engine is used (no HTTP request is served), so API keys are not needed here.
-    app = create_app({"TAILOR_PUBLIC_READ": "true", **({"REDIS_URL": redis_url} if redis_url else {})})
+    # Its routine INFO lines (model loaded, cache tracking on) are not news on a terminal.
+    app = create_app({"TAILOR_PUBLIC_READ": "true", "TAILOR_LOG_LEVEL": os.environ.get("TAILOR_LOG_LEVEL", "warning"),
+                      **({"REDIS_URL": redis_url} if redis_url else {})})
     tailor = app.extensions["tailor"]
     tailor.store.start(wait_s=10.0)
     try:
