@@ -74,8 +74,6 @@ class EventBatch(ma.Schema):
 
 
 _EVENT_FIELDS = frozenset(EventSchema().fields)
-_REQUIRED = ("event_id", "customer_id", "type", "timestamp")
-_OPTIONAL_IDS = ("item_id", "decision_id")
 
 
 def _number(value: Any, low: float, high: float, low_inclusive: bool) -> float | None:
@@ -105,13 +103,13 @@ def fast_events(data: Any) -> list[Event] | None:
         if type(raw) is not dict or not raw.keys() <= _EVENT_FIELDS:
             return None
         try:
-            event_id, customer_id, kind, stamp = (raw[name] for name in _REQUIRED)
+            event_id, customer_id, kind, stamp = raw["event_id"], raw["customer_id"], raw["type"], raw["timestamp"]
         except KeyError:
             return None
         if not (is_valid_id(event_id) and is_valid_id(customer_id) and type(kind) is str and kind in EVENT_TYPES
                 and type(stamp) is str):
             return None
-        item_id, decision_id = (raw.get(name) for name in _OPTIONAL_IDS)
+        item_id, decision_id = raw.get("item_id"), raw.get("decision_id")
         if (item_id is not None and not is_valid_id(item_id)) or (decision_id is not None
                                                                   and not is_valid_id(decision_id)):
             return None
