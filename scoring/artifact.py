@@ -116,6 +116,20 @@ def history_arrays(history: PurchaseHistory) -> dict[str, np.ndarray]:
     }
 
 
+def customers_latest_first(model_dir: str | os.PathLike) -> list[str]:
+    """The model's customer ids, the most recent purchase first (ties and customers without purchases keep
+    their stored order): who is likeliest to come back soon, for work done ahead of requests."""
+    root = Path(model_dir)
+    ids = np.load(root / "customer_ids.npy", allow_pickle=False)
+    with np.load(root / "history.npz", allow_pickle=False) as arrays:
+        indptr, last_day = arrays["indptr"], arrays["last_day"]
+    latest = np.full(len(ids), -np.inf)
+    bought = np.diff(indptr) > 0
+    if bought.any():
+        latest[bought] = np.maximum.reduceat(last_day, indptr[:-1][bought])
+    return ids[np.argsort(-latest, kind="stable")].tolist()
+
+
 def history_from_arrays(arrays: Any) -> PurchaseHistory:
     shape = tuple(int(x) for x in arrays["shape"])
     indptr, indices = arrays["indptr"], arrays["indices"]

@@ -277,22 +277,26 @@ def _publish_dir(model_dir: Path | str, redis_url: str | None, *, activate: bool
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    if args.warm and args.no_activate:
+    if args.warm is not None and args.warm < 0:
+        raise CliError(f"--warm {args.warm}: give a number of customers (0 or none = all)")
+    if args.warm is not None and args.no_activate:
         raise CliError("--warm computes the answers of the active model: it cannot be combined with --no-activate")
     _publish_dir(args.model, args.redis_url, activate=not args.no_activate, keep=args.keep, quiet=args.quiet)
-    if args.warm:
-        _warm(args.model, args.redis_url, quiet=args.quiet)
+    if args.warm is not None:
+        _warm(args.model, args.redis_url, limit=args.warm, quiet=args.quiet)
     return 0
 
 
-def _warm(model_dir: Path | str, redis_url: str | None, *, quiet: bool) -> None:
-    """Share every customer's default answer (``service.usecases.warmup``) from a service built like the API's."""
-    import numpy as np
-
+def _warm(model_dir: Path | str, redis_url: str | None, *, limit: int, quiet: bool) -> None:
+    """Share the default answers (``service.usecases.warmup``) of the ``limit`` (0 = all) customers who bought
+    most recently, from a service built like the API's."""
+    from scoring.artifact import customers_latest_first
     from service import create_app
     from service.usecases.warmup import warm_answers
 
-    customers = np.load(Path(model_dir) / "customer_ids.npy", allow_pickle=False).tolist()
+    customers = customers_latest_first(model_dir)
+    if limit > 0:
+        customers = customers[:limit]
     # Only the engine is used (no HTTP request is served), so API keys are not needed here.
     # Its routine INFO lines (model loaded, cache tracking on) are not news on a terminal.
     app = create_app({"TAILOR_PUBLIC_READ": "true", "TAILOR_LOG_LEVEL": os.environ.get("TAILOR_LOG_LEVEL", "warning"),

@@ -152,9 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("--no-activate", action="store_true", help="upload only")
     publish.add_argument("--keep", type=int, default=None, metavar="N",
                          help="model versions kept for rollback (default: $TAILOR_KEEP_VERSIONS or 3)")
-    publish.add_argument("--warm", action="store_true",
-                         help="then compute every customer's default recommendations once and share them with "
-                              "the API's processes (run with the API's environment; about 1-2 ms per customer)")
+    publish.add_argument("--warm", nargs="?", type=int, const=0, default=None, metavar="N",
+                         help="then compute the default recommendations of the N customers who bought most "
+                              "recently (all without N) and share them with the API's processes (run with the "
+                              "API's environment; about 1-2 ms per customer)")
     _add_redis_arg(publish)
 
     models = sub.add_parser("models", help="list, activate, roll back or delete published versions")

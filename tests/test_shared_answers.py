@@ -119,3 +119,24 @@ def test_publish_warm_refuses_no_activate(hybrid: TrainedModel, redis_url: str,
 
     assert main(["publish", "--model", str(hybrid.path), "--redis-url", redis_url, "--warm", "--no-activate"]) == 2
     assert "--warm" in capsys.readouterr().err
+
+
+def test_publish_warm_n_warms_the_most_recent_buyers_first(
+        hybrid: TrainedModel, make_app: Callable[..., Flask], redis_url: str, capsys: pytest.CaptureFixture) -> None:
+    """``--warm 25``: the 25 customers with the latest purchases are shared, the others computed on request."""
+    from scoring.artifact import customers_latest_first
+    from tailor.cli import main
+
+    assert main(["publish", "--model", str(hybrid.path), "--redis-url", redis_url, "--warm", "25"]) == 0
+    assert "warmed 25 customers' answers" in capsys.readouterr().err
+    history, ids = hybrid.artifact.history, [str(c) for c in hybrid.artifact.customer_ids]
+    latest = {ids[row]: history.last_day[row].max() for row in range(len(ids)) if history.last_day[row].nnz}
+    order = customers_latest_first(hybrid.path)
+    assert sorted(order) == sorted(ids)
+    assert [latest.get(c, -1.0) for c in order] == sorted((latest.get(c, -1.0) for c in ids), reverse=True)
+    served = ApiClient(make_app())
+    scored = _scorings(served.app)
+    for customer in order[:25] + order[-5:]:
+        assert served.get(URL.format(customer)).status_code == 200
+    assert scored == order[-5:], "only the customers beyond the first 25 were scored"
+    assert main(["publish", "--model", str(hybrid.path), "--redis-url", redis_url, "--warm", "-1"]) == 2
