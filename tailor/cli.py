@@ -290,6 +290,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
 def _warm(model_dir: Path | str, redis_url: str | None, *, limit: int, quiet: bool) -> None:
     """Share the default answers (``service.usecases.warmup``) of the ``limit`` (0 = all) customers who bought
     most recently, from a service built like the API's."""
+    from tqdm import tqdm
+
     from scoring.artifact import customers_latest_first
     from service import create_app
     from service.usecases.warmup import warm_answers
@@ -303,12 +305,13 @@ def _warm(model_dir: Path | str, redis_url: str | None, *, limit: int, quiet: bo
                       **({"REDIS_URL": redis_url} if redis_url else {})})
     tailor = app.extensions["tailor"]
     tailor.store.start(wait_s=10.0)
+    bar = tqdm(total=len(customers), unit="customer", desc="warm", disable=quiet, file=sys.stderr)
     try:
-        result = warm_answers(tailor.engine, customers, progress=None if quiet else (
-            lambda done: print(f"  warmed {done:,} of {len(customers):,} customers", file=sys.stderr)))
+        result = warm_answers(tailor.engine, customers, progress=bar.update)
     except ValueError as exc:
         raise CliError(f"--warm: {exc}") from None
     finally:
+        bar.close()
         tailor.close()
     if not quiet:
         print(f"warmed {result.customers:,} customers' answers in {result.seconds:.1f} s "

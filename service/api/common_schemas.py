@@ -10,6 +10,7 @@ from marshmallow import fields, validate
 from webargs.fields import DelimitedList
 
 from service.domain.errors import InvalidInput
+from service.domain.ranking import DEFAULT_N
 
 MAX_ID_LENGTH = 256
 MAX_N = 100
@@ -92,7 +93,7 @@ class StrictBoolean(fields.Boolean):
         raise self.make_error("invalid")
 
 
-def n_field(default: int = 10, *, strict: bool = False) -> fields.Integer:
+def n_field(default: int = DEFAULT_N, *, strict: bool = False) -> fields.Integer:
     return Integer(load_default=default, strict=strict, validate=validate.Range(1, MAX_N),
                           metadata={"description": f"number of items, 1..{MAX_N}"})
 

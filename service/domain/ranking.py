@@ -14,6 +14,9 @@ import numpy as np
 from scoring.models.base import Reason
 
 EMPTY = np.empty(0, dtype=np.int64)
+#: Items in an answer when the request does not say (the API's ``n`` default; answers warmed ahead of
+#: requests are computed for it).
+DEFAULT_N = 10
 #: Category code that matches no item (a ``category=`` filter naming a category the catalogue lacks).
 NO_CATEGORY = -2
 

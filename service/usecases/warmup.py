@@ -15,10 +15,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from service.domain.errors import NoActiveModel, Unavailable
+from service.domain.ranking import DEFAULT_N
 from service.usecases.engine import Engine
-
-#: ``n`` of a recommendations request that does not give one (``service.api.common_schemas.n_field``).
-DEFAULT_N = 10
 
 
 @dataclass(frozen=True)
@@ -35,9 +33,9 @@ class WarmResult:
 
 
 def warm_answers(engine: Engine, customer_ids: Iterable[str], *, n: int = DEFAULT_N,
-                 progress: Callable[[int], None] | None = None) -> WarmResult:
+                 progress: Callable[[], object] | None = None) -> WarmResult:
     """Compute and share the default answer of each customer under the active model (best effort: a customer
-    Redis did not answer for is left to its first request)."""
+    Redis did not answer for is left to its first request); ``progress()`` after each customer."""
     if not engine.memoise:
         raise ValueError("answers are shared only when they are remembered: TAILOR_CLOCK=data and "
                          "TAILOR_ANSWER_CACHE_SIZE > 0")
@@ -50,6 +48,6 @@ def warm_answers(engine: Engine, customer_ids: Iterable[str], *, n: int = DEFAUL
             done += 1
         except (Unavailable, NoActiveModel):
             failed += 1
-        if progress is not None and (done + failed) % 1000 == 0:
-            progress(done + failed)
+        if progress is not None:
+            progress()
     return WarmResult(done, failed, time.perf_counter() - started)
