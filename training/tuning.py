@@ -283,6 +283,16 @@ def _candidates(n_items: int) -> Iterator[tuple[str, dict[str, Any]]]:
         yield name, params
 
 
+def fold_cf(n_items: int) -> dict[str, Any]:
+    """The hybrid's CF settings for validation folds of a log with ``n_items`` items: the CF part the final
+    fit on the whole log will choose (EASE, on the head above its catalogue limit), fixed for every fold so
+    that what is tuned is what is served (the folds' smaller catalogues would otherwise get dense EASE)."""
+    cf: dict[str, Any] = {"cf": "ease"}
+    if n_items > min(HYPERPARAMETERS["hybrid"]["ease_max_items"].default, MAX_ITEMS):
+        cf["ease_max_items"] = 0
+    return cf
+
+
 def search(interactions: pd.DataFrame, *, holdout_days: float = 30.0, budget_s: float = DEFAULT_BUDGET_S,
            k: int = 10, folds: int = VALIDATION_FOLDS, quiet: bool = False) -> TuningResult | None:
     """Choose an algorithm and its settings on validation folds before the holdout; None when the log is
@@ -296,18 +306,12 @@ def search(interactions: pd.DataFrame, *, holdout_days: float = 30.0, budget_s: 
         if not quiet:
             print(line, file=sys.stderr, flush=True)
 
-    # The CF part the final fit on the whole log will choose (EASE up to its catalogue limit), fixed for
-    # every fold so that what is tuned is what is served.
     n_items = int(interactions["item_id"].nunique())
-    declared = HYPERPARAMETERS["hybrid"]
-    cf: dict[str, Any] = {"cf": "ease"}
-    if n_items > min(declared["ease_max_items"].default, MAX_ITEMS):
-        cf["ease_max_items"] = 0  # the folds' smaller catalogues get the head EASE the final fit will get
     run = _Search(splits, budget_s, k, progress)
     with limit_blas_threads():
         run.plain("popular")
         run.plain("buy-again")
-        run.hybrid(cf, _default_blend(), refine=True)
+        run.hybrid(fold_cf(n_items), _default_blend(), refine=True)
         for name, params in _candidates(n_items):
             run.plain(name, params)
         for variant in HYBRID_VARIANTS:

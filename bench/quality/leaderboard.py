@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from scoring.models import create
+from scoring.models.ease import MAX_ITEMS
 from scoring.threads import limit_blas_threads
 from training.data import ColumnNames, load_purchase_log
 from training.evaluate import Split, make_split, ndcg_per_customer, rank_variants, view_truths
@@ -93,7 +94,7 @@ def board(name: str, budget: float, k: int, only: list[str] | None) -> dict[str,
     for algorithm, grid in GRIDS.items():
         if only and algorithm not in only:
             continue
-        if algorithm == "ease" and n_items > 20_000:
+        if algorithm == "ease" and n_items > MAX_ITEMS:
             rows.append({"algorithm": algorithm, "skipped": f"{n_items:,} items: the closed form is too big"})
             continue
         validated = [(params, *_validate(folds, algorithm, params, k)) for params in grid]

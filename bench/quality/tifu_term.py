@@ -25,7 +25,7 @@ from scoring.models.weighting import minmax_rows
 from scoring.threads import limit_blas_threads
 from training.data import load_purchase_log
 from training.evaluate import chunks, evaluate_variants
-from training.tuning import validation_folds
+from training.tuning import fold_cf, validation_folds
 
 WEIGHTS = (0.0, 0.05, 0.1, 0.25, 0.5, 1.0)
 CF_WEIGHTS = (None, 0.25)  # None: the hybrid's own cf_weight
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     spec = DATASETS[args.dataset]
     log = load_purchase_log(spec["path"], fmt=spec["format"], columns=spec["columns"])
     n_items = int(log.interactions["item_id"].nunique())
-    hybrid = {"cf": "ease", **({"ease_max_items": 0} if n_items > 20_000 else {}), **_params("hybrid", args.hybrid)}
+    hybrid = {**fold_cf(n_items), **_params("hybrid", args.hybrid)}
     tifu = {"alpha": 0.0, **_params("tifu-knn", args.tifu)}
     results: dict[tuple[float, float | None], list[tuple[float, float]]] = {}
     with limit_blas_threads():

@@ -62,7 +62,7 @@ def head_weights(weighted: sp.csr_matrix, regularization: float, head_items: int
     """EASE fitted on the ``head_items`` items with most buyers, each row pruned to its ``keep`` largest
     positive weights, as an items x items CSR matrix over the whole catalogue (zero outside the head)."""
     n_items = weighted.shape[1]
-    buyers = np.diff(sp.csc_matrix(weighted).indptr)
+    buyers = np.bincount(weighted.indices, minlength=n_items)
     head = np.sort(np.argsort(-buyers, kind="stable")[:min(head_items, n_items)])
     dense = ease_weights(sp.csr_matrix(weighted[:, head]), regularization)
     keep = min(keep, len(head))
