@@ -49,6 +49,7 @@ def test_environment_and_command_line(conf):
     options = runner.gunicorn_options(bind="127.0.0.1:8123", workers=2)
     assert options["bind"] == ["127.0.0.1:8123"] and options["workers"] == 2
     assert callable(options["post_worker_init"])
+    assert options["logger_class"].__name__ == "ErrorOnlyLogger", "tailor serve drops gunicorn's access line too"
     with pytest.raises(ValueError):
         runner.gunicorn_options(workers=0)
 

@@ -11,14 +11,17 @@ from scoring.threads import pin_env_threads
 
 
 def gunicorn_options(bind: str | None = None, workers: int | None = None) -> dict[str, Any]:
-    """The settings of ``service.gunicorn_conf`` with the command line's overrides applied."""
+    """Every gunicorn setting ``service.gunicorn_conf`` defines, with the command line's overrides applied.
+
+    Taken by name from gunicorn's own list of settings, so a setting added to the module is applied by
+    ``tailor serve`` exactly as by ``gunicorn -c python:service.gunicorn_conf`` (a hand-kept list once left
+    out ``logger_class``, and every request built gunicorn's access line only to drop it)."""
+    from gunicorn.config import KNOWN_SETTINGS
+
     from service import gunicorn_conf
 
-    options = {name: getattr(gunicorn_conf, name) for name in (
-        "bind", "workers", "worker_class", "threads", "worker_connections", "keepalive", "timeout",
-        "graceful_timeout", "loglevel", "accesslog", "errorlog", "proc_name", "preload_app", "post_worker_init",
-        "on_starting", "child_exit", "limit_request_line", "limit_request_fields", "limit_request_field_size",
-        "logconfig_dict")}
+    options = {setting.name: getattr(gunicorn_conf, setting.name) for setting in KNOWN_SETTINGS
+               if hasattr(gunicorn_conf, setting.name)}
     if bind:
         options["bind"] = bind
     if workers is not None:
