@@ -355,3 +355,24 @@ def test_identical_runs_give_identical_models(history: PurchaseHistory) -> None:
         second.fit(history)
         for key, value in first.arrays().items():
             assert np.array_equal(value, second.arrays()[key]), (name, key)
+
+
+def test_dense_row_sum_is_the_batch_product_bit_for_bit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The request path's row sum adds the rows in the batch product's order: identical floats, not close ones,
+    with scipy's kernel and with the public fallback."""
+    import scipy.sparse as sp
+
+    from scoring.models import weighting
+
+    rng = np.random.default_rng(7)
+    matrix = rng.standard_normal((300, 257)).astype(np.float32)
+    rows = np.sort(rng.choice(300, 41, replace=False))
+    values = rng.random(41).astype(np.float32)
+    batch = np.asarray(sp.csr_matrix((values, rows, [0, len(rows)]), shape=(1, 300)) @ matrix)[0]
+    fast = weighting.dense_row_sum(matrix, rows, values)
+    assert fast.dtype == np.float32 and np.array_equal(fast, batch)
+    np.testing.assert_allclose(fast, values @ matrix[rows], rtol=1e-5, atol=1e-5)
+    monkeypatch.setattr(weighting, "csr_matvecs", None)
+    assert np.array_equal(weighting.dense_row_sum(matrix, rows, values), batch)
+    assert np.array_equal(weighting.dense_row_sum(np.asfortranarray(matrix), rows, values), batch)
+    assert not weighting.dense_row_sum(matrix, rows[:0], values[:0]).any()

@@ -24,6 +24,7 @@ from scoring.models.base import Reason
 from scoring.models.params import Param, TunableRecommender
 from scoring.models.weighting import (
     Weighting,
+    dense_row_sum,
     positive_top_n,
     sparse_arrays,
     sparse_from_arrays,
@@ -167,13 +168,13 @@ class EASERecommender(TunableRecommender):
         return self.explain_row(CustomerRow.of(history, row), items)
 
     def score_row(self, row: CustomerRow) -> np.ndarray:
-        """The weighted sum of the rows of the customer's items (a gather + one BLAS gemv)."""
+        """The weighted sum of the rows of the customer's items, added up in place (``dense_row_sum``)."""
         if not len(row.items):
             return np.zeros(self.weights.shape[1], dtype=np.float32)
         values = self.weighting.apply_row(row)
         if sp.issparse(self.weights):
             return sparse_row_sum(self.weights, row.items, values)
-        return values @ self.weights[row.items]
+        return dense_row_sum(self.weights, row.items, values)
 
     def explain_row(self, row: CustomerRow, items: np.ndarray) -> list[Reason | None]:
         return bought_with(*contributions_row(row.items, self.weighting.apply_row(row), self.weights, items))

@@ -13,6 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+try:  # scipy's compiled CSR x dense kernel, the one behind ``csr_matrix @ ndarray`` (stable since scipy 0.x)
+    from scipy.sparse._sparsetools import csr_matvecs
+except ImportError:  # pragma: no cover - a scipy that moved it: the public product below does the same
+    csr_matvecs = None
+
 from scoring.history import CustomerRow, PurchaseHistory
 from scoring.models.base import top_n
 
@@ -137,6 +142,24 @@ def sparse_row_sum(matrix: sp.csr_matrix, rows: np.ndarray, weights: np.ndarray)
     summed = np.bincount(matrix.indices[offsets], weights=matrix.data[offsets] * np.repeat(weights, lengths),
                          minlength=matrix.shape[1])
     return summed.astype(np.float32)
+
+
+def dense_row_sum(matrix: np.ndarray, rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``weights @ matrix[rows]`` as a fresh float32 row, the rows read in place.
+
+    numpy's form gathers the rows into a copy before BLAS multiplies it (61 rows of the 53 MB EASE matrix:
+    900 KB copied per request); scipy's kernel for ``csr_matrix @ ndarray`` adds the rows up where they lie,
+    about twice as fast, one row after the other: the order the batch ``score`` (a sparse x dense product)
+    uses, so the single-customer and the batch scores are bit-identical."""
+    n_rows, n_cols = matrix.shape
+    rows = np.asarray(rows, dtype=np.int32)
+    weights = np.asarray(weights, dtype=np.float32)
+    if csr_matvecs is None or matrix.dtype != np.float32 or not matrix.flags.c_contiguous:
+        one_row = sp.csr_matrix((weights, rows, np.asarray([0, len(rows)], dtype=np.int32)), shape=(1, n_rows))
+        return np.asarray(one_row @ matrix, dtype=np.float32).ravel()
+    out = np.zeros(n_cols, dtype=np.float32)
+    csr_matvecs(1, n_rows, n_cols, np.asarray([0, len(rows)], dtype=np.int32), rows, weights, matrix.ravel(), out)
+    return out
 
 
 def sparse_arrays(prefix: str, matrix: sp.csr_matrix) -> dict[str, np.ndarray]:
