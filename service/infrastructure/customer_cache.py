@@ -42,6 +42,7 @@ from redis_state import keys
 log = logging.getLogger("tailor.customer_cache")
 
 INVALIDATE_CHANNEL = "__redis__:invalidate"
+_UNSEEN: Any = object()
 
 
 class CustomerCache:
@@ -58,6 +59,9 @@ class CustomerCache:
         self._read_lock = threading.RLock()  # the subscriber connection (held only while reading it)
         self._entries: OrderedDict[str, tuple[Hashable, Any]] = OrderedDict()
         self._stamps: dict[str, int] = {}  # customer -> sequence number of their latest invalidation
+        # key name -> customer id (None: not a customer key): with BCAST every worker parses every changed
+        # key of every event, so each name is parsed once (a pure function of the name: safe to drop)
+        self._customer_of: dict[bytes, str | None] = {}
         self._sequence = 0
         self._floor = 0  # fills read before this sequence number are refused (stamps were dropped)
         self._ready = False
@@ -125,14 +129,18 @@ class CustomerCache:
             if names is None:  # FLUSHALL / FLUSHDB
                 self._reset_locked()
                 return
+            customer_of, entries, stamps, sequence = self._customer_of, self._entries, self._stamps, self._sequence
             for raw in names:
-                customer = keys.customer_of_tracked_key(raw.decode("utf-8", "replace"))
-                if customer is None:
-                    continue
-                self._entries.pop(customer, None)
-                self._stamps[customer] = self._sequence
-            if len(self._stamps) > 4 * max(self.max_entries, 1024):
+                customer = customer_of.get(raw, _UNSEEN)
+                if customer is _UNSEEN:
+                    customer = customer_of[raw] = keys.customer_of_tracked_key(raw.decode("utf-8", "replace"))
+                if customer is not None:
+                    entries.pop(customer, None)
+                    stamps[customer] = sequence
+            if len(stamps) > 4 * max(self.max_entries, 1024):
                 self._reset_locked()
+            if len(customer_of) > 8 * max(self.max_entries, 1024):
+                customer_of.clear()
 
     def _reset_locked(self) -> None:
         """Empty the cache and refuse fills read before now (caller holds ``_lock``)."""
