@@ -202,3 +202,20 @@ def test_event_validation_names_the_field(api: ApiClient, retail: TrainedModel, 
 def test_empty_batch_is_rejected(api: ApiClient, retail: TrainedModel):
     assert_error(api.post("/v1/events", json={"events": []}), 400, "invalid_input")
     assert_error(api.post("/v1/events", json={}), 400, "invalid_input")
+
+
+def test_a_session_past_twice_its_size_keeps_its_newest_items(make_app: Callable[..., Flask], retail: TrainedModel,
+                                                              redis_client: redis.Redis):
+    """The events script cuts a session of more than 2 x TAILOR_SESSION_MAX_ITEMS items to the newest ones
+    (an unreadable value counts as the oldest), in the same call that records the views."""
+    api = ApiClient(make_app(TAILOR_SESSION_MAX_ITEMS="4"))
+    items = [str(i) for i in retail.artifact.item_ids[:9]]
+    key = keys.customer_session("c-long")
+    for minute, item in enumerate(items[:8]):
+        post(api, event(f"s-{minute}", "c-long", "view", item, timestamp=f"2011-12-10T10:{minute:02d}:00Z"))
+    redis_client.hset(key, "garbage", b"not json")
+    assert redis_client.hlen(key) == 9, "up to twice the size nothing is cut"
+    post(api, event("s-late", "c-long", "view", items[8], timestamp="2011-12-10T11:00:00Z"))
+    assert {name.decode() for name in redis_client.hkeys(key)} == {items[8], *items[5:8]}
+    newest = api.get("/v1/customers/c-long/recommendations?n=5").get_json()
+    assert newest["source"] == "session"
