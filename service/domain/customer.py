@@ -8,7 +8,6 @@ the record (the retraining job reads them back from the events stream), so only 
 
 from __future__ import annotations
 
-import json
 import struct
 from dataclasses import dataclass, field
 
@@ -91,7 +90,7 @@ def parse_live(raw: dict[bytes, bytes]) -> list[LivePurchase]:
     out = []
     for value in raw.values():
         try:
-            item_id, day, quantity, price = json.loads(value)
+            item_id, day, quantity, price = orjson.loads(value)
             out.append(LivePurchase(str(item_id), float(day), float(quantity),
                                     None if price is None else float(price)))
         except (ValueError, TypeError):
@@ -104,7 +103,7 @@ def parse_session(raw: dict[bytes, bytes], limit: int) -> list[SessionItem]:
     out = []
     for key, value in raw.items():
         try:
-            day, kind = json.loads(value)
+            day, kind = orjson.loads(value)
             out.append(SessionItem(key.decode("utf-8", "replace"), float(day), str(kind)))
         except (ValueError, TypeError):
             continue
