@@ -150,7 +150,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("TAILOR_SESSION_TTL_S", "session_ttl_s", "172800", _positive_int,
             "expiry of a customer's session interactions (views, carts, clicks)"),
     Setting("TAILOR_SESSION_MAX_ITEMS", "session_max_items", "50", _positive_int,
-            "most recent session items used for session recommendations"),
+            "most recent session items used for session recommendations (a session is cut to these at twice as many)"),
     Setting("TAILOR_ANSWER_CACHE_SIZE", "answer_cache_size", "10000", _non_negative_int,
             "finished answers remembered per worker (0 = off); a customer's is reused only while their data "
             "(as read from Redis or the customer cache) is unchanged, and never with `TAILOR_CLOCK=wall`"),
