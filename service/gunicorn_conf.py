@@ -15,7 +15,9 @@ use the service's formatter (``TAILOR_LOG_FORMAT``), with secrets redacted.
 from __future__ import annotations
 
 import gc
+import glob
 import os
+import shutil
 import tempfile
 from typing import Any
 
@@ -93,17 +95,54 @@ logconfig_dict: dict[str, Any] = {
 }
 
 
+#: The model share directory this master made (removed at exit); None when ``TAILOR_MODEL_SHARE_DIR`` was set.
+_made_share_dir: str | None = None
+SHARE_DIR_PREFIX = "tailor-models-"
+
+
 def on_starting(server: Any) -> None:
     """Prepare the shared metrics directory before the first worker is forked (workers inherit the env).
 
-    The files of a previous run are removed: their counters would otherwise be added to this run's.
+    The files of a previous run are removed: their counters would otherwise be added to this run's. Also
+    gives the workers a directory to share the model's large arrays in (``TAILOR_MODEL_SHARE_DIR``; a fresh
+    one in ``/dev/shm``, which is memory, where it exists).
     """
+    global _made_share_dir
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="tailor-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
     os.makedirs(directory, exist_ok=True)
     for name in os.listdir(directory):
         if name.endswith(".db"):
             os.unlink(os.path.join(directory, name))
+    if not os.environ.get("TAILOR_MODEL_SHARE_DIR"):
+        memory = "/dev/shm" if os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
+        _remove_orphaned_share_dirs(memory)
+        _made_share_dir = tempfile.mkdtemp(prefix=f"{SHARE_DIR_PREFIX}{os.getpid()}-", dir=memory)
+        os.environ["TAILOR_MODEL_SHARE_DIR"] = _made_share_dir
+
+
+def _remove_orphaned_share_dirs(parent: str) -> None:
+    """Share directories of masters that are gone (killed before ``on_exit``): in /dev/shm they hold memory."""
+    for path in glob.glob(os.path.join(parent, f"{SHARE_DIR_PREFIX}*-*")):
+        pid = os.path.basename(path)[len(SHARE_DIR_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def on_exit(server: Any) -> None:
+    """Remove the model share directory made by ``on_starting`` (the workers have exited)."""
+    if _made_share_dir is not None:
+        shutil.rmtree(_made_share_dir, ignore_errors=True)
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -175,6 +175,10 @@ SETTINGS: tuple[Setting, ...] = (
             "who may read `GET /metrics`: `public` (no key; restrict it on the network) or a key scope"),
     Setting("PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir", "", str,
             "metric files shared by gunicorn workers (emptied at start; empty = a fresh temporary directory)"),
+    Setting("TAILOR_MODEL_SHARE_DIR", "model_share_dir", "", str,
+            "where the API processes of one host share the model's large arrays as memory-mapped files (one "
+            "copy in memory instead of one per worker); empty = `tailor serve` / gunicorn make a fresh one "
+            "(in `/dev/shm` where it exists, removed at exit)"),
     Setting("TAILOR_KEEP_VERSIONS", "keep_versions", "3", _positive_int,
             "`tailor publish` / `retrain`: model versions kept in Redis for rollback (never the active one)"),
     Setting("TAILOR_RETRAIN_TOLERANCE", "retrain_tolerance", "0.02", _fraction,
@@ -219,6 +223,7 @@ class Settings:
     access_log: bool
     metrics_scope: str
     prometheus_multiproc_dir: str
+    model_share_dir: str
     keep_versions: int
     retrain_tolerance: float
 

@@ -88,7 +88,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
             "< admin.")}},
     )
     gateway = RedisGateway(settings)
-    store = ModelStore(gateway, settings.model_poll_s)
+    store = ModelStore(gateway, settings.model_poll_s, settings.model_share_dir)
     repository = Repository(gateway, settings)
     app.extensions["tailor"] = Tailor(
         settings=settings, keys=KeyRing.from_config(settings.api_keys, settings.public_read), gateway=gateway,

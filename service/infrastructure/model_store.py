@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
+import secrets
 import threading
 import time
 from dataclasses import dataclass, field
@@ -44,6 +46,66 @@ class _Arrays(dict):
     @property
     def files(self) -> list[str]:
         return list(self)
+
+
+#: Model arrays at least this large are shared by the API processes of a host (``share_arrays``).
+SHARE_MIN_BYTES = 1 << 20
+#: A half-written file of another process is left alone this long before a sweep removes it.
+_STALE_TMP_S = 300.0
+
+
+def share_arrays(arrays: dict[str, np.ndarray], version: str, directory: str | None) -> dict[str, np.ndarray]:
+    """``arrays`` with the large ones replaced by copy-on-write maps of one ``.npy`` file each in ``directory``.
+
+    Every worker loads the model itself (from Redis, after the fork), so without this each one holds its own
+    copy: five copies of the 53 MB EASE matrix of the retail model, five of 1.6 GB at 20,000 items. The first
+    process to load a version writes its files (atomically: a temporary name, then a hard link) and every process
+    maps them, so a host keeps one copy in the page cache. Copy-on-write (``mmap_mode="c"``): the arrays stay
+    writable for libraries that ask for writable buffers (implicit's), and a write would only copy a page for
+    that process. A mapped file must equal the array just read from Redis, else the array is kept as it is;
+    so is everything when ``directory`` is None or unusable. Files of other versions are removed (a process
+    still serving one keeps its mapping until it lets go)."""
+    if not directory:
+        return arrays
+    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", version)
+    shared = dict(arrays)
+    try:
+        for name, array in arrays.items():
+            if array.nbytes < SHARE_MIN_BYTES:
+                continue
+            path = os.path.join(directory, f"{stem}.{re.sub(r'[^A-Za-z0-9_]', '_', name)}.npy")
+            if not os.path.exists(path):
+                staging = os.path.join(directory, f".tmp-{os.getpid()}-{secrets.token_hex(4)}.npy")
+                np.save(staging, np.ascontiguousarray(array), allow_pickle=False)
+                try:  # a link, not a rename: of two workers writing at once, both map the first one's file
+                    os.link(staging, path)
+                except FileExistsError:
+                    pass
+                finally:
+                    os.unlink(staging)
+            mapped = np.load(path, mmap_mode="c", allow_pickle=False)
+            if mapped.dtype == array.dtype and mapped.shape == array.shape and np.array_equal(mapped, array):
+                shared[name] = mapped
+            else:
+                log.warning("shared model file %s does not hold %s of %s: kept in this process", path, name,
+                            version)
+        _sweep(directory, stem)
+    except (OSError, ValueError) as exc:
+        log.warning("could not share the arrays of model %s in %s (%s): each process keeps its own copy",
+                    version, directory, exc)
+    return shared
+
+
+def _sweep(directory: str, stem: str) -> None:
+    """Remove the files of every version but ``stem`` (and temporary files abandoned by dead writers)."""
+    now = time.time()
+    for entry in os.scandir(directory):
+        if entry.name.startswith(f"{stem}."):
+            continue
+        if entry.name.startswith(".tmp-") and now - entry.stat().st_mtime < _STALE_TMP_S:
+            continue
+        if entry.name.endswith(".npy"):
+            os.unlink(entry.path)
 
 
 def iso_to_day(text: str | None) -> float | None:
@@ -174,8 +236,9 @@ def _popular(entry: dict[str, Any] | None, n_items: int) -> PopularList:
     return PopularList(items[keep], scores[keep])
 
 
-def load_version(client: redis.Redis, version: str) -> LoadedModel:
-    """Rebuild ``version`` from Redis (manifest, model arrays, item ids and metadata, popular lists)."""
+def load_version(client: redis.Redis, version: str, share_dir: str | None = None) -> LoadedModel:
+    """Rebuild ``version`` from Redis (manifest, model arrays, item ids and metadata, popular lists); its large
+    arrays shared with the host's other processes through ``share_dir`` when given (``share_arrays``)."""
     from scoring.artifact import ArtifactError, load_model
 
     raw_manifest = client.get(keys.model_manifest(version))
@@ -190,8 +253,8 @@ def load_version(client: redis.Redis, version: str) -> LoadedModel:
         for name in names:
             pipe.get(keys.model_blob(version, name))
         blobs = {name: blob for name, blob in zip(names, pipe.execute(), strict=True) if blob is not None}
-        arrays = _Arrays({name[len("model/"):]: array_from_bytes(blob) for name, blob in blobs.items()
-                          if name.startswith("model/")})
+        arrays = _Arrays(share_arrays({name[len("model/"):]: array_from_bytes(blob) for name, blob in blobs.items()
+                                       if name.startswith("model/")}, version, share_dir))
         model = load_model(manifest, arrays)
         item_ids = np.asarray(array_from_bytes(blobs["item_ids"]), dtype=str)
         items = json.loads(blobs.get("items.json", b"[]"))
@@ -254,9 +317,10 @@ def parse_overrides(raw: dict[bytes, bytes]) -> dict[str, dict[str, Any]]:
 class ModelStore:
     """The active ``ServingState`` of this process, kept current by a lazily started poller thread."""
 
-    def __init__(self, gateway: RedisGateway, poll_s: float) -> None:
+    def __init__(self, gateway: RedisGateway, poll_s: float, share_dir: str | None = None) -> None:
         self.gateway = gateway
         self.poll_s = poll_s
+        self.share_dir = share_dir or None
         self._state: ServingState | None = None
         self._pid: int | None = None
         self._lock = threading.Lock()
@@ -359,7 +423,7 @@ class ModelStore:
     def _load(self, version: str) -> LoadedModel | None:
         started = time.perf_counter()
         try:
-            model = load_version(self.gateway.loads, version)
+            model = load_version(self.gateway.loads, version, self.share_dir)
         except (ModelLoadError, redis.RedisError) as exc:
             self._failed[version] = time.monotonic()
             log.warning("could not load model %s, still serving the previous one: %s", version, exc)
