@@ -10,6 +10,7 @@ so a swap never mixes two versions in one answer and never fails a request.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -76,13 +77,13 @@ def share_arrays(arrays: dict[str, np.ndarray], version: str, directory: str | N
             path = os.path.join(directory, f"{stem}.{re.sub(r'[^A-Za-z0-9_]', '_', name)}.npy")
             if not os.path.exists(path):
                 staging = os.path.join(directory, f".tmp-{os.getpid()}-{secrets.token_hex(4)}.npy")
-                np.save(staging, np.ascontiguousarray(array), allow_pickle=False)
-                try:  # a link, not a rename: of two workers writing at once, both map the first one's file
-                    os.link(staging, path)
-                except FileExistsError:
-                    pass
+                try:
+                    np.save(staging, np.ascontiguousarray(array), allow_pickle=False)
+                    with contextlib.suppress(FileExistsError):  # a link, not a rename: of two workers writing
+                        os.link(staging, path)                   # at once, both map the first one's file
                 finally:
-                    os.unlink(staging)
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(staging)
             mapped = np.load(path, mmap_mode="c", allow_pickle=False)
             if mapped.dtype == array.dtype and mapped.shape == array.shape and np.array_equal(mapped, array):
                 shared[name] = mapped
