@@ -18,7 +18,8 @@ import requests
 
 from service.app.runner import stop_server
 from service.infrastructure.embedded_redis import free_port
-from service.infrastructure.model_store import SHARE_MIN_BYTES, load_version, share_arrays
+from service.infrastructure.model_files import SHARE_MIN_BYTES, share_arrays
+from service.infrastructure.model_store import load_version
 from tests.service_helpers import API_KEYS, RETAIL_CSV, TrainedModel, train, wait_for
 from training.publish import publish_model
 
