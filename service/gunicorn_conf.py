@@ -130,12 +130,13 @@ def _remove_orphaned_share_dirs(parent: str) -> None:
 
 
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (signal 0 checks without signalling; another user's process exists too)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except (PermissionError, OverflowError):
-        return True
+        pass
     return True
 
 

@@ -5,27 +5,19 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
-import subprocess
-import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import redis
-import requests
 
-from service.app.runner import stop_server
-from service.infrastructure.embedded_redis import free_port
 from service.infrastructure.model_files import SHARE_MIN_BYTES, share_arrays
 from service.infrastructure.model_store import load_version
-from tests.service_helpers import API_KEYS, RETAIL_CSV, TrainedModel, train, wait_for
+from tests.service_helpers import RETAIL_CSV, TrainedModel, served_api, train, wait_for
 from training.publish import publish_model
 
 pytest_plugins = ["tests.service_helpers"]
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def mapped_file(array: np.ndarray) -> str | None:
@@ -89,13 +81,9 @@ def test_a_version_loaded_through_the_share_dir_answers_the_same(hybrid: Trained
 
 
 @pytest.mark.slow
-def test_the_workers_of_tailor_serve_map_one_copy(hybrid: TrainedModel, redis_url: str, redis_client: redis.Redis,
-                                                  tmp_path: Path) -> None:
+def test_the_workers_of_tailor_serve_map_one_copy(hybrid: TrainedModel, redis_url: str, tmp_path: Path) -> None:
     """Every worker maps the same file; without ``TAILOR_MODEL_SHARE_DIR`` the server makes its own directory
     and removes it when it stops."""
-    publish_model(redis_client, hybrid.path)
-    env = {**os.environ, "REDIS_URL": redis_url, "TAILOR_API_KEYS": API_KEYS, "TAILOR_LOG_LEVEL": "warning"}
-    env.pop("TAILOR_MODEL_SHARE_DIR", None)
     memory = "/dev/shm" if os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
     orphan = Path(memory) / "tailor-models-999999999-left"  # its master is gone: removed at the next start
     orphan.mkdir(exist_ok=True)
@@ -104,45 +92,24 @@ def test_the_workers_of_tailor_serve_map_one_copy(hybrid: TrainedModel, redis_ur
     given = tmp_path / "share"
     given.mkdir()
     weights_file = given / f"{hybrid.version}.cf_weights.npy"
-    with _serving({**env, "TAILOR_MODEL_SHARE_DIR": str(given)}) as workers:
+    with served_api(redis_url, hybrid.path, tmp_path / "given.log", workers=3, TAILOR_MODEL_SHARE_DIR=str(given)):
         assert sorted(os.listdir(given)) == [weights_file.name]
-        wait_for(lambda: all(_maps(pid, str(weights_file)) for pid in workers), timeout=30, interval=0.2)
+        wait_for(lambda: _mapping(str(weights_file)) == 3, timeout=30, interval=0.2)
     assert weights_file.exists(), "a directory given by the operator is left as it is"
-    with _serving(env) as workers:
+    with served_api(redis_url, hybrid.path, tmp_path / "made.log", workers=3):
         made = sorted(set(glob.glob(os.path.join(memory, "tailor-models-*"))) - before)
         assert not orphan.exists() and alive.exists()
         assert len(made) == 1, "the server made one share directory"
         path = os.path.join(made[0], weights_file.name)
-        wait_for(lambda: all(_maps(pid, path) for pid in workers), timeout=30, interval=0.2)
+        wait_for(lambda: _mapping(path) == 3, timeout=30, interval=0.2)
     assert not os.path.exists(made[0]), "the directory the server made is removed at exit"
     alive.rmdir()
 
 
-@contextlib.contextmanager
-def _serving(env: dict[str, str]) -> Iterator[list[int]]:
-    """`tailor serve` with 3 workers, ready; yields the workers' pids once each has loaded the model."""
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "tailor.cli", "serve", "--bind", f"127.0.0.1:{port}", "--workers", "3"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for(lambda: _ready(f"http://127.0.0.1:{port}"), timeout=60, interval=0.2)
-        wait_for(lambda: len(_workers(server)) == 3, timeout=30, interval=0.2)
-        yield _workers(server)
-    finally:
-        stop_server(server)
-
-
-def _workers(server: subprocess.Popen) -> list[int]:
-    return [int(pid) for pid in Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()]
-
-
-def _maps(pid: int, path: str) -> bool:
-    return path in Path(f"/proc/{pid}/maps").read_text()
-
-
-def _ready(base: str) -> bool:
-    try:
-        return requests.get(f"{base}/readyz", timeout=1).status_code == 200
-    except requests.RequestException:
-        return False
+def _mapping(path: str) -> int:
+    """How many processes map ``path`` (the server's workers; the master loads no model)."""
+    count = 0
+    for maps in glob.glob("/proc/[0-9]*/maps"):
+        with contextlib.suppress(OSError):
+            count += path in Path(maps).read_text()
+    return count

@@ -154,11 +154,11 @@ def dense_row_sum(matrix: np.ndarray, rows: np.ndarray, weights: np.ndarray) -> 
     n_rows, n_cols = matrix.shape
     rows = np.asarray(rows, dtype=np.int32)
     weights = np.asarray(weights, dtype=np.float32)
+    indptr = np.asarray([0, len(rows)], dtype=np.int32)  # the weights as one CSR row over the matrix's rows
     if csr_matvecs is None or matrix.dtype != np.float32 or not matrix.flags.c_contiguous:
-        one_row = sp.csr_matrix((weights, rows, np.asarray([0, len(rows)], dtype=np.int32)), shape=(1, n_rows))
-        return np.asarray(one_row @ matrix, dtype=np.float32).ravel()
+        return np.asarray(sp.csr_matrix((weights, rows, indptr), shape=(1, n_rows)) @ matrix, dtype=np.float32).ravel()
     out = np.zeros(n_cols, dtype=np.float32)
-    csr_matvecs(1, n_rows, n_cols, np.asarray([0, len(rows)], dtype=np.int32), rows, weights, matrix.ravel(), out)
+    csr_matvecs(1, n_rows, n_cols, indptr, rows, weights, matrix.ravel(), out)
     return out
 
 
