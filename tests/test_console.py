@@ -90,6 +90,16 @@ def test_every_asset_loads_with_the_right_type(console_app: Flask) -> None:
     assert client.get("/console/static/../api/console.py").status_code == 404
 
 
+def test_the_console_offers_the_api_journey_stages() -> None:
+    """The eligibility form's stage boxes are the stages promotions accept (no stage a marketer cannot tick)."""
+    from service.domain.profile import STAGES
+
+    source = (STATIC_DIR / "eligibility.js").read_text()
+    listed = re.search(r"export const STAGES = \[([^\]]*)\]", source)
+    assert listed, "eligibility.js lists the stages"
+    assert tuple(re.findall(r'"([^"]+)"', listed.group(1))) == STAGES
+
+
 def test_no_external_urls_and_nothing_a_strict_csp_would_block() -> None:
     files = console_files()
     assert {p.name for p in files} >= {"index.html", "app.js", "api.js", "charts.js", "dom.js", "console.css"}
@@ -460,6 +470,44 @@ def test_console_manages_promotions_slots_and_audiences(live_server: str, publis
             expect(row).to_contain_text("active")
             saved = marketing_get(live_server, "/v1/promotions/autumn-sale")
             assert saved["offer"]["percent_off"] == 20 and saved["items"] == published.items[10:12], saved
+            assert saved["cap"] is None and not any(saved["eligibility"].values()), saved  # empty fields: no rule
+            expect(row).to_contain_text("For everyone")
+
+            # Edit who sees it and how often: a cap without its days is shown at that field, then saved.
+            row.get_by_role("button", name="Edit Autumn sale").click()
+            form = page.get_by_role("form", name="Edit promotion “Autumn sale”")
+            stages = form.get_by_role("group", name="Journey stages")
+            stages.get_by_label("repeat").check()
+            stages.get_by_label("lapsed").check()
+            form.get_by_label("Countries").fill("United Kingdom, EIRE")
+            form.get_by_label("Minimum orders").fill("2")
+            form.get_by_label("Cap: impressions").fill("3")
+            assert_accessible(page, "the promotion form with eligibility and cap")
+            form.get_by_role("button", name="Save promotion").click()
+            days = form.get_by_label("Cap: days")
+            expect(days).to_have_attribute("aria-invalid", "true")
+            assert_accessible(page, "the eligibility fields with an error")
+            days.fill("7")
+            form.get_by_role("button", name="Save promotion").click()
+            expect(page.locator("#flash")).to_contain_text("Autumn sale")
+            expect(row).to_contain_text("repeat, lapsed · United Kingdom, EIRE · ≥ 2 orders · 3 per 7 days")
+            saved = marketing_get(live_server, "/v1/promotions/autumn-sale")
+            assert saved["eligibility"]["journey_stages"] == ["repeat", "lapsed"], saved
+            assert saved["eligibility"]["countries"] == ["United Kingdom", "EIRE"], saved
+            assert saved["eligibility"]["min_orders"] == 2 and saved["cap"] == {"impressions": 3, "days": 7}, saved
+            assert saved["offer"]["percent_off"] == 20, saved  # what the edit did not touch is kept
+            # The form shows what is stored; clearing the fields removes the rules.
+            row.get_by_role("button", name="Edit Autumn sale").click()
+            form = page.get_by_role("form", name="Edit promotion “Autumn sale”")
+            expect(form.get_by_role("group", name="Journey stages").get_by_label("lapsed")).to_be_checked()
+            expect(form.get_by_label("Countries")).to_have_value("United Kingdom, EIRE")
+            form.get_by_label("Countries").fill("")
+            form.get_by_label("Cap: impressions").fill("")
+            form.get_by_label("Cap: days").fill("")
+            form.get_by_role("button", name="Save promotion").click()
+            expect(row).to_contain_text("For repeat, lapsed · ≥ 2 orders")
+            saved = marketing_get(live_server, "/v1/promotions/autumn-sale")
+            assert saved["cap"] is None and saved["eligibility"].get("countries") is None, saved
 
             # Pause it, then delete it (asked first: cancel keeps it).
             row.get_by_role("button", name="Pause Autumn sale").click()

@@ -4,6 +4,7 @@
 import { ApiError, api } from "./api.js";
 import { barChart, formats } from "./charts.js";
 import { h, show } from "./dom.js";
+import { eligibilityFields, eligibilitySummary, eligibilityValue } from "./eligibility.js";
 import { confirmAction, control, form, numberOrNull, words } from "./forms.js";
 import { $, badge, button, card, count, dateTime, errorBox, flash, hooks, shownStatus, table } from "./ui.js";
 
@@ -55,7 +56,7 @@ async function remove(promotion) {
   }
 }
 
-/** The create / edit form; ``existing`` keeps what the form does not show (eligibility, cap). */
+/** The create / edit form: offer, targets, time window, weight, status, budget, eligibility and cap. */
 function promotionForm(existing) {
   const p = existing ?? { status: "draft", weight: 1, offer: {}, items: [], categories: [] };
   const now = new Date();
@@ -90,6 +91,7 @@ function promotionForm(existing) {
         value: p.budget?.impressions, paths: ["budget.impressions", "budget"] }),
       control("Redemption budget", { name: "budget_redemptions", type: "number", step: "1", min: "0",
         value: p.budget?.redemptions, paths: ["budget.redemptions"] })),
+    eligibilityFields(p.eligibility, p.cap),
   ];
   const cancel = button("Cancel", () => {
     show($("promotion-form-area"));
@@ -108,6 +110,7 @@ function promotionForm(existing) {
         starts_at: utcValue(v("starts_at")), ends_at: utcValue(v("ends_at")),
         weight: numberOrNull(v("weight")) ?? 1, status: v("status"),
         budget: budget.impressions == null && budget.redemptions == null ? null : budget,
+        ...eligibilityValue(node),
       };
       if (!id) throw new ApiError(400, "invalid", "invalid", { json: { promotion_id: ["Required."] } });
       await api.putPromotion(id, body);
@@ -150,7 +153,8 @@ export async function renderPromotions() {
           : button(p.status === "paused" ? "Resume" : "Activate", () => setStatus(p, "active"),
             { "aria-label": `${p.status === "paused" ? "Resume" : "Activate"} ${p.name}` });
         return [
-          h("span", {}, h("strong", {}, p.name), h("div", { class: "muted" }, p.promotion_id)),
+          h("span", {}, h("strong", {}, p.name), h("div", { class: "muted" }, p.promotion_id),
+            h("div", { class: "muted" }, `For ${eligibilitySummary(p.eligibility, p.cap)}`)),
           h("span", {}, badge(status, `status-${status}`), report?.live ? badge("live", "live") : null),
           `${dateTime(p.starts_at, false)} → ${dateTime(p.ends_at)}`,
           p.offer.text, formats.number(p.weight), report ? count(report.impressions) : "—", budget,
