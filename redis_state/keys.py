@@ -58,6 +58,7 @@ def _glob(encoded: str) -> str:
 ACTIVE_MODEL = f"{PREFIX}:models:active"  # string: the active version id
 MODEL_VERSIONS = f"{PREFIX}:models:versions"  # zset: version -> published-at (epoch seconds)
 MODEL_HISTORY = f"{PREFIX}:models:history"  # list of JSON lines: publish/activate/rollback/retrain log
+MODEL_LOCK = f"{PREFIX}:models:lock"  # string: held while the active pointer or the version list changes
 
 
 def model_manifest(version: str) -> str:

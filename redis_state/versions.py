@@ -3,6 +3,11 @@
 Both halves manage versions (``tailor publish`` / ``tailor models`` and the service's ``/v1/models``), so
 this lives below both. Activation is one atomic ``SET`` of the active pointer; every change is logged in the
 version history that ``GET /v1/models`` and ``tailor models list`` show.
+
+Changes are serialised by one lock key (``model_changes``): each reads what it depends on (the active
+version, the activation history, whether a version exists) and writes in the same critical section, so two
+rollbacks return to two different versions, and a delete or a prune can never remove a version that another
+process activated meanwhile. The lock expires on its own if its holder dies.
 """
 
 from __future__ import annotations
@@ -10,9 +15,12 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import redis
+from redis.exceptions import LockError
 
 from redis_state import keys
 from redis_state.clients import CLUSTER_ERRORS, cluster_mode, make_redis
@@ -20,7 +28,7 @@ from settings import DEFAULT_REDIS_URL, ConfigError, mask_url
 
 
 class PublishError(Exception):
-    """Publishing or version management failed; the active model is unchanged."""
+    """Publishing or version management failed; the active model is unchanged unless the message says so."""
 
 
 def connect(url: str | None = None, *, cluster: bool | None = None) -> redis.Redis:
@@ -42,6 +50,26 @@ def connect(url: str | None = None, *, cluster: bool | None = None) -> redis.Red
     return client
 
 
+#: Seconds after which a lock whose holder died frees itself; every critical section is a few commands.
+LOCK_TIMEOUT_S = 30.0
+#: Seconds a change waits for another to finish before it gives up.
+LOCK_WAIT_S = 10.0
+
+
+@contextmanager
+def model_changes(client: redis.Redis) -> Iterator[None]:
+    """Hold the model-change lock (redis-py's ``Lock``: a token-checked ``SET NX PX``, one key, cluster-safe)."""
+    lock = client.lock(keys.MODEL_LOCK, timeout=LOCK_TIMEOUT_S, blocking_timeout=LOCK_WAIT_S)
+    if not lock.acquire():
+        raise PublishError("another model change (publish, activate, rollback, delete) is still running; "
+                           "try again when it has finished")
+    try:
+        yield
+    finally:
+        with suppress(LockError):  # held past its timeout and taken over: the change itself is complete
+            lock.release()
+
+
 def log_event(client: redis.Redis, action: str, version: str, **extra: Any) -> None:
     """Append to the version history that `GET /v1/models` and `tailor models list` show."""
     entry = {"at": time.time(), "action": action, "version": version, **extra}
@@ -55,6 +83,12 @@ def activate_version(client: redis.Redis, version: str, action: str = "activate"
     The history line records the version that was active before (``previous``): that is what pushes it on
     the activation stack that ``rollback`` pops. Re-activating the active version pushes nothing.
     """
+    with model_changes(client):
+        _activate(client, version, action)
+
+
+def _activate(client: redis.Redis, version: str, action: str) -> None:
+    """``activate_version`` inside a held ``model_changes``."""
     if not client.exists(keys.model_manifest(version)):
         raise PublishError(f"version {version} is not published (see `tailor models list`)")
     previous = client.get(keys.ACTIVE_MODEL)
@@ -95,13 +129,14 @@ def activation_stack(client: redis.Redis) -> list[str]:
 def rollback(client: redis.Redis) -> str:
     """Re-activate the version that was active before the current one, walking the activation history as a
     stack: after activating A, B, C, rollbacks return to B, then A. Versions deleted meanwhile are skipped."""
-    active = active_version(client)
-    stack = activation_stack(client)
-    while stack:
-        candidate = stack.pop()
-        if candidate != active and client.exists(keys.model_manifest(candidate)):
-            activate_version(client, candidate, action="rollback")
-            return candidate
+    with model_changes(client):
+        active = active_version(client)
+        stack = activation_stack(client)
+        while stack:
+            candidate = stack.pop()
+            if candidate != active and client.exists(keys.model_manifest(candidate)):
+                _activate(client, candidate, action="rollback")
+                return candidate
     raise PublishError("no earlier version to roll back to")
 
 
@@ -111,22 +146,45 @@ def active_version(client: redis.Redis) -> str | None:
 
 
 def delete_version(client: redis.Redis, version: str) -> None:
-    if active_version(client) == version:
-        raise PublishError(f"version {version} is active; activate another one before deleting it")
-    if not client.exists(keys.model_manifest(version)) and client.zscore(keys.MODEL_VERSIONS, version) is None:
-        raise PublishError(f"version {version} is not published")
+    with model_changes(client):
+        if active_version(client) == version:
+            raise PublishError(f"version {version} is active; activate another one before deleting it")
+        if not client.exists(keys.model_manifest(version)) and client.zscore(keys.MODEL_VERSIONS, version) is None:
+            raise PublishError(f"version {version} is not published")
+        _retire(client, version)
+        log_event(client, "delete", version)
     remove_version_keys(client, version)
-    log_event(client, "delete", version)
+
+
+def remove_unless_active(client: redis.Redis, version: str) -> bool:
+    """Remove a version that a failed publish left behind, unless it became the active one (then it serves
+    and stays); best effort, never raises. True when it was removed."""
+    try:
+        with model_changes(client):
+            if active_version(client) == version:
+                return False
+            _retire(client, version)
+    except (redis.RedisError, PublishError):
+        return False
+    remove_version_keys(client, version, quiet=True)
+    return True
+
+
+def _retire(client: redis.Redis, version: str) -> None:
+    """Take a version out of the list and drop its manifest: from then on it cannot be activated (its data
+    is removed after, outside the lock)."""
+    client.zrem(keys.MODEL_VERSIONS, version)
+    client.delete(keys.model_manifest(version))
 
 
 def remove_version_keys(client: redis.Redis, version: str, quiet: bool = False) -> None:
     """Delete a version: its manifest and list entry first (it disappears at once), then its data.
 
-    A cluster client's ``scan_iter`` walks every primary (customer records are spread over all slots) and its
-    pipeline sends each node the UNLINKs of the keys it owns."""
+    Callers retire it under ``model_changes`` first (``delete_version``, ``prune``), so it is never the active
+    one. A cluster client's ``scan_iter`` walks every primary (customer records are spread over all slots) and
+    its pipeline sends each node the UNLINKs of the keys it owns."""
     try:
-        client.zrem(keys.MODEL_VERSIONS, version)
-        client.delete(keys.model_manifest(version))
+        _retire(client, version)
         for pattern in (keys.model_blob_pattern(version), keys.customer_history_pattern(version),
                         keys.customer_answers_pattern(version)):
             batch: list[bytes] = []
@@ -152,14 +210,17 @@ def _unlink(client: redis.Redis, batch: list[bytes]) -> None:
 
 def prune(client: redis.Redis, keep: int) -> list[str]:
     """Delete all but the ``keep`` newest versions; never the active one."""
-    active = active_version(client)
-    versions = [v.decode() for v in client.zrange(keys.MODEL_VERSIONS, 0, -1)]
     removed = []
-    for version in versions[: max(0, len(versions) - max(keep, 1))]:
-        if version != active:
-            remove_version_keys(client, version)
-            log_event(client, "prune", version)
-            removed.append(version)
+    with model_changes(client):
+        active = active_version(client)
+        versions = [v.decode() for v in client.zrange(keys.MODEL_VERSIONS, 0, -1)]
+        for version in versions[: max(0, len(versions) - max(keep, 1))]:
+            if version != active:
+                _retire(client, version)
+                log_event(client, "prune", version)
+                removed.append(version)
+    for version in removed:
+        remove_version_keys(client, version)
     return removed
 
 

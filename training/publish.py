@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from redis_state import keys
 from redis_state.codec import CustomerRecord, array_to_bytes, pack_customer
-from redis_state.versions import PublishError, activate_version, prune, remove_version_keys
+from redis_state.versions import PublishError, activate_version, prune, remove_unless_active
 from scoring.artifact import Artifact, read_artifact, segment_matrix
 from settings import ConfigError, setting_value
 
@@ -76,8 +76,10 @@ def publish_model(client: redis.Redis, model_dir: str | Path, *, activate: bool 
             activate_version(client, version, action="publish")
         prune(client, keep)
     except redis.RedisError as exc:
-        remove_version_keys(client, version, quiet=True)
-        raise PublishError(f"publishing {version} failed, active model unchanged: {exc}") from None
+        if remove_unless_active(client, version):
+            raise PublishError(f"publishing {version} failed, active model unchanged: {exc}") from None
+        raise PublishError(f"{version} is published and active, but a step after its activation failed: {exc}"
+                           ) from None
     return version
 
 
@@ -103,5 +105,5 @@ def _upload(client: redis.Redis, artifact: Artifact, progress: bool) -> None:
         client.set(keys.model_manifest(version), json.dumps(manifest))
         client.zadd(keys.MODEL_VERSIONS, {version: manifest["published_at"]})
     except BaseException:
-        remove_version_keys(client, version, quiet=True)
+        remove_unless_active(client, version)
         raise
