@@ -31,6 +31,10 @@ class PublishError(Exception):
     """Publishing or version management failed; the active model is unchanged unless the message says so."""
 
 
+class ModelChangeBusy(PublishError):
+    """Another model change held the lock for longer than ``LOCK_WAIT_S``; nothing was changed."""
+
+
 def connect(url: str | None = None, *, cluster: bool | None = None) -> redis.Redis:
     """A client for ``url`` (or $REDIS_URL), checked with a PING so errors surface here, named.
 
@@ -61,7 +65,7 @@ def model_changes(client: redis.Redis) -> Iterator[None]:
     """Hold the model-change lock (redis-py's ``Lock``: a token-checked ``SET NX PX``, one key, cluster-safe)."""
     lock = client.lock(keys.MODEL_LOCK, timeout=LOCK_TIMEOUT_S, blocking_timeout=LOCK_WAIT_S)
     if not lock.acquire():
-        raise PublishError("another model change (publish, activate, rollback, delete) is still running; "
+        raise ModelChangeBusy("another model change (publish, activate, rollback, delete) is still running; "
                            "try again when it has finished")
     try:
         yield

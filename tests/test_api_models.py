@@ -83,3 +83,25 @@ def test_no_model_published_yet(make_app: Callable[..., Flask], redis_url: str):
         assert_error(api.get(url), 503, "no_active_model")
     assert_error(api.get("/readyz", key=None), 503, "not_ready")
     assert api.get("/v1/models").get_json() == {"active": None, "serving": None, "versions": [], "history": []}
+
+
+def test_a_locked_version_list_is_a_conflict_not_a_missing_version(make_app: Callable[..., Flask], models: Models,
+                                                                   redis_client: redis.Redis, monkeypatch):
+    """While another model change holds the lock past the wait, activate and rollback answer 409 and change
+    nothing (not 404: the version exists)."""
+    from redis_state import keys, versions
+
+    publish_model(redis_client, models.retail.path)
+    publish_model(redis_client, models.retail_popular.path)
+    monkeypatch.setattr(versions, "LOCK_WAIT_S", 0.2)
+    admin = ApiClient(make_app(), key=KEYS["admin"])
+    lock = redis_client.lock(keys.MODEL_LOCK, timeout=30)
+    assert lock.acquire(blocking=False)
+    try:
+        for answer in (admin.put("/v1/models/active", json={"version": models.retail.version}),
+                       admin.post("/v1/models/rollback")):
+            assert_error(answer, 409, "conflict")
+            assert "still running" in answer.get_json()["error"]["message"]
+    finally:
+        lock.release()
+    assert admin.get("/v1/models/active").get_json()["version"] == models.retail_popular.version

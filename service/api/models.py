@@ -59,13 +59,19 @@ def active_model() -> flask.Response:
 @blp.arguments(ActivateRequest())
 @blp.response(200, ActivationSchema)
 @blp.alt_response(404, response="NOT_FOUND")
+@blp.alt_response(409, response="CONFLICT")
 def activate(body: dict[str, Any]) -> flask.Response:
-    """Activate a published version; every API process switches to it within a second."""
-    from redis_state.versions import PublishError
+    """Activate a published version; every API process switches to it within a second.
+
+    409 when another model change (a publish, activation, rollback or delete) kept the version list locked
+    for more than 10 seconds: nothing changed, try again."""
+    from redis_state.versions import ModelChangeBusy, PublishError
 
     tailor = _tailor()
     try:
         tailor.repository.activate(body["version"])
+    except ModelChangeBusy as exc:
+        raise Conflict(str(exc)) from None
     except PublishError as exc:
         raise NotFound(str(exc), details={"version": body["version"]}) from None
     tailor.store.refresh()
