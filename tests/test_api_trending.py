@@ -28,7 +28,7 @@ def unpopular_items(retail: TrainedModel, k: int) -> list[str]:
 
 def fresh_api(make_app: Callable[..., Flask]) -> ApiClient:
     api = ApiClient(make_app())
-    api.app.extensions["tailor"].engine.events.refresh_s = 0.0  # no lag in tests: read the stream each time
+    api.app.extensions["tailor"].trending.events.refresh_s = 0.0  # no lag in tests: read the stream each time
     return api
 
 
@@ -93,13 +93,13 @@ def test_items_rising_in_live_events_lead(make_app: Callable[..., Flask], retail
 
 def test_the_answer_lags_by_at_most_the_refresh_period(make_app: Callable[..., Flask], retail: TrainedModel):
     api = ApiClient(make_app())
-    engine = api.app.extensions["tailor"].engine
-    engine.events.refresh_s = 3600.0  # a long lag, to see it
+    trending = api.app.extensions["tailor"].trending
+    trending.events.refresh_s = 3600.0  # a long lag, to see it
     assert api.get("/v1/trending").get_json()["source"] == "popular"
     (hot,) = unpopular_items(retail, 1)
     post(api, [event(f"lag-{i}", f"c-{i}", "purchase", hot, NOW) for i in range(8)])
     assert api.get("/v1/trending").get_json()["source"] == "popular", "not re-read within the refresh period"
-    engine.events.refresh_s = 0.0
+    trending.events.refresh_s = 0.0
     assert api.get("/v1/trending").get_json()["items"][0]["item_id"] == hot
 
 

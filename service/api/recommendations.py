@@ -74,7 +74,7 @@ def trending(**args: Any) -> flask.Response:
     process reads the events stream incrementally at most every 5 seconds: an event shows up in the answer
     within `lag_s` (5 s) of being posted.
     """
-    return json_response(engine().trending(**args))
+    return json_response(flask.current_app.extensions["tailor"].trending.answer(**args))
 
 
 @blp.route("/customers/<customer_id>/rank", methods=["POST"])

@@ -26,6 +26,7 @@ from service.infrastructure.model_store import ModelStore
 from service.infrastructure.redis_client import RedisGateway
 from service.infrastructure.repository import Repository
 from service.usecases.engine import Engine
+from service.usecases.trending import TrendingItems
 from settings import Settings
 
 API_VERSION = "1.0"
@@ -63,6 +64,7 @@ class Tailor:
     store: ModelStore
     repository: Repository
     engine: Engine
+    trending: TrendingItems
 
     def close(self) -> None:
         """Stop the model poller and close Redis connections (tests; gunicorn workers just exit)."""
@@ -90,9 +92,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     gateway = RedisGateway(settings)
     store = ModelStore(gateway, settings.model_poll_s, settings.model_share_dir)
     repository = Repository(gateway, settings)
+    engine = Engine(store, repository, settings)
     app.extensions["tailor"] = Tailor(
         settings=settings, keys=KeyRing.from_config(settings.api_keys, settings.public_read), gateway=gateway,
-        store=store, repository=repository, engine=Engine(store, repository, settings),
+        store=store, repository=repository, engine=engine, trending=TrendingItems(engine, repository),
     )
     observability.install(app, app.extensions["tailor"])
     api = TailorApi(app)

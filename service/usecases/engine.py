@@ -1,4 +1,5 @@
-"""The use cases behind the endpoints: recommendations, similar items, popular lists, profiles, events.
+"""The use cases behind the endpoints: recommendations, similar items, popular lists, profiles, events
+(trending items: ``service.usecases.trending``).
 
 It ties the serving snapshot of the model store, the Redis repository and the pure domain functions
 together and returns plain JSON-ready dicts (recommendation answers, which are memoised, as their JSON
@@ -21,14 +22,12 @@ import numpy as np
 
 from scoring.artifact import item_label
 from scoring.history import SECONDS_PER_DAY, CustomerRow
-from service.domain import trending
 from service.domain.customer import CustomerState, basket_history, purchase_history
 from service.domain.errors import NoActiveModel, NotFound, Unavailable
 from service.domain.events import Event
 from service.domain.profile import StageRules, build_profile
 from service.domain.ranking import Filters, item_indices, rank_list, rank_scores, reason_text, resolve_filters
 from service.infrastructure.answer_memo import FINGERPRINT_BYTES, Answer, AnswerMemo, SharedAnswers, encode
-from service.infrastructure.event_tail import EventTail
 from service.infrastructure.metrics import (
     OUTCOME_COMPUTED,
     OUTCOME_MEMO,
@@ -46,9 +45,6 @@ SOURCE_POPULAR = "popular"
 SOURCE_FALLBACK = "popular-fallback"
 SOURCE_BASKET = "basket"
 SOURCE_SIMILAR = "similar-items"
-SOURCE_TRENDING = "trending"
-#: The most a trending answer lags the events stream (seconds): each process re-reads it at most this often.
-TRENDING_REFRESH_S = 5.0
 
 
 class Engine:
@@ -64,7 +60,6 @@ class Engine:
         # With the wall clock "now" moves between requests, so an answer is no function of its inputs alone.
         self.memoise = settings.clock == "data" and settings.answer_cache_size > 0
         self._labels: dict[str, np.ndarray] = {}
-        self.events = EventTail(repository.gateway, TRENDING_REFRESH_S)
 
     # -- helpers --------------------------------------------------------------------------------------
     def serving(self) -> ServingState:
@@ -81,13 +76,13 @@ class Engine:
         return max(model.data_end_day, latest or 0.0)
 
     @staticmethod
-    def _items(model: LoadedModel, idx: np.ndarray, scores: np.ndarray,
+    def scored_items(model: LoadedModel, idx: np.ndarray, scores: np.ndarray,
                reason: Callable[[int], str | None] | None) -> list[dict[str, Any]]:
         meta = model.item_meta
         return [{**meta[i], "score": round(s, 6), "reason": reason(i) if reason else None}
                 for i, s in zip(idx.tolist(), scores.tolist(), strict=True)]
 
-    def _filters(self, state: ServingState, exclude: Sequence[str], category: str | None,
+    def filters(self, state: ServingState, exclude: Sequence[str], category: str | None,
                  exclude_category: str | None) -> Filters:
         m = state.model
         return resolve_filters(inactive=state.inactive, exclude_ids=exclude, item_index=m.item_index,
@@ -111,7 +106,7 @@ class Engine:
             label, text = f"country:{spelt}", f"popular in {spelt}"
         idx, scores = rank_list(ranking.items, ranking.scores, n, filters, m.category_codes)
         return {"model_version": m.version, "source": source, "segment": label,
-                "items": self._items(m, idx, scores, lambda _i: text)}
+                "items": self.scored_items(m, idx, scores, lambda _i: text)}
 
     def _scored(self, state: ServingState, history: CustomerRow, n: int, filters: Filters,
                 phrase: Callable[[int], str]) -> list[dict[str, Any]]:
@@ -121,7 +116,7 @@ class Engine:
         reasons = m.model.explain_row(history, idx)
         labels = self.item_labels(m)
         texts = {int(i): reason_text(r, labels, phrase) for i, r in zip(idx.tolist(), reasons, strict=True)}
-        return self._items(m, idx, values, texts.__getitem__)
+        return self.scored_items(m, idx, values, texts.__getitem__)
 
     def item_labels(self, model: LoadedModel) -> np.ndarray:
         """Item index -> "TITLE (ID)" (the id alone without a title): how reasons name related items."""
@@ -149,10 +144,10 @@ class Engine:
                 answer_field=(lambda: self.shared.field(state, key)) if self.memoise else None)
         except Unavailable:
             count_fallback()
-            filters = self._filters(state, exclude, category, exclude_category)
+            filters = self.filters(state, exclude, category, exclude_category)
             return encode({"customer_id": customer_id, **self._popular_answer(state, n, filters, SOURCE_FALLBACK)})
         if seen is None:
-            filters = self._filters(state, exclude, category, exclude_category)
+            filters = self.filters(state, exclude, category, exclude_category)
             return encode(self._customer_answer(state, customer, n, exclude_purchased, filters))
         answer = self.answers.get(state, key, seen)
         if answer is not None:
@@ -164,7 +159,7 @@ class Engine:
             answer = stored[FINGERPRINT_BYTES:]
         else:
             count_answer(OUTCOME_COMPUTED)
-            filters = self._filters(state, exclude, category, exclude_category)
+            filters = self.filters(state, exclude, category, exclude_category)
             answer = encode(self._customer_answer(state, customer, n, exclude_purchased, filters))
             if self.memoise and customer.known:  # real customers only: random ids create no keys
                 self.repository.store_answer(customer_id, m.version, self.shared.field(state, key), seen + answer)
@@ -215,7 +210,7 @@ class Engine:
     def _basket_answer(self, state: ServingState, basket: np.ndarray, n: int, exclude: Sequence[str],
                        category: str | None, exclude_category: str | None) -> dict[str, Any]:
         m = state.model
-        filters = self._filters(state, exclude, category, exclude_category).with_blocked(basket)
+        filters = self.filters(state, exclude, category, exclude_category).with_blocked(basket)
         if not len(basket):
             return self._popular_answer(state, n, filters, SOURCE_POPULAR)
         history = basket_history(basket, m.n_items, self.now_day(m))
@@ -284,55 +279,13 @@ class Engine:
         idx, scores = rank_list(idx, scores, n, Filters(state.inactive), m.category_codes)
         text = f"customers who bought {item_id} also bought this"
         return {"item_id": item_id, "model_version": m.version, "source": SOURCE_SIMILAR,
-                "items": self._items(m, idx, scores, lambda _i: text)}
+                "items": self.scored_items(m, idx, scores, lambda _i: text)}
 
     def popular(self, *, n: int, country: str | None = None, category: str | None = None,
                 segment: str | None = None) -> dict[str, Any]:
         state = self.serving()
-        filters = self._filters(state, (), category, None)
+        filters = self.filters(state, (), category, None)
         return self._popular_answer(state, n, filters, SOURCE_POPULAR, country=country, segment=segment)
-
-    def trending(self, *, n: int, window_hours: float = 24.0, segment: str | None = None) -> dict[str, Any]:
-        """Items rising in the live events of the last ``window_hours`` (of ``segment``'s customers) against
-        their usual rate; the (segment's) recent popularity when there are too few events.
-
-        Counts lag the events by at most ``TRENDING_REFRESH_S``; when Redis does not answer, the counts this
-        process already holds are used."""
-        state = self.serving()
-        m = state.model
-        filters = self._filters(state, (), None, None)
-        ranking, label, admits = m.popular, "global", None
-        if segment is not None:
-            found = m.segment_popular(segment)
-            if found is not None:
-                name, value, ranking = found
-                label = f"{name}:{value}"
-                try:
-                    admits = trending.segment_admits([_segment_group(m, name, value)])
-                except ValueError:  # a list without its value in the version's index: nobody counts
-                    admits = _nobody
-        try:
-            self.events.refresh(m.version, m.item_index)
-        except Unavailable:
-            count_fallback()
-        now = time.time()
-        decayed, events, total = self.events.counts.observed(now, window_hours, admits)
-        refreshed = self.events.refreshed_at
-        head = {"model_version": m.version, "segment": label, "window_hours": window_hours,
-                "events": int(sum(events.values())), "lag_s": TRENDING_REFRESH_S,
-                "as_of": None if refreshed is None else _iso(refreshed)}
-        blocked = set(filters.blocked.tolist()) if len(filters.blocked) else set()
-        risers = [] if total < trending.MIN_WEIGHTED_EVENTS else trending.rising(
-            decayed, events, trending.usual_share(m.n_items, ranking.items, ranking.scores), blocked.__contains__)
-        if not risers:
-            text = "popular recently (few live events to tell what is rising)"
-            idx, scores = rank_list(ranking.items, ranking.scores, n, filters, m.category_codes)
-            return {**head, "source": SOURCE_POPULAR, "items": self._items(m, idx, scores, lambda _i: text)}
-        top = risers[:n]
-        reasons = {r.item: trending.reason(r, window_hours) for r in top}
-        items = self._items(m, np.asarray([r.item for r in top], dtype=np.int64),
-                            np.asarray([r.score for r in top], dtype=np.float64), reasons.__getitem__)
-        return {**head, "source": SOURCE_TRENDING, "items": items}
 
     # -- customers and events -------------------------------------------------------------------------
     def profile(self, customer_id: str) -> dict[str, Any]:
@@ -370,23 +323,6 @@ def _index_of(model: LoadedModel, item_id: str) -> int:
         raise NotFound(f"item {item_id!r} is not in the catalogue of model {model.version}",
                        details={"item_id": item_id})
     return index
-
-
-def _segment_group(model: LoadedModel, name: str, value: str) -> tuple[int, int]:
-    """(column, value index) of a customer group filter: column -1 is the country."""
-    if name in model.segments:
-        return list(model.segments).index(name), model.segments[name].index(value)
-    return -1, model.countries.index(value)
-
-
-def _nobody(_group: object) -> bool:
-    return False
-
-
-def _iso(epoch: float) -> str:
-    from datetime import UTC, datetime
-
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _you_ordered(_index: int) -> str:
