@@ -1,6 +1,6 @@
 """Experiment (not shipped): a learned purchase propensity per (customer, item) for audiences.
 
-    pip install scikit-learn   # not a Tailor dependency; only this experiment needs it
+    pip install -e '.[experiments]'   # scikit-learn: not a Tailor dependency; only this experiment needs it
     python -m bench.quality.audience_propensity --validation [--log ta-feng]
 
 Same protocol as ``bench.quality.audience`` (20 items with most distinct buyers in the last 30 days,
@@ -117,7 +117,7 @@ def main() -> None:
         from sklearn.ensemble import HistGradientBoostingClassifier
     except ImportError:
         raise SystemExit("this experiment needs scikit-learn (not a Tailor dependency): "
-                         "pip install scikit-learn") from None
+                         "pip install -e '.[experiments]'") from None
 
     path, fmt, columns = LOGS[args.log]
     interactions = load_purchase_log(path, fmt=fmt, columns=columns).interactions
