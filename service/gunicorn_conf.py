@@ -77,6 +77,11 @@ class ErrorOnlyLogger(Logger):
 
 logger_class = ErrorOnlyLogger
 proc_name = "tailor-api"
+# gunicorn >= 25.1 opens a control socket at one fixed path per user ($XDG_RUNTIME_DIR or ~/.gunicorn/
+# gunicorn.ctl): a second server on the host (blue/green, a demo next to tests) takes it over, and whichever
+# stops first deletes the other's, so `gunicornc` would steer the wrong server. Tailor is managed by signals
+# and its orchestrator; no socket is opened (older gunicorn ignores the setting).
+control_socket_disable = True
 # Each worker loads the model itself after the fork; nothing heavy is loaded in the arbiter.
 preload_app = False
 

@@ -9,6 +9,9 @@ import pytest
 
 import settings as config
 from service.app import runner
+from tests.service_helpers import TrainedModel, served_api
+
+pytest_plugins = ["tests.service_helpers"]
 
 
 @pytest.fixture
@@ -36,6 +39,7 @@ def test_defaults(conf):
     assert module.worker_class == "gthread" and module.threads >= 1
     assert module.worker_connections == 2 * module.threads, "a cap spreads keep-alive clients over workers"
     assert module.accesslog is None, "no per-request logging on the hot path"
+    assert module.control_socket_disable is True, "no per-user control socket shared by every server on the host"
     assert os.environ["OPENBLAS_NUM_THREADS"] == "1" and os.environ["OMP_NUM_THREADS"] == "1"
 
 
@@ -70,3 +74,17 @@ def test_settings_table_lists_every_variable():
         config.Settings.load({"TAILOR_REDIS_TIMEOUT_MS": "-1"})
     with pytest.raises(config.ConfigError, match="unknown setting"):
         config.Settings.load({"TAILOR_NOPE": "1"})
+
+
+def test_tailor_serve_opens_no_per_user_control_socket(redis_url: str, retail: TrainedModel, tmp_path) -> None:
+    """A real `tailor serve` leaves the user's home alone: with gunicorn >= 25.1 it would otherwise bind
+    ~/.gunicorn/gunicorn.ctl, the one path every gunicorn of that user on the host shares."""
+    import requests
+
+    home = tmp_path / "home"
+    home.mkdir()
+    with served_api(redis_url, retail.path, tmp_path / "serve.log", workers=1, HOME=str(home),
+                    XDG_RUNTIME_DIR="") as base:
+        assert requests.get(f"{base}/healthz", timeout=5).status_code == 200
+        assert not (home / ".gunicorn").exists(), list(home.rglob("*"))
+    assert "Control socket" not in (tmp_path / "serve.log").read_text()
