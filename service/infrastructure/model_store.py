@@ -269,6 +269,7 @@ class ModelStore:
         self._thread: threading.Thread | None = None
         self._failed: dict[str, float] = {}
         self.last_poll_ok = False
+        self.wanted_version: str | None = None  # what Redis said is active at the last poll that answered
 
     def current(self) -> ServingState | None:
         """The snapshot to serve from (None until a version is loaded); starts the poller in a new process."""
@@ -291,11 +292,17 @@ class ModelStore:
             self._failed.clear()
             deadline = time.monotonic() + wait_s
             self._safe_refresh()
-            while not self.last_poll_ok and time.monotonic() < deadline:
+            while self._starting_short() and time.monotonic() < deadline:
                 time.sleep(0.1)
+                self._failed.clear()  # a worker about to take requests retries at once, not after LOAD_RETRY_S
                 self._safe_refresh()
             self._thread = threading.Thread(target=self._run, name="tailor-model-poll", daemon=True)
             self._thread.start()
+
+    def _starting_short(self) -> bool:
+        """Still worth waiting for at start: Redis did not answer, or a version is active but none is loaded
+        (its load failed, e.g. timed out while every worker loads at once). Nothing active: nothing to wait for."""
+        return not self.last_poll_ok or (self._state is None and self.wanted_version is not None)
 
     def close(self) -> None:
         self._stop.set()
@@ -338,6 +345,7 @@ class ModelStore:
         state = self._state
         model = state.model if state else None
         version = active_raw.decode("utf-8", "replace") if active_raw else None
+        self.wanted_version = version
         if version and (model is None or model.version != version) and self._may_try(version):
             model = self._load(version) or model
         if model is None:
