@@ -97,13 +97,25 @@ def test_the_workers_of_tailor_serve_map_one_copy(hybrid: TrainedModel, redis_ur
         wait_for(lambda: _mapping(str(weights_file)) == 3, timeout=30, interval=0.2)
     assert weights_file.exists(), "a directory given by the operator is left as it is"
     with served_api(redis_url, hybrid.path, tmp_path / "made.log", workers=3):
-        made = sorted(set(glob.glob(os.path.join(memory, "tailor-models-*"))) - before)
+        new = set(glob.glob(os.path.join(memory, "tailor-models-*"))) - before
+        made = sorted(path for path in new if _made_by_our_server(path))  # not another test's server (xdist)
         assert not orphan.exists() and alive.exists()
         assert len(made) == 1, "the server made one share directory"
         path = os.path.join(made[0], weights_file.name)
         wait_for(lambda: _mapping(path) == 3, timeout=30, interval=0.2)
     assert not os.path.exists(made[0]), "the directory the server made is removed at exit"
     alive.rmdir()
+
+
+def _made_by_our_server(share_dir: str) -> bool:
+    """Whether the master named in ``share_dir`` is a child of this test process (``tailor serve`` runs
+    gunicorn in its own process), so a server started by a test running beside this one is not counted."""
+    pid = os.path.basename(share_dir).split("-")[2]
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid()
 
 
 def _mapping(path: str) -> int:
