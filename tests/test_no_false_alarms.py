@@ -18,7 +18,7 @@ from collections.abc import Callable
 import redis
 from flask import Flask
 
-from tests.service_helpers import KEYS, TrainedModel, event
+from tests.service_helpers import KEYS, TrainedModel, event, wait_for
 
 pytest_plugins = ["tests.service_helpers"]
 
@@ -42,10 +42,13 @@ def test_20k_requests_on_a_loaded_redis_see_no_503_and_no_fallback(
     customers = [str(c) for c in retail.artifact.customer_ids[:50]]
     item = retail.popular_items()[0]
     headers = {"Authorization": f"Bearer {KEYS['read']}"}
+    cache = tailor.repository.customers
+    cache.start()
+    wait_for(lambda: cache.ready, timeout=10)  # values read before tracking is on are not kept
     warm = app.test_client()
     for customer in customers:  # into the worker's customer cache (kept exact by Redis' invalidations)
         assert warm.get(f"/v1/customers/{customer}/recommendations?n=5", headers=headers).status_code == 200
-    assert tailor.repository.customers.ready
+    assert cache.ready and len(cache) == len(customers), "every customer of the test is cached"
 
     stop = threading.Event()
     stalls = Counter()
