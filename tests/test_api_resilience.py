@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -162,7 +163,8 @@ def test_gunicorn_swap_and_outage(models: Models, redis_url: str, redis_client: 
     and no request fails."""
     publish_model(redis_client, models.retail.path)
     port = free_port()
-    env = {**os.environ, "REDIS_URL": redis_url, "TAILOR_API_KEYS": API_KEYS, "TAILOR_LOG_LEVEL": "warning"}
+    # info: the workers' boots, exits and model loads are in the log shown when a request fails
+    env = {**os.environ, "REDIS_URL": redis_url, "TAILOR_API_KEYS": API_KEYS, "TAILOR_LOG_LEVEL": "info"}
     log = (tmp_path / "gunicorn.log").open("w")
     server = subprocess.Popen([sys.executable, "-m", "tailor.cli", "serve", "--bind", f"127.0.0.1:{port}",
                                "--workers", "3"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -171,6 +173,9 @@ def test_gunicorn_swap_and_outage(models: Models, redis_url: str, redis_client: 
     customer = models.retail.busiest_customer()
     try:
         wait_for(lambda: _ready(base), timeout=60, interval=0.2)
+        # Every worker is up with the model (a cold start takes seconds per worker): one that only boots
+        # during the outage below finds Redis empty after the restart and rightly has no model to serve.
+        wait_for(lambda: len(_workers_with_a_model(tmp_path / "gunicorn.log")) == 3, timeout=60, interval=0.2)
 
         def send() -> tuple[int, dict]:
             response = requests.get(f"{base}/v1/customers/{customer}/recommendations?n=5", headers=headers,
@@ -184,30 +189,53 @@ def test_gunicorn_swap_and_outage(models: Models, redis_url: str, redis_client: 
             except AssertionError:
                 raise AssertionError(f"{field} never {value!r}; last answers: {hammer.snapshot()[-3:]}") from None
 
+        phases: list[tuple[int, str]] = []  # (answers so far, what the test did next)
+
+        def phase(name: str) -> None:
+            phases.append((len(hammer.snapshot()), f"{name} at {time.strftime('%H:%M:%S')}"))
+
         with Hammer(send, threads=6) as hammer:
             time.sleep(0.5)
+            phase("publish the second version")
             publish_model(redis_client, models.retail_popular.path)
             start = time.monotonic()
             settle("model_version", models.retail_popular.version)
             took = time.monotonic() - start
+            phase("stop Redis")
             redis_server.stop()
             settle("source", "popular-fallback")
             assert requests.get(f"{base}/readyz", timeout=5).status_code == 503
+            phase("start Redis")
             redis_server.start()
+            phase("publish again")
             publish_model(redis.Redis.from_url(redis_url), models.retail_popular.path)
             settle("source", "personalized")
         results = hammer.snapshot()
         assert not hammer.errors, hammer.errors[:3]
-        failed = [(status, body) for status, body in results if status != 200]
+        failed = [(index, status, body) for index, (status, body) in enumerate(results) if status != 200]
         log.flush()
-        assert not failed, (f"{len(failed)} of {len(results)} requests failed, e.g. {failed[:3]}; server log tail:\n"
-                            f"{(tmp_path / 'gunicorn.log').read_text()[-3000:]}")
+        assert not failed, (f"{len(failed)} of {len(results)} requests failed, e.g. {failed[:3]} (answer numbers; "
+                            f"the test's steps: {phases}); server log without access lines:\n"
+                            + _lifecycle(tmp_path / "gunicorn.log"))
         assert took < 1.5, f"all workers serve the new version after {took:.2f}s"
         assert requests.get(f"{base}/healthz", timeout=5).json() == {"status": "ok"}
         assert requests.get(f"{base}/readyz", timeout=5).status_code == 200
     finally:
         stop_server(server)
         log.close()
+
+
+def _workers_with_a_model(log: Path) -> set[int]:
+    """The pids of the workers that have logged loading a model version."""
+    lines = log.read_text().splitlines()  # the last one may be half written: only whole records count
+    records = (json.loads(line) for line in lines if '"tailor.store"' in line and line.endswith("}"))
+    return {record["pid"] for record in records if " loaded in " in record["message"]}
+
+
+def _lifecycle(log: Path, last: int = 60) -> str:
+    """The server log's last lines that are not access lines: worker boots and exits, loads, outages."""
+    lines = [line for line in log.read_text().splitlines() if '"tailor.access"' not in line]
+    return "\n".join(lines[-last:])
 
 
 def _ready(base: str) -> bool:
