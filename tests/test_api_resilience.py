@@ -18,6 +18,7 @@ from flask import Flask
 
 from redis_state import keys
 from service.app.runner import stop_server
+from service.infrastructure import model_store
 from service.infrastructure.embedded_redis import EmbeddedRedis, free_port
 from service.infrastructure.model_store import ModelStore
 from tests.service_helpers import (
@@ -116,6 +117,30 @@ def test_a_worker_starts_serving_only_once_its_model_is_loaded(make_app: Callabl
         assert state is not None and state.model.version == retail.version
     finally:
         restore.join()
+        store.close()
+
+
+def test_requests_arriving_during_the_first_load_wait_for_it(make_app: Callable[..., Flask], retail: TrainedModel,
+                                                            monkeypatch: pytest.MonkeyPatch):
+    """Without gunicorn's start hook (``flask run``, tests) the first request loads the model; one arriving
+    meanwhile waits for that load instead of answering 503 ``no_active_model``."""
+    gateway = make_app().extensions["tailor"].gateway
+    real_load = model_store.load_version
+
+    def slow_load(*args, **kwargs):
+        time.sleep(0.5)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(model_store, "load_version", slow_load)
+    store = ModelStore(gateway, poll_s=3600)
+    first = threading.Thread(target=store.current)
+    try:
+        first.start()
+        time.sleep(0.1)  # the first caller is loading
+        state = store.current()
+        assert state is not None and state.model.version == retail.version
+    finally:
+        first.join()
         store.close()
 
 

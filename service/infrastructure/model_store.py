@@ -282,12 +282,12 @@ class ModelStore:
 
         ``wait_s``: keep retrying a load that failed (Redis not answering yet, e.g. connect timeouts while
         all workers boot at once) for up to this long, so that a worker does not take requests it can only
-        answer with 503 until its next poll.
+        answer with 503 until its next poll. The process counts as started only once the first load is
+        done: a request arriving meanwhile waits on the lock for it rather than finding no model.
         """
         with self._lock:
             if self._pid == os.getpid():
                 return
-            self._pid = os.getpid()
             self._stop = threading.Event()
             self._failed.clear()
             deadline = time.monotonic() + wait_s
@@ -298,6 +298,7 @@ class ModelStore:
                 self._safe_refresh()
             self._thread = threading.Thread(target=self._run, name="tailor-model-poll", daemon=True)
             self._thread.start()
+            self._pid = os.getpid()
 
     def _starting_short(self) -> bool:
         """Still worth waiting for at start: Redis did not answer, or a version is active but none is loaded
