@@ -6,12 +6,14 @@ from collections.abc import Callable
 
 import marshmallow as ma
 import pytest
+import redis
 from flask import Flask
 
 from service.api.events_schemas import EventBatch, fast_events
 from service.api.recommendations_schemas import BasketRequest, RankRequest, fast_basket, fast_rank
 from service.infrastructure.answer_memo import AnswerMemo, fingerprint
-from tests.service_helpers import ApiClient, TrainedModel, event, item_ids
+from tests.service_helpers import RETAIL_CSV, ApiClient, TrainedModel, event, item_ids, train
+from training.publish import publish_model
 
 pytest_plugins = ["tests.service_helpers"]
 
@@ -155,3 +157,40 @@ def test_baskets_are_remembered_per_set_of_known_items(make_app: Callable[..., F
     answers = [api.post("/v1/recommendations", json=body).get_json() for body in bodies]
     assert answers[0] == answers[1] == plain.post("/v1/recommendations", json=bodies[1]).get_json()
     assert len(api.app.extensions["tailor"].engine.answers) == 1
+
+
+@pytest.fixture(scope="module")
+def retail_hybrid(tmp_path_factory: pytest.TempPathFactory) -> TrainedModel:
+    """The default algorithm on the retail sample (its dense EASE part has the partial re-ranking path)."""
+    return train(RETAIL_CSV, "online-retail", "hybrid", tmp_path_factory.mktemp("hybrid") / "model")
+
+
+def test_rank_answers_are_those_of_full_scoring_for_every_customer(
+        make_app: Callable[..., Flask], redis_client: redis.Redis, retail_hybrid: TrainedModel):
+    """Once a customer's row is remembered, re-ranking scores only the posted items: every customer of the
+    sample gets the answer of full scoring (the memo off), on the first call and on remembered ones, and a
+    purchase changes the next answer at once."""
+    publish_model(redis_client, retail_hybrid.path)
+    memo, plain = ApiClient(make_app()), ApiClient(make_app(TAILOR_ANSWER_CACHE_SIZE="0"))
+    artifact = retail_hybrid.artifact
+    popular = retail_hybrid.popular_items()[:8]
+    for row, customer in enumerate(artifact.customer_ids.tolist()):
+        own = [str(artifact.item_ids[i]) for i in artifact.history.items_of(row)[:4]]
+        page = {"items": [*own, *popular, "not-in-the-catalogue"]}
+        url = f"/v1/customers/{customer}/rank"
+        expected = plain.post(url, json=page).get_json()
+        assert expected["source"] == "personalized"
+        assert memo.post(url, json=page).get_json() == expected
+        other = {"items": popular[::-1]}  # another page, scored from what the first one left remembered
+        assert memo.post(url, json=other).get_json() == plain.post(url, json=other).get_json()
+    assert len(memo.app.extensions["tailor"].engine.customer_rows) == len(artifact.customer_ids)
+    assert len(plain.app.extensions["tailor"].engine.customer_rows) == 0
+
+    customer = retail_hybrid.busiest_customer()
+    url, page = f"/v1/customers/{customer}/rank", {"items": popular}
+    before = memo.post(url, json=page).get_json()
+    last = before["items"][-1]["item_id"]
+    assert memo.post("/v1/events", json=[event("rank-1", customer, item_id=last)]).status_code == 200
+    after = memo.post(url, json=page).get_json()
+    assert after == plain.post(url, json=page).get_json() != before
+    assert [i["score"] for i in after["items"] if i["item_id"] == last] > [before["items"][-1]["score"]]

@@ -347,6 +347,27 @@ def test_score_row_matches_score(fitted: Recommender, history: PurchaseHistory) 
                                rtol=1e-5, atol=1e-6)
 
 
+def test_score_items_is_score_row_and_explain_row_bit_for_bit(fitted: Recommender, history: PurchaseHistory) -> None:
+    """Re-ranking a page (``score_items``) scores and explains exactly like the full row, whether the model
+    derives its per-customer values now or is given those of an earlier call for another page."""
+    rng = np.random.default_rng(3)
+    customers = [history.rows([row]) for row in range(0, history.shape[0], 7)] + [
+        single([]), single([3, 12], [4.0, 1.0]), single([5])]
+    for customer in customers:
+        row = CustomerRow.of(customer, 0)
+        own = row.items.astype(np.int64).tolist()
+        pages = [rng.choice(N_ITEMS, 12, replace=False), np.asarray([*own[:3], 39, 0, 21], dtype=np.int64),
+                 np.arange(N_ITEMS), np.empty(0, dtype=np.int64)]
+        remembered = fitted.score_items(row, pages[0]).row_constants
+        for page in pages:
+            expected = fitted.score_row(row)[page]
+            reasons = fitted.explain_row(row, page)
+            for found in (fitted.score_items(row, page), fitted.score_items(row, page, remembered)):
+                assert found.scores.dtype == np.float32
+                assert found.scores.view(np.uint32).tolist() == expected.view(np.uint32).tolist()
+                assert found.reasons == reasons
+
+
 def test_identical_runs_give_identical_models(history: PurchaseHistory) -> None:
     """Every algorithm is deterministic: the same data and params fit the same arrays (bpr included)."""
     for name in ALGORITHMS:

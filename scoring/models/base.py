@@ -25,6 +25,17 @@ class Reason:
     period_days: float | None = None  # for "repeat-purchase": the customer's typical re-order interval
 
 
+@dataclass(frozen=True)
+class ItemScores:
+    """Scores and reasons of some items for one customer (a page to re-rank), plus the per-customer values
+    the model derived from the customer's whole score row: given back to ``score_items`` for the same
+    customer data, they let it score only the items asked for."""
+
+    scores: np.ndarray  # float32, one per item, exactly ``score_row(row)[items]``
+    reasons: list[Reason | None]  # exactly ``explain_row(row, items)``
+    row_constants: Any = None  # None: the model has no such values
+
+
 class Recommender(ABC):
     """A fitted model that scores purchase histories over the whole catalogue."""
 
@@ -73,6 +84,15 @@ class Recommender(ABC):
     def explain_row(self, row: CustomerRow, items: np.ndarray) -> list[Reason | None]:
         """``explain_many`` for one customer given as a ``CustomerRow``."""
         return self.explain_many(row.as_history(), 0, items)
+
+    def score_items(self, row: CustomerRow, items: np.ndarray, row_constants: Any = None) -> ItemScores:
+        """``score_row(row)[items]`` and ``explain_row(row, items)`` together (re-ranking a page of items).
+
+        ``row_constants`` are those an earlier call returned for the same ``row``; models that need the
+        whole row only for such values (the hybrid's CF range) override this to score just ``items``. The
+        shared model tests check that every path gives the same scores bit for bit."""
+        items = np.asarray(items, dtype=np.int64)
+        return ItemScores(self.score_row(row)[items], self.explain_row(row, items))
 
 
 def top_n(scores: np.ndarray, n: int, exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -55,11 +55,15 @@ def repeat_reason(history: PurchaseHistory, row: int, item: int) -> Reason | Non
 def repeat_reasons_row(row: CustomerRow, items: np.ndarray) -> list[Reason | None]:
     """``repeat_reason`` for each of ``items`` with one pass over the customer's history."""
     items = np.asarray(items, dtype=np.int64)
-    cols = row.items
+    if not len(row.items) or not len(items):
+        return [None] * len(items)
+    return repeat_reasons_matched(row, items, row.items[:, None] == items[None, :])
+
+
+def repeat_reasons_matched(row: CustomerRow, items: np.ndarray, match: np.ndarray) -> list[Reason | None]:
+    """``repeat_reasons_row`` given ``match = row.items[:, None] == items[None, :]`` (callers that need the
+    match for their own scores compute it once)."""
     out: list[Reason | None] = [None] * len(items)
-    if not len(cols) or not len(items):
-        return out
-    match = cols[:, None] == items[None, :]
     found = np.flatnonzero(match.any(axis=0))
     if not len(found):
         return out

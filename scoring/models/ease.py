@@ -99,10 +99,27 @@ def contributions_row(cols: np.ndarray, values: np.ndarray, weights: np.ndarray 
     items = np.asarray(items, dtype=np.int64)
     if not len(cols) or not len(items):
         return np.full(len(items), -1, dtype=np.int64), np.zeros(len(items), dtype=np.float32)
-    sparse = sp.issparse(weights)
-    block = np.asarray(weights[cols][:, items].toarray()) if sparse else weights[np.ix_(cols, items)]
+    return contributions_block(cols, values, weight_block(weights, cols, items), items)
+
+
+def weight_block(weights: np.ndarray | sp.csr_matrix, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """``weights[rows][:, items]`` as a dense array; from a C-ordered dense matrix by one flat ``take``
+    (about half the cost of ``np.ix_`` indexing for a customer's ~60 rows x 20 items)."""
+    if sp.issparse(weights):
+        return np.asarray(weights[rows][:, items].toarray())
+    if not weights.flags.c_contiguous:
+        return weights[np.ix_(rows, items)]
+    offsets = np.asarray(rows, dtype=np.int64)[:, None] * weights.shape[1] + np.asarray(items, dtype=np.int64)
+    return np.take(weights.reshape(-1), offsets)
+
+
+def contributions_block(cols: np.ndarray, values: np.ndarray, block: np.ndarray, items: np.ndarray, *,
+                        bought: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """``contributions_row`` from the block ``weight_block(weights, cols, items)`` already gathered;
+    ``bought=False`` says that no item of ``items`` is among ``cols`` (nothing to leave out)."""
     parts = values[:, None] * block
-    parts[cols[:, None] == items[None, :]] = -np.inf
+    if bought:
+        parts[cols[:, None] == items[None, :]] = -np.inf
     best = parts.argmax(axis=0)
     return cols[best].astype(np.int64), parts[best, np.arange(len(items))]
 

@@ -22,19 +22,23 @@ served history, so a new purchase changes the next answer without refitting.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Self
 
 import numpy as np
 
 from scoring.history import CustomerRow, PurchaseHistory
-from scoring.models.base import Reason
-from scoring.models.buy_again import rebuy_scores, repeat_reason, repeat_reasons_then
-from scoring.models.ease import MAX_ITEMS, EASERecommender
+from scoring.models.base import ItemScores, Reason
+from scoring.models.buy_again import rebuy_scores, repeat_reason, repeat_reasons_matched, repeat_reasons_then
+from scoring.models.ease import MAX_ITEMS, EASERecommender, bought_with, contributions_block, weight_block
 from scoring.models.item_knn import ItemKNNRecommender
 from scoring.models.params import Param, TunableRecommender
 from scoring.models.popular import item_popularity
 from scoring.models.tifu_knn import TIFUKNNRecommender
-from scoring.models.weighting import Weighting, minmax_row, minmax_rows
+from scoring.models.weighting import Weighting, dense_row_sum, minmax_row, minmax_rows
+
+POPULAR = Reason("popular")
 
 CFModel = EASERecommender | ItemKNNRecommender | TIFUKNNRecommender
 CF_MODELS: dict[str, type[CFModel]] = {
@@ -188,16 +192,81 @@ class HybridRecommender(TunableRecommender):
         scores = minmax_row(self._cf().score_row(row))
         scores *= np.float32(self.params["cf_weight"])
         if len(row.items):
-            rebuy = self.rebuy.apply_row(row)
-            top = rebuy.max(initial=0.0)
-            if top > 0:
-                rebuy /= top
-            if self.params["rebuy_weight"] != 1.0:
-                rebuy *= np.float32(self.params["rebuy_weight"])
-            scores[row.items] += rebuy
+            scores[row.items] += self._rebuy_row(row)
         scores += self._weighted_popularity()
         return scores
 
+    def _rebuy_row(self, row: CustomerRow) -> np.ndarray:
+        """The weighted rebuy term of each of the customer's history items."""
+        rebuy = self.rebuy.apply_row(row)
+        top = rebuy.max(initial=0.0)
+        if top > 0:
+            rebuy /= top
+        if self.params["rebuy_weight"] != 1.0:
+            rebuy *= np.float32(self.params["rebuy_weight"])
+        return rebuy
+
     def explain_row(self, row: CustomerRow, items: np.ndarray) -> list[Reason | None]:
-        reasons = repeat_reasons_then(row, items, lambda rest: self._cf().explain_row(row, rest))
-        return [reason if reason is not None else Reason("popular") for reason in reasons]
+        return self._reasons(row, items, lambda rest: self._cf().explain_row(row, rest))
+
+    @staticmethod
+    def _reasons(row: CustomerRow, items: np.ndarray,
+                 others: Callable[[np.ndarray], list[Reason | None]]) -> list[Reason | None]:
+        reasons = repeat_reasons_then(row, items, others)
+        return [POPULAR if reason is None else reason for reason in reasons]
+
+    def score_items(self, row: CustomerRow, items: np.ndarray, row_constants: Any = None) -> ItemScores:
+        """With a dense EASE part, one gather of the customer's weights towards ``items`` gives both their CF
+        scores and their reasons; the whole CF row is summed only when its range (the per-customer min-max
+        scaling) is not known yet: it is returned, with the customer's weighted inputs, as ``row_constants``.
+        Same float32 operations in the same order as ``score_row``, so the scores are equal bit for bit."""
+        cf = self._cf()
+        items = np.asarray(items, dtype=np.int64)
+        dense = isinstance(cf, EASERecommender) and isinstance(cf.weights, np.ndarray) \
+            and cf.weights.dtype == np.float32 and cf.weights.flags.c_contiguous
+        if not dense or not len(row.items) or not len(items):
+            return super().score_items(row, items, row_constants)
+        parts = row_constants if isinstance(row_constants, RowParts) else None
+        values = cf.weighting.apply_row(row) if parts is None else parts.cf_values
+        block = weight_block(cf.weights, row.items, items)
+        if parts is None:
+            whole = dense_row_sum(cf.weights, row.items, values)  # exactly cf.score_row(row)
+            parts = RowParts.of(values, self._rebuy_row(row), whole)
+            scores = whole[items]
+        else:
+            scores = dense_row_sum(block, np.arange(len(row.items)), values)  # the columns, same order
+        scores -= parts.low
+        if parts.span > 0:
+            scores /= parts.span
+        else:
+            scores.fill(0.0)
+        scores *= np.float32(self.params["cf_weight"])
+        match = row.items[:, None] == items[None, :]
+        bought = match.any(axis=0)
+        scores[bought] += parts.rebuy[match.argmax(axis=0)[bought]]
+        scores += self._weighted_popularity()[items]
+        reasons = repeat_reasons_matched(row, items, match)
+        rest = np.flatnonzero(~bought)
+        if len(rest):  # items not bought before: "bought with" from the block already gathered
+            related = bought_with(*contributions_block(row.items, values, block[:, rest], items[rest], bought=False))
+            for k, reason in zip(rest.tolist(), related, strict=True):
+                reasons[k] = reason
+        return ItemScores(scores, [POPULAR if reason is None else reason for reason in reasons], parts)
+
+
+@dataclass(frozen=True)
+class RowParts:
+    """What ``HybridRecommender.score_items`` derives from one customer's whole history (read-only arrays):
+    the CF input confidences, the weighted rebuy term per history item, and the CF row's minimum and span."""
+
+    cf_values: np.ndarray
+    rebuy: np.ndarray
+    low: np.float32
+    span: np.float32
+
+    @classmethod
+    def of(cls, cf_values: np.ndarray, rebuy: np.ndarray, cf_row: np.ndarray) -> RowParts:
+        cf_values.flags.writeable = False
+        rebuy.flags.writeable = False
+        low = cf_row.min()
+        return cls(cf_values, rebuy, low, cf_row.max() - low)

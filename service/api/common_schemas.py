@@ -36,7 +36,12 @@ def _check_id(value: str) -> None:
 def is_valid_id(value: Any) -> bool:
     """What ``IdField`` accepts, as one cheap test (hot paths check many ids without raising)."""
     return (type(value) is str and 0 < len(value) <= MAX_ID_LENGTH and not value.isspace()
-            and _BAD_ID_CHARS.search(value) is None)
+            and not has_bad_id_chars(value))
+
+
+def has_bad_id_chars(text: str) -> bool:
+    """Whether ``text`` has a character no id may contain (one search over many ids joined)."""
+    return _BAD_ID_CHARS.search(text) is not None
 
 
 def IdField(**kwargs: Any) -> fields.String:

@@ -25,7 +25,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Hashable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import orjson
 
@@ -57,24 +57,28 @@ def fingerprint(blob: bytes | None, *hashes: Mapping[bytes, bytes]) -> bytes:
     return digest.digest()
 
 
-class AnswerMemo:
-    """An LRU map (key -> (fingerprint, answer)) tied to one serving state; thread-safe.
+Value = TypeVar("Value")
 
-    Answers are immutable JSON bytes shared between requests. The state is held by weak reference: a
-    swapped-out model is not kept alive by the memo.
+
+class AnswerMemo(Generic[Value]):
+    """An LRU map (key -> (fingerprint, value)) tied to one serving state; thread-safe.
+
+    Values are immutable and shared between requests: answers as JSON bytes, or what a model derived from
+    a customer's data (``Engine.rank_items``). The state is held by weak reference: a swapped-out model
+    is not kept alive by the memo.
     """
 
     def __init__(self, max_entries: int) -> None:
         self.max_entries = max_entries
         self._lock = threading.Lock()
         self._state: weakref.ref[ServingState] | None = None
-        self._entries: OrderedDict[Hashable, tuple[bytes, Answer]] = OrderedDict()
+        self._entries: OrderedDict[Hashable, tuple[bytes, Value]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, state: ServingState, key: Hashable, fingerprint: bytes = b"") -> Answer | None:
-        """The answer remembered for ``key`` under ``state`` if it was computed from ``fingerprint``."""
+    def get(self, state: ServingState, key: Hashable, fingerprint: bytes = b"") -> Value | None:
+        """The value remembered for ``key`` under ``state`` if it was computed from ``fingerprint``."""
         if self.max_entries <= 0:
             return None
         with self._lock:
@@ -86,7 +90,7 @@ class AnswerMemo:
             self._entries.move_to_end(key)
             return found[1]
 
-    def put(self, state: ServingState, key: Hashable, answer: Answer, fingerprint: bytes = b"") -> None:
+    def put(self, state: ServingState, key: Hashable, answer: Value, fingerprint: bytes = b"") -> None:
         """Remember ``answer``; a state other than the remembered one replaces all entries."""
         if self.max_entries <= 0:
             return

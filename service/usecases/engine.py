@@ -55,7 +55,10 @@ class Engine:
         self.repository = repository
         self.settings = settings
         self.rules = StageRules(settings.lapsed_days, settings.repeat_min_orders)
-        self.answers = AnswerMemo(settings.answer_cache_size)
+        self.answers: AnswerMemo[Answer] = AnswerMemo(settings.answer_cache_size)
+        # Per customer, their history row and what the model derived from it (``ItemScores.row_constants``), so
+        # that re-ranking a page scores only its items; keyed by the fingerprint of the customer's data, like answers.
+        self.customer_rows: AnswerMemo[tuple[CustomerRow, Any]] = AnswerMemo(settings.answer_cache_size)
         self.shared = SharedAnswers(settings)
         # With the wall clock "now" moves between requests, so an answer is no function of its inputs alone.
         self.memoise = settings.clock == "data" and settings.answer_cache_size > 0
@@ -226,27 +229,35 @@ class Engine:
         known = [i for i in ids if i in m.item_index]
         unknown = [i for i in ids if i not in m.item_index]
         idx = np.asarray([m.item_index[i] for i in known], dtype=np.int64)
-        source = SOURCE_PERSONALIZED
+        source, seen = SOURCE_PERSONALIZED, None
         try:
-            customer, _, _ = self.repository.customer_read(customer_id, m.version, fingerprinted=False)
+            customer, seen, _ = self.repository.customer_read(customer_id, m.version, fingerprinted=self.memoise)
         except Unavailable:
             count_fallback()
             customer, source = None, SOURCE_FALLBACK
-        history = None
-        if customer is not None and (customer.known or customer.has_events):
-            history = purchase_history(customer, m.item_index, m.n_items, m.data_end_day,
-                                       self.now_day(m, customer), include_session=not customer.known)
+        personal = customer is not None and (customer.known or customer.has_events)
+        if personal:
             source = SOURCE_PERSONALIZED if customer.known else SOURCE_SESSION
         elif customer is not None:
             source = SOURCE_POPULAR
         texts: list[str | None]
-        if history is not None and len(idx):
-            scores = m.model.score_row(history)[idx].astype(np.float64)
+        if personal and len(idx):
+            # The customer's history and what the model derived from it, remembered per fingerprint of their data.
+            remembered = self.customer_rows.get(state, customer_id, seen) if seen is not None else None
+            if remembered is None:
+                history = purchase_history(customer, m.item_index, m.n_items, m.data_end_day,
+                                           self.now_day(m, customer), include_session=not customer.known)
+                found = m.model.score_items(history, idx)
+                if seen is not None:
+                    self.customer_rows.put(state, customer_id, (history, found.row_constants), seen)
+            else:
+                found = m.model.score_items(remembered[0], idx, remembered[1])
+            scores = found.scores.astype(np.float64)
             order = np.argsort(-scores, kind="stable")
             idx, scores = idx[order], scores[order]
             phrase = _you_ordered if customer is not None and customer.known else _you_viewed
             labels = self.item_labels(m)
-            texts = [reason_text(r, labels, phrase) for r in m.model.explain_row(history, idx)]
+            texts = [reason_text(found.reasons[k], labels, phrase) for k in order.tolist()]
         else:
             popular = np.zeros(m.n_items, dtype=np.float64)
             popular[m.popular.items] = np.asarray(m.popular.scores, dtype=np.float64) + 1.0
@@ -254,7 +265,7 @@ class Engine:
             order = np.argsort(-scores, kind="stable")
             idx, scores = idx[order], scores[order]
             texts = ["popular right now" if s > 0 else None for s in scores.tolist()]
-        answer = [{**m.item_meta[i], "score": round(float(s), 6), "reason": t}
+        answer = [{**m.item_meta[i], "score": round(s, 6), "reason": t}
                   for i, s, t in zip(idx.tolist(), scores.tolist(), texts, strict=True)]
         answer += [{"item_id": i, "title": None, "price": None, "category": None, "score": None,
                     "reason": "not in the model's catalogue: kept in the given order"} for i in unknown]
