@@ -152,8 +152,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("TAILOR_SESSION_MAX_ITEMS", "session_max_items", "50", _positive_int,
             "most recent session items used for session recommendations (a session is cut to these at twice as many)"),
     Setting("TAILOR_ANSWER_CACHE_SIZE", "answer_cache_size", "10000", _non_negative_int,
-            "finished answers remembered per worker (0 = off); a customer's is reused only while their data "
-            "(as read from Redis or the customer cache) is unchanged, and never with `TAILOR_CLOCK=wall`"),
+            "finished answers remembered per worker (0 = off), and as many customers' scoring rows for re-ranking "
+            "(`/rank`); a customer's are reused only while their data (as read from Redis or the customer cache) "
+            "is unchanged, and never with `TAILOR_CLOCK=wall`"),
     Setting("TAILOR_CUSTOMER_CACHE_SIZE", "customer_cache_size", "20000", _non_negative_int,
             "customers whose Redis values each worker keeps, kept exact by Redis' invalidation messages "
             "(`CLIENT TRACKING`; 0 = off, read Redis on every request; always off with `TAILOR_REDIS_CLUSTER=true`, "

@@ -62,7 +62,7 @@ class Engine:
         self.shared = SharedAnswers(settings)
         # With the wall clock "now" moves between requests, so an answer is no function of its inputs alone.
         self.memoise = settings.clock == "data" and settings.answer_cache_size > 0
-        self._labels: dict[str, np.ndarray] = {}
+        self._derived: dict[tuple[str, str], np.ndarray] = {}
 
     # -- helpers --------------------------------------------------------------------------------------
     def serving(self) -> ServingState:
@@ -123,12 +123,27 @@ class Engine:
 
     def item_labels(self, model: LoadedModel) -> np.ndarray:
         """Item index -> "TITLE (ID)" (the id alone without a title): how reasons name related items."""
-        found = self._labels.get(model.version)
+        return self._of_version(model, "labels", lambda: np.asarray(
+            [item_label(meta) for meta in model.item_meta], dtype=object))
+
+    def popular_scores(self, model: LoadedModel) -> np.ndarray:
+        """Item index -> 1 + its score in the global popular list, 0 for items not in it (``rank_items``)."""
+        def build() -> np.ndarray:
+            scores = np.zeros(model.n_items, dtype=np.float64)
+            scores[model.popular.items] = np.asarray(model.popular.scores, dtype=np.float64) + 1.0
+            return scores
+        return self._of_version(model, "popular", build)
+
+    def _of_version(self, model: LoadedModel, name: str, build: Callable[[], np.ndarray]) -> np.ndarray:
+        """A read-only array derived from ``model``, built once per version (the last few versions kept)."""
+        key = (model.version, name)
+        found = self._derived.get(key)
         if found is None:
-            found = np.asarray([item_label(meta) for meta in model.item_meta], dtype=object)
-            if len(self._labels) >= 4:
-                self._labels.clear()
-            self._labels[model.version] = found
+            found = build()
+            found.flags.writeable = False
+            if len(self._derived) >= 8:
+                self._derived.clear()
+            self._derived[key] = found
         return found
 
     # -- recommendations ------------------------------------------------------------------------------
@@ -259,9 +274,7 @@ class Engine:
             labels = self.item_labels(m)
             texts = [reason_text(found.reasons[k], labels, phrase) for k in order.tolist()]
         else:
-            popular = np.zeros(m.n_items, dtype=np.float64)
-            popular[m.popular.items] = np.asarray(m.popular.scores, dtype=np.float64) + 1.0
-            scores = popular[idx]
+            scores = self.popular_scores(m)[idx]
             order = np.argsort(-scores, kind="stable")
             idx, scores = idx[order], scores[order]
             texts = ["popular right now" if s > 0 else None for s in scores.tolist()]
