@@ -1,11 +1,15 @@
 """CPU cost of one request per endpoint, in process (no HTTP server, no load generator), next to /healthz.
 
     python bench/hot_path.py --model MODEL_DIR [--requests 3000] [--profile customer] [--events-per-batch 10]
+        [--steady] [--rounds 3] [--only rank,basket]
 
 Publishes MODEL_DIR to a private Redis, builds the app with ``create_app`` and drives it through a WSGI
 environ (no test-client overhead), customers / items drawn at random from the model. Reports microseconds
 of process CPU (and of the Redis server's) per request for /healthz and each endpoint, with the answer memo
-on and off; ``--profile`` prints the cProfile top of one endpoint. Complements bench/api_bench.py: this
+on and off; ``--profile`` prints the cProfile top of one endpoint. ``--steady`` first reads every customer once
+(through a one-item ``/rank``), which fills the customer cache and the rank memo as in a long-running
+worker; ``--rounds`` repeats the endpoints in turn and keeps each one's lowest figure, the least disturbed
+by other work on a shared machine. Complements bench/api_bench.py: this
 isolates the app's own work from gunicorn and the network.
 """
 
@@ -103,11 +107,14 @@ def main() -> None:
     p.add_argument("--requests", type=int, default=3000)
     p.add_argument("--profile", choices=["healthz", "customer", "similar", "basket", "rank", "events"])
     p.add_argument("--events-per-batch", type=int, default=10, help="events per POST /v1/events")
+    p.add_argument("--steady", action="store_true", help="read every customer once before measuring")
+    p.add_argument("--rounds", type=int, default=1, help="rounds over the endpoints; each keeps its lowest")
+    p.add_argument("--only", help="comma-separated endpoints to measure (default: all)")
     args = p.parse_args()
     model = Path(args.model)
     customers, items = np.load(model / "customer_ids.npy"), np.load(model / "item_ids.npy")
     rng = np.random.default_rng(0)
-    names = ["healthz", "customer", "similar", "basket", "rank", "events"]
+    names = args.only.split(",") if args.only else ["healthz", "customer", "similar", "basket", "rank", "events"]
     with tempfile.TemporaryDirectory() as tmp, EmbeddedRedis(Path(tmp) / "redis") as server:
         client = connect(server.url)
         publish_model(client, model)
@@ -118,6 +125,10 @@ def main() -> None:
             tailor = app.extensions["tailor"]
             tailor.store.start()
             try:
+                if args.steady:
+                    for customer in customers.tolist():
+                        call(app, environ("POST", f"/v1/customers/{customer}/rank",
+                                          body=json.dumps({"items": [str(items[0])]}).encode()))
                 if args.profile:
                     make = requests_for(args.profile, customers, items, rng, args.events_per_batch)
                     cpu_per_request(app, make, 500)
@@ -127,13 +138,17 @@ def main() -> None:
                     profiler.disable()
                     pstats.Stats(profiler).sort_stats("cumulative").print_stats(45)
                     return
-                for name in names:
-                    make = requests_for(name, customers, items, rng, args.events_per_batch)
-                    cpu_per_request(app, make, 300)  # warm-up
-                    rows.append((memo, name, *cpu_per_request(app, make, args.requests, client)))
+                best: dict[str, tuple[float, float]] = {}
+                for _ in range(args.rounds):
+                    for name in names:
+                        make = requests_for(name, customers, items, rng, args.events_per_batch)
+                        cpu_per_request(app, make, 300)  # warm-up
+                        best[name] = min(best.get(name, (np.inf, np.inf)),
+                                         cpu_per_request(app, make, args.requests, client))
+                rows += [(memo, name, *best[name]) for name in names]
             finally:
                 tailor.close()
-    health = {memo: us for memo, name, us, _ in rows if name == "healthz"}
+    health = {memo: us for memo, name, us, _ in rows if name == "healthz"} or {"10000": np.nan, "0": np.nan}
     print("| answer memo | endpoint | CPU µs / request | vs /healthz | Redis CPU µs / request |")
     print("|---|---|---:|---:|---:|")
     for memo, name, us, redis_us in rows:
