@@ -27,6 +27,7 @@ from scoring.models.weighting import (
     dense_row_sum,
     positive_top_n,
     sparse_arrays,
+    sparse_columns,
     sparse_from_arrays,
     sparse_row_sum,
 )
@@ -104,13 +105,29 @@ def contributions_row(cols: np.ndarray, values: np.ndarray, weights: np.ndarray 
 
 def weight_block(weights: np.ndarray | sp.csr_matrix, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
     """``weights[rows][:, items]`` as a dense array; from a C-ordered dense matrix by one flat ``take``
-    (about half the cost of ``np.ix_`` indexing for a customer's ~60 rows x 20 items)."""
+    (about half the cost of ``np.ix_`` indexing for a customer's ~60 rows x 20 items), from a sparse one by
+    picking the rows' entries (``sparse_columns``) instead of scipy's fancy indexing."""
     if sp.issparse(weights):
-        return np.asarray(weights[rows][:, items].toarray())
+        if not weights.has_canonical_format:
+            return np.asarray(weights[rows][:, items].toarray())
+        return sparse_columns(weights, rows, np.zeros(len(rows), dtype=np.float32), items)[1]
     if not weights.flags.c_contiguous:
         return weights[np.ix_(rows, items)]
     offsets = np.asarray(rows, dtype=np.int64)[:, None] * weights.shape[1] + np.asarray(items, dtype=np.int64)
     return np.take(weights.reshape(-1), offsets)
+
+
+def weight_columns(weights: np.ndarray | sp.csr_matrix, rows: np.ndarray, values: np.ndarray,
+                   items: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The scores ``values`` gives ``items`` through ``weights`` (the rows' weighted sum, exactly as
+    ``dense_row_sum`` / ``sparse_row_sum`` add it up over all columns) and ``weight_block``; None for a
+    matrix whose layout has no such path (the caller sums the whole row)."""
+    if sp.issparse(weights):
+        return sparse_columns(weights, rows, values, items) if weights.has_canonical_format else None
+    if weights.dtype != np.float32 or not weights.flags.c_contiguous:
+        return None
+    block = weight_block(weights, rows, items)
+    return dense_row_sum(block, np.arange(len(rows)), values), block  # the block's columns, in the same order
 
 
 def contributions_block(cols: np.ndarray, values: np.ndarray, block: np.ndarray, items: np.ndarray, *,

@@ -31,12 +31,12 @@ import numpy as np
 from scoring.history import CustomerRow, PurchaseHistory
 from scoring.models.base import ItemScores, Reason
 from scoring.models.buy_again import rebuy_scores, repeat_reason, repeat_reasons_matched, repeat_reasons_then
-from scoring.models.ease import MAX_ITEMS, EASERecommender, bought_with, contributions_block, weight_block
+from scoring.models.ease import MAX_ITEMS, EASERecommender, bought_with, contributions_block, weight_columns
 from scoring.models.item_knn import ItemKNNRecommender
 from scoring.models.params import Param, TunableRecommender
 from scoring.models.popular import item_popularity
 from scoring.models.tifu_knn import TIFUKNNRecommender
-from scoring.models.weighting import Weighting, dense_row_sum, minmax_row, minmax_rows
+from scoring.models.weighting import Weighting, minmax_row, minmax_rows
 
 POPULAR = Reason("popular")
 
@@ -216,25 +216,27 @@ class HybridRecommender(TunableRecommender):
         return [POPULAR if reason is None else reason for reason in reasons]
 
     def score_items(self, row: CustomerRow, items: np.ndarray, row_constants: Any = None) -> ItemScores:
-        """With a dense EASE part, one gather of the customer's weights towards ``items`` gives both their CF
-        scores and their reasons; the whole CF row is summed only when its range (the per-customer min-max
-        scaling) is not known yet: it is returned, with the customer's weighted inputs, as ``row_constants``.
-        Same float32 operations in the same order as ``score_row``, so the scores are equal bit for bit."""
+        """With a CF part that sums weighted rows of one matrix (EASE, dense or sparse; item-kNN), one gather of
+        the customer's rows towards ``items`` gives both their CF scores and their reasons; the whole CF row
+        is summed only when its range (the per-customer min-max scaling) is not known yet: it is returned,
+        with the customer's weighted inputs, as ``row_constants``. Same float operations in the same order
+        as ``score_row``, so the scores are equal bit for bit."""
         cf = self._cf()
         items = np.asarray(items, dtype=np.int64)
-        dense = isinstance(cf, EASERecommender) and isinstance(cf.weights, np.ndarray) \
-            and cf.weights.dtype == np.float32 and cf.weights.flags.c_contiguous
-        if not dense or not len(row.items) or not len(items):
+        matrix = cf.weights if isinstance(cf, EASERecommender) else \
+            cf.similarity if isinstance(cf, ItemKNNRecommender) else None
+        if matrix is None or not len(row.items) or not len(items):
             return super().score_items(row, items, row_constants)
         parts = row_constants if isinstance(row_constants, RowParts) else None
         values = cf.weighting.apply_row(row) if parts is None else parts.cf_values
-        block = weight_block(cf.weights, row.items, items)
+        gathered = weight_columns(matrix, row.items, values, items)
+        if gathered is None:
+            return super().score_items(row, items, row_constants)
+        scores, block = gathered
         if parts is None:
-            whole = dense_row_sum(cf.weights, row.items, values)  # exactly cf.score_row(row)
+            whole = cf.score_row(row)
             parts = RowParts.of(values, self._rebuy_row(row), whole)
             scores = whole[items]
-        else:
-            scores = dense_row_sum(block, np.arange(len(row.items)), values)  # the columns, same order
         scores -= parts.low
         if parts.span > 0:
             scores /= parts.span

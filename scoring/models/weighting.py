@@ -131,17 +131,43 @@ def minmax_row(scores: np.ndarray) -> np.ndarray:
     return scores
 
 
-def sparse_row_sum(matrix: sp.csr_matrix, rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """``weights @ matrix[rows]`` as a dense float32 row, without building scipy matrices (request path)."""
+def _row_entries(matrix: sp.csr_matrix, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions in ``matrix.data`` of the entries of ``rows``, row after row, and each row's entry count."""
     starts, ends = matrix.indptr[rows], matrix.indptr[np.asarray(rows, dtype=np.int64) + 1]
     lengths = ends - starts
     total = int(lengths.sum())
-    if not total:
+    return np.repeat(starts - (np.cumsum(lengths) - lengths), lengths) + np.arange(total), lengths
+
+
+def sparse_row_sum(matrix: sp.csr_matrix, rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``weights @ matrix[rows]`` as a dense float32 row, without building scipy matrices (request path)."""
+    offsets, lengths = _row_entries(matrix, rows)
+    if not len(offsets):
         return np.zeros(matrix.shape[1], dtype=np.float32)
-    offsets = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths) + np.arange(total)
     summed = np.bincount(matrix.indices[offsets], weights=matrix.data[offsets] * np.repeat(weights, lengths),
                          minlength=matrix.shape[1])
     return summed.astype(np.float32)
+
+
+def sparse_columns(matrix: sp.csr_matrix, rows: np.ndarray, weights: np.ndarray,
+                   items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``sparse_row_sum(matrix, rows, weights)[items]`` and the dense block ``matrix[rows][:, items]``, from the
+    entries of ``rows`` alone. The sums are those of ``sparse_row_sum`` bit for bit: the same float64 terms
+    added in the same order. ``matrix`` must be canonical (sorted, no repeated entries), as scipy leaves it."""
+    items = np.asarray(items, dtype=np.int64)
+    offsets, lengths = _row_entries(matrix, rows)
+    block = np.zeros((len(lengths), len(items)), dtype=matrix.data.dtype)
+    if not len(offsets) or not len(items):
+        return np.zeros(len(items), dtype=np.float32), block
+    wanted, where = np.unique(items, return_inverse=True)
+    columns = matrix.indices[offsets]
+    at = np.minimum(np.searchsorted(wanted, columns), len(wanted) - 1)
+    hit = wanted[at] == columns
+    data = matrix.data[offsets]
+    sums = np.bincount(at[hit], weights=(data * np.repeat(weights, lengths))[hit], minlength=len(wanted))
+    found = np.zeros((len(lengths), len(wanted)), dtype=matrix.data.dtype)
+    found[np.repeat(np.arange(len(lengths)), lengths)[hit], at[hit]] = data[hit]
+    return sums.astype(np.float32)[where], found[:, where]
 
 
 def dense_row_sum(matrix: np.ndarray, rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
