@@ -26,10 +26,10 @@ from scoring.models.weighting import (
     Weighting,
     dense_row_sum,
     positive_top_n,
+    row_sum,
     sparse_arrays,
     sparse_columns,
     sparse_from_arrays,
-    sparse_row_sum,
 )
 
 MAX_ITEMS = 20_000
@@ -110,23 +110,25 @@ def weight_block(weights: np.ndarray | sp.csr_matrix, rows: np.ndarray, items: n
     if sp.issparse(weights):
         if not weights.has_canonical_format:
             return np.asarray(weights[rows][:, items].toarray())
-        return sparse_columns(weights, rows, np.zeros(len(rows), dtype=np.float32), items)[1]
+        return sparse_columns(weights, rows, items)[1]
     if not weights.flags.c_contiguous:
         return weights[np.ix_(rows, items)]
     offsets = np.asarray(rows, dtype=np.int64)[:, None] * weights.shape[1] + np.asarray(items, dtype=np.int64)
     return np.take(weights.reshape(-1), offsets)
 
 
-def weight_columns(weights: np.ndarray | sp.csr_matrix, rows: np.ndarray, values: np.ndarray,
-                   items: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """The scores ``values`` gives ``items`` through ``weights`` (the rows' weighted sum, exactly as
-    ``dense_row_sum`` / ``sparse_row_sum`` add it up over all columns) and ``weight_block``; None for a
-    matrix whose layout has no such path (the caller sums the whole row)."""
+def weight_columns(weights: np.ndarray | sp.csr_matrix, rows: np.ndarray, items: np.ndarray,
+                   values: np.ndarray | None = None) -> tuple[np.ndarray | None, np.ndarray] | None:
+    """``weight_block`` and, given ``values``, the scores they give ``items`` through ``weights`` (the rows'
+    weighted sum, exactly as ``row_sum`` adds it up over all columns); None for a matrix whose layout has no
+    such path (the caller sums the whole row)."""
     if sp.issparse(weights):
-        return sparse_columns(weights, rows, values, items) if weights.has_canonical_format else None
+        return sparse_columns(weights, rows, items, values) if weights.has_canonical_format else None
     if weights.dtype != np.float32 or not weights.flags.c_contiguous:
         return None
     block = weight_block(weights, rows, items)
+    if values is None:
+        return None, block
     return dense_row_sum(block, np.arange(len(rows)), values), block  # the block's columns, in the same order
 
 
@@ -202,13 +204,15 @@ class EASERecommender(TunableRecommender):
         return self.explain_row(CustomerRow.of(history, row), items)
 
     def score_row(self, row: CustomerRow) -> np.ndarray:
-        """The weighted sum of the rows of the customer's items, added up in place (``dense_row_sum``)."""
+        """The weighted sum of the rows of the customer's items, added up in place (``row_sum``)."""
         if not len(row.items):
             return np.zeros(self.weights.shape[1], dtype=np.float32)
-        values = self.weighting.apply_row(row)
-        if sp.issparse(self.weights):
-            return sparse_row_sum(self.weights, row.items, values)
-        return dense_row_sum(self.weights, row.items, values)
+        return row_sum(self.weights, row.items, self.weighting.apply_row(row))
+
+    @property
+    def row_matrix(self) -> np.ndarray | sp.csr_matrix:
+        """The matrix whose rows, weighted by the customer's confidences, sum to the score (``score_items``)."""
+        return self.weights
 
     def explain_row(self, row: CustomerRow, items: np.ndarray) -> list[Reason | None]:
         return bought_with(*contributions_row(row.items, self.weighting.apply_row(row), self.weights, items))

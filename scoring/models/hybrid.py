@@ -22,7 +22,6 @@ served history, so a new purchase changes the next answer without refitting.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -36,7 +35,7 @@ from scoring.models.item_knn import ItemKNNRecommender
 from scoring.models.params import Param, TunableRecommender
 from scoring.models.popular import item_popularity
 from scoring.models.tifu_knn import TIFUKNNRecommender
-from scoring.models.weighting import Weighting, minmax_row, minmax_rows
+from scoring.models.weighting import Weighting, minmax_row, minmax_rows, row_sum
 
 POPULAR = Reason("popular")
 
@@ -207,12 +206,7 @@ class HybridRecommender(TunableRecommender):
         return rebuy
 
     def explain_row(self, row: CustomerRow, items: np.ndarray) -> list[Reason | None]:
-        return self._reasons(row, items, lambda rest: self._cf().explain_row(row, rest))
-
-    @staticmethod
-    def _reasons(row: CustomerRow, items: np.ndarray,
-                 others: Callable[[np.ndarray], list[Reason | None]]) -> list[Reason | None]:
-        reasons = repeat_reasons_then(row, items, others)
+        reasons = repeat_reasons_then(row, items, lambda rest: self._cf().explain_row(row, rest))
         return [POPULAR if reason is None else reason for reason in reasons]
 
     def score_items(self, row: CustomerRow, items: np.ndarray, row_constants: Any = None) -> ItemScores:
@@ -223,18 +217,16 @@ class HybridRecommender(TunableRecommender):
         as ``score_row``, so the scores are equal bit for bit."""
         cf = self._cf()
         items = np.asarray(items, dtype=np.int64)
-        matrix = cf.weights if isinstance(cf, EASERecommender) else \
-            cf.similarity if isinstance(cf, ItemKNNRecommender) else None
-        if matrix is None or not len(row.items) or not len(items):
+        if not isinstance(cf, EASERecommender | ItemKNNRecommender) or not len(row.items) or not len(items):
             return super().score_items(row, items, row_constants)
         parts = row_constants if isinstance(row_constants, RowParts) else None
         values = cf.weighting.apply_row(row) if parts is None else parts.cf_values
-        gathered = weight_columns(matrix, row.items, values, items)
+        gathered = weight_columns(cf.row_matrix, row.items, items, None if parts is None else values)
         if gathered is None:
             return super().score_items(row, items, row_constants)
         scores, block = gathered
         if parts is None:
-            whole = cf.score_row(row)
+            whole = row_sum(cf.row_matrix, row.items, values)  # exactly cf.score_row(row)
             parts = RowParts.of(values, self._rebuy_row(row), whole)
             scores = whole[items]
         scores -= parts.low

@@ -102,6 +102,11 @@ class ItemKNNRecommender(TunableRecommender):
     def score_row(self, row: CustomerRow) -> np.ndarray:
         return sparse_row_sum(self.similarity, row.items, self.weighting.apply_row(row))
 
+    @property
+    def row_matrix(self) -> sp.csr_matrix:
+        """The matrix whose rows, weighted by the customer's confidences, sum to the score (``score_items``)."""
+        return self.similarity
+
     def explain_row(self, row: CustomerRow, items: np.ndarray) -> list[Reason | None]:
         return repeat_reasons_then(row, items, lambda rest: bought_with(*contributions_row(
             row.items, self.weighting.apply_row(row), self.similarity, rest)))

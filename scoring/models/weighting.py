@@ -149,25 +149,34 @@ def sparse_row_sum(matrix: sp.csr_matrix, rows: np.ndarray, weights: np.ndarray)
     return summed.astype(np.float32)
 
 
-def sparse_columns(matrix: sp.csr_matrix, rows: np.ndarray, weights: np.ndarray,
-                   items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``sparse_row_sum(matrix, rows, weights)[items]`` and the dense block ``matrix[rows][:, items]``, from the
-    entries of ``rows`` alone. The sums are those of ``sparse_row_sum`` bit for bit: the same float64 terms
-    added in the same order. ``matrix`` must be canonical (sorted, no repeated entries), as scipy leaves it."""
+def sparse_columns(matrix: sp.csr_matrix, rows: np.ndarray, items: np.ndarray,
+                   weights: np.ndarray | None = None) -> tuple[np.ndarray | None, np.ndarray]:
+    """The dense block ``matrix[rows][:, items]`` from the entries of ``rows`` alone, and with ``weights``
+    also ``sparse_row_sum(matrix, rows, weights)[items]``: the same float64 terms added in the same order, so
+    equal bit for bit. ``matrix`` must be canonical (sorted, no repeated entries), as scipy leaves it."""
     items = np.asarray(items, dtype=np.int64)
     offsets, lengths = _row_entries(matrix, rows)
-    block = np.zeros((len(lengths), len(items)), dtype=matrix.data.dtype)
     if not len(offsets) or not len(items):
-        return np.zeros(len(items), dtype=np.float32), block
+        sums = None if weights is None else np.zeros(len(items), dtype=np.float32)
+        return sums, np.zeros((len(lengths), len(items)), dtype=matrix.data.dtype)
     wanted, where = np.unique(items, return_inverse=True)
     columns = matrix.indices[offsets]
     at = np.minimum(np.searchsorted(wanted, columns), len(wanted) - 1)
     hit = wanted[at] == columns
     data = matrix.data[offsets]
-    sums = np.bincount(at[hit], weights=(data * np.repeat(weights, lengths))[hit], minlength=len(wanted))
     found = np.zeros((len(lengths), len(wanted)), dtype=matrix.data.dtype)
     found[np.repeat(np.arange(len(lengths)), lengths)[hit], at[hit]] = data[hit]
+    if weights is None:
+        return None, found[:, where]
+    sums = np.bincount(at[hit], weights=(data * np.repeat(weights, lengths))[hit], minlength=len(wanted))
     return sums.astype(np.float32)[where], found[:, where]
+
+
+def row_sum(matrix: np.ndarray | sp.csr_matrix, rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``weights @ matrix[rows]`` as a fresh float32 row: ``sparse_row_sum`` or ``dense_row_sum``."""
+    if sp.issparse(matrix):
+        return sparse_row_sum(matrix, rows, weights)
+    return dense_row_sum(matrix, rows, weights)
 
 
 def dense_row_sum(matrix: np.ndarray, rows: np.ndarray, weights: np.ndarray) -> np.ndarray:

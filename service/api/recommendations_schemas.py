@@ -16,6 +16,7 @@ from service.api.common_schemas import (
     RecommendedItemSchema,
     category_field,
     has_bad_id_chars,
+    is_plain_id,
     n_field,
 )
 
@@ -59,10 +60,9 @@ def _ids(value: Any, limit: int) -> list[str] | None:
     """``value`` as a list of valid ids, or None; the control-character test runs once over all of them."""
     if type(value) is not list or len(value) > limit:
         return None
-    for item in value:
-        if type(item) is not str or not 0 < len(item) <= MAX_ID_LENGTH or item.isspace():
-            return None
-    return None if has_bad_id_chars("".join(value)) else list(value)
+    if not all(is_plain_id(item) for item in value) or has_bad_id_chars("".join(value)):
+        return None
+    return list(value)
 
 
 def fast_basket(data: Any) -> dict[str, Any] | None:

@@ -270,7 +270,7 @@ class Engine:
             scores = found.scores.astype(np.float64)
             order = np.argsort(-scores, kind="stable")
             idx, scores = idx[order], scores[order]
-            phrase = _you_ordered if customer is not None and customer.known else _you_viewed
+            phrase = _you_ordered if customer.known else _you_viewed
             labels = self.item_labels(m)
             texts = [reason_text(found.reasons[k], labels, phrase) for k in order.tolist()]
         else:
