@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from functools import cache
 from typing import Any, ClassVar, Self
 
 import numpy as np
@@ -23,6 +24,13 @@ class Reason:
     kind: str  # "bought-with" | "repeat-purchase" | "popular" | "similar-customers"
     related_item: int | None = None
     period_days: float | None = None  # for "repeat-purchase": the customer's typical re-order interval
+
+
+@cache
+def bought_with_reason(item: int) -> Reason:
+    """The (immutable, shared) "bought with ``item``" reason: a page explains ~20 items per request, and
+    building a frozen dataclass each time cost more than the numpy work that found the items."""
+    return Reason("bought-with", related_item=item)
 
 
 @dataclass(frozen=True)

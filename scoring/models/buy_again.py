@@ -60,11 +60,12 @@ def repeat_reasons_row(row: CustomerRow, items: np.ndarray) -> list[Reason | Non
     return repeat_reasons_matched(row, items, row.items[:, None] == items[None, :])
 
 
-def repeat_reasons_matched(row: CustomerRow, items: np.ndarray, match: np.ndarray) -> list[Reason | None]:
-    """``repeat_reasons_row`` given ``match = row.items[:, None] == items[None, :]`` (callers that need the
-    match for their own scores compute it once)."""
+def repeat_reasons_matched(row: CustomerRow, items: np.ndarray, match: np.ndarray,
+                           bought: np.ndarray | None = None) -> list[Reason | None]:
+    """``repeat_reasons_row`` given ``match = row.items[:, None] == items[None, :]`` and, if known,
+    ``bought = match.any(axis=0)`` (callers that need them for their own scores compute them once)."""
     out: list[Reason | None] = [None] * len(items)
-    found = np.flatnonzero(match.any(axis=0))
+    found = np.flatnonzero(match.any(axis=0) if bought is None else bought)
     if not len(found):
         return out
     first = match.argmax(axis=0)

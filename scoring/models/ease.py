@@ -20,7 +20,7 @@ import scipy.linalg.lapack
 import scipy.sparse as sp
 
 from scoring.history import CustomerRow, PurchaseHistory
-from scoring.models.base import Reason
+from scoring.models.base import Reason, bought_with_reason
 from scoring.models.params import Param, TunableRecommender
 from scoring.models.weighting import (
     Weighting,
@@ -129,7 +129,8 @@ def weight_columns(weights: np.ndarray | sp.csr_matrix, rows: np.ndarray, items:
     block = weight_block(weights, rows, items)
     if values is None:
         return None, block
-    return dense_row_sum(block, np.arange(len(rows)), values), block  # the block's columns, in the same order
+    # the block's columns summed in the same order as the whole row
+    return dense_row_sum(block, np.arange(len(rows), dtype=np.int32), values), block
 
 
 def contributions_block(cols: np.ndarray, values: np.ndarray, block: np.ndarray, items: np.ndarray, *,
@@ -145,7 +146,7 @@ def contributions_block(cols: np.ndarray, values: np.ndarray, block: np.ndarray,
 
 def bought_with(related: np.ndarray, parts: np.ndarray) -> list[Reason | None]:
     """"Bought with" reasons from ``contributions_row`` (None where no history item adds to the score)."""
-    return [Reason("bought-with", related_item=r) if r >= 0 and p > 0 else None
+    return [bought_with_reason(r) if r >= 0 and p > 0 else None
             for r, p in zip(related.tolist(), parts.tolist(), strict=True)]
 
 
@@ -198,7 +199,7 @@ class EASERecommender(TunableRecommender):
 
     def explain(self, history: PurchaseHistory, row: int, item: int) -> Reason | None:
         related, part = contributions(self.weighting.apply(history.rows([row])), self.weights, item)
-        return Reason("bought-with", related_item=related) if related >= 0 and part > 0 else None
+        return bought_with_reason(related) if related >= 0 and part > 0 else None
 
     def explain_many(self, history: PurchaseHistory, row: int, items: np.ndarray) -> list[Reason | None]:
         return self.explain_row(CustomerRow.of(history, row), items)

@@ -16,7 +16,7 @@ from implicit.cpu.als import AlternatingLeastSquares
 from implicit.cpu.bpr import BayesianPersonalizedRanking
 
 from scoring.history import PurchaseHistory
-from scoring.models.base import Reason
+from scoring.models.base import Reason, bought_with_reason
 from scoring.models.params import Param, TunableRecommender
 from scoring.models.weighting import WEIGHTINGS, Weighting, positive_top_n
 from scoring.threads import limit_blas_threads
@@ -77,7 +77,7 @@ class _FactorizationRecommender(TunableRecommender):
         if not len(bought):
             return Reason("similar-customers")
         affinity = self.item_factors[bought] @ self.item_factors[item]
-        return Reason("bought-with", related_item=int(bought[int(np.argmax(affinity))]))
+        return bought_with_reason(int(bought[int(np.argmax(affinity))]))
 
 
 class ALSRecommender(_FactorizationRecommender):

@@ -28,9 +28,9 @@ from typing import Any, Self
 import numpy as np
 
 from scoring.history import CustomerRow, PurchaseHistory
-from scoring.models.base import ItemScores, Reason
+from scoring.models.base import ItemScores, Reason, bought_with_reason
 from scoring.models.buy_again import rebuy_scores, repeat_reason, repeat_reasons_matched, repeat_reasons_then
-from scoring.models.ease import MAX_ITEMS, EASERecommender, bought_with, contributions_block, weight_columns
+from scoring.models.ease import MAX_ITEMS, EASERecommender, contributions_block, weight_columns
 from scoring.models.item_knn import ItemKNNRecommender
 from scoring.models.params import Param, TunableRecommender
 from scoring.models.popular import item_popularity
@@ -239,13 +239,14 @@ class HybridRecommender(TunableRecommender):
         bought = match.any(axis=0)
         scores[bought] += parts.rebuy[match.argmax(axis=0)[bought]]
         scores += self._weighted_popularity()[items]
-        reasons = repeat_reasons_matched(row, items, match)
-        rest = np.flatnonzero(~bought)
-        if len(rest):  # items not bought before: "bought with" from the block already gathered
-            related = bought_with(*contributions_block(row.items, values, block[:, rest], items[rest], bought=False))
-            for k, reason in zip(rest.tolist(), related, strict=True):
-                reasons[k] = reason
-        return ItemScores(scores, [POPULAR if reason is None else reason for reason in reasons], parts)
+        reasons = repeat_reasons_matched(row, items, match, bought)
+        # Items not bought before: "bought with" from the block already gathered (each column on its own, so
+        # the bought items' columns, whose answers are not used, need not be taken out first).
+        related, contribution = contributions_block(row.items, values, block, items, bought=False)
+        for k, (item, part) in enumerate(zip(related.tolist(), contribution.tolist(), strict=True)):
+            if reasons[k] is None:
+                reasons[k] = bought_with_reason(item) if part > 0 else POPULAR
+        return ItemScores(scores, reasons, parts)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import scipy.sparse as sp
 from implicit.nearest_neighbours import ItemItemRecommender, bm25_weight, normalize
 
 from scoring.history import CustomerRow, PurchaseHistory
-from scoring.models.base import Reason
+from scoring.models.base import Reason, bought_with_reason
 from scoring.models.buy_again import repeat_reason, repeat_reasons_then
 from scoring.models.ease import bought_with, contributions, contributions_row
 from scoring.models.params import Param, TunableRecommender
@@ -94,7 +94,7 @@ class ItemKNNRecommender(TunableRecommender):
         if repeat is not None:
             return repeat
         related, part = contributions(self.weighting.apply(history.rows([row])), self.similarity, item)
-        return Reason("bought-with", related_item=related) if related >= 0 and part > 0 else None
+        return bought_with_reason(related) if related >= 0 and part > 0 else None
 
     def explain_many(self, history: PurchaseHistory, row: int, items: np.ndarray) -> list[Reason | None]:
         return self.explain_row(CustomerRow.of(history, row), items)
