@@ -9,6 +9,7 @@ service at start-up with a clear message instead of failing on the first request
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -255,6 +256,39 @@ class Settings:
                 value = mask_url(value)
             out[setting.env] = value
         return out
+
+
+#: ``TAILOR_*`` variables that are read elsewhere than here: not settings, and not typos either.
+OTHER_VARIABLES = {
+    "TAILOR_VAR_DIR": "`tailor demo`: where its Redis and models live",
+    "TAILOR_SPARK_PARTITIONS": "`--engine spark`: partitions of the purchases",
+    "TAILOR_SPARK_LOG_LEVEL": "`--engine spark`: Spark's log level",
+    "TAILOR_SPARK_DRIVER_MEMORY": "`--engine spark`: the driver's memory",
+    "TAILOR_IMAGE": "docker-compose.yml", "TAILOR_DATA_DIR": "docker-compose.yml",
+    "TAILOR_DATA_FILE": "docker-compose.yml", "TAILOR_DATA_FORMAT": "docker-compose.yml",
+    "TAILOR_API_REPLICAS": "docker-compose.yml", "TAILOR_SHM_SIZE": "docker-compose.yml",
+    "TAILOR_RETRAIN_EVERY_HOURS": "docker-compose.yml",
+    "TAILOR_CONTRACT_EXAMPLES": "tests", "TAILOR_UPDATE_SCREENSHOT": "tests",
+}
+OTHER_PREFIXES = ("TAILOR_BENCH_",)  # bench/
+
+
+def unrecognised_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+    """One warning per ``TAILOR_*`` environment variable that nothing reads, naming the setting it most likely
+    meant: a misspelt variable is otherwise ignored without a word and its setting keeps the default (with
+    ``TAILOR_REDIS_URL`` for ``REDIS_URL``, every command talks to the Redis on 127.0.0.1:6379)."""
+    env = os.environ if environ is None else environ
+    settings = [s.env for s in SETTINGS]
+    known = {*settings, *OTHER_VARIABLES}
+    warnings = []
+    for name in sorted(env):
+        if not name.startswith("TAILOR_") or name in known or name.startswith(OTHER_PREFIXES):
+            continue
+        bare = name.removeprefix("TAILOR_")
+        close = [bare] if bare in known else difflib.get_close_matches(name, settings, n=1, cutoff=0.8)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        warnings.append(f"{name} is not a Tailor setting and is ignored{hint}")
+    return warnings
 
 
 def setting_value(env: str, environ: Mapping[str, str] | None = None) -> Any:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from scoring.threads import limit_blas_threads, pin_env_threads
+from settings import unrecognised_variables
 from tailor.errors import EXIT_REJECTED, EXIT_USAGE, CliError
 from tailor.parser import build_parser, hyperparameter_flags
 from tailor.versions_cli import cmd_models, cmd_publish, publish_dir
@@ -334,6 +335,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     pin_env_threads(1)
     parser = build_parser()
     args = parser.parse_args(argv)
+    for warning in unrecognised_variables():
+        print(f"tailor: warning: {warning}", file=sys.stderr)
     from redis_state.versions import PublishError
     from scoring.artifact import ArtifactError
     from training.data import DataError

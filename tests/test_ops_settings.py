@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 import redis
 
 from redis_state import keys
 from redis_state.versions import PublishError
+from service import create_app
 from settings import SETTINGS
 from tailor.cli import main
 from tests.service_helpers import Models
@@ -35,6 +37,37 @@ def test_tailor_config_lists_every_setting_with_secrets_masked(monkeypatch: pyte
         assert secret not in out
     assert main(["config"]) == 0
     assert "hunter2-password" not in capsys.readouterr().out
+
+
+def test_misspelt_variables_are_named_with_the_setting_meant(monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]):
+    """A variable nothing reads would leave its setting at the default without a word (``TAILOR_REDIS_URL``:
+    every command on the Redis at 127.0.0.1:6379), so the command and the service warn, naming the one meant."""
+    monkeypatch.setenv("TAILOR_REDIS_URL", "redis://elsewhere:6379/0")
+    monkeypatch.setenv("TAILOR_WORKER", "3")
+    monkeypatch.setenv("TAILOR_SPARK_PARTITIONS", "8")  # read by `--engine spark`
+    monkeypatch.setenv("TAILOR_BENCH_IDS", "ids.txt")  # the benchmarks'
+    assert main(["config", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["REDIS_URL"] == "redis://127.0.0.1:6379/0"  # stdout stays the document
+    warnings = captured.err.splitlines()
+    assert warnings == [
+        "tailor: warning: TAILOR_REDIS_URL is not a Tailor setting and is ignored (did you mean REDIS_URL?)",
+        "tailor: warning: TAILOR_WORKER is not a Tailor setting and is ignored (did you mean TAILOR_WORKERS?)"]
+    logged: list[str] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: logged.append(record.getMessage())  # type: ignore[method-assign]
+    logging.getLogger("tailor").addHandler(handler)
+    try:
+        create_app({"TAILOR_PUBLIC_READ": "true", "TAILOR_LOG_LEVEL": "warning"})
+    finally:
+        logging.getLogger("tailor").removeHandler(handler)
+    assert [line.removeprefix("tailor: warning: ") for line in warnings] == logged
+    capsys.readouterr()  # the app's own log lines
+    monkeypatch.delenv("TAILOR_REDIS_URL")
+    monkeypatch.delenv("TAILOR_WORKER")
+    assert main(["config"]) == 0
+    assert capsys.readouterr().err == ""
 
 
 def test_invalid_operations_settings_are_one_line_errors(monkeypatch: pytest.MonkeyPatch,

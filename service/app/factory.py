@@ -27,7 +27,7 @@ from service.infrastructure.redis_client import RedisGateway
 from service.infrastructure.repository import Repository
 from service.usecases.engine import Engine
 from service.usecases.trending import TrendingItems
-from settings import Settings
+from settings import Settings, unrecognised_variables
 
 API_VERSION = "1.0"
 
@@ -108,4 +108,6 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     if not settings.api_keys and not settings.public_read:
         logging.getLogger("tailor").warning(
             "no TAILOR_API_KEYS and TAILOR_PUBLIC_READ is off: every /v1 request will get 401")
+    for warning in unrecognised_variables():
+        logging.getLogger("tailor").warning(warning)
     return app
