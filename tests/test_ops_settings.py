@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+from pathlib import Path
 
 import pytest
 import redis
@@ -11,7 +13,7 @@ import redis
 from redis_state import keys
 from redis_state.versions import PublishError
 from service import create_app
-from settings import SETTINGS
+from settings import OTHER_PREFIXES, OTHER_VARIABLES, SETTINGS
 from tailor.cli import main
 from tests.service_helpers import Models
 from training.publish import publish_model
@@ -68,6 +70,21 @@ def test_misspelt_variables_are_named_with_the_setting_meant(monkeypatch: pytest
     monkeypatch.delenv("TAILOR_WORKER")
     assert main(["config"]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_every_tailor_variable_the_project_reads_is_known():
+    """The warning above must never cry wolf: each ``TAILOR_*`` name in the code, the benchmarks and the
+    deployment files is a setting or listed in ``settings.OTHER_VARIABLES``."""
+    root = Path(__file__).resolve().parent.parent
+    files = [path for folder in ("service", "training", "scoring", "redis_state", "tailor", "bench", ".ci")
+             for path in (root / folder).rglob("*") if path.is_file() and path.suffix in (".py", ".lua", "")]
+    files += [root / "docker-compose.yml", root / "Dockerfile"]
+    known = {setting.env for setting in SETTINGS} | set(OTHER_VARIABLES)
+    found = {(name, path.relative_to(root).as_posix()) for path in files
+             for name in re.findall(r"\bTAILOR_[A-Z0-9_]*[A-Z0-9]\b", path.read_text(errors="replace"))}
+    assert len(found) > 30
+    assert sorted((name, path) for name, path in found
+                  if name not in known and not name.startswith(OTHER_PREFIXES)) == []
 
 
 def test_invalid_operations_settings_are_one_line_errors(monkeypatch: pytest.MonkeyPatch,
