@@ -29,7 +29,7 @@ pin_env_threads(1, openmp=True)
 
 import numpy as np  # noqa: E402
 
-from bench.hot_path import call, environ  # noqa: E402
+from bench.wsgi_requests import call, environ  # noqa: E402
 from redis_state.versions import connect  # noqa: E402
 from service import create_app  # noqa: E402
 from service.infrastructure.embedded_redis import EmbeddedRedis  # noqa: E402

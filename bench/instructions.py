@@ -16,6 +16,7 @@ checkout's code. Needs valgrind (Debian package ``valgrind``); each run takes a 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import re
@@ -26,59 +27,37 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+from bench.wsgi_requests import call, environ, requests_for  # noqa: E402
+
 ENDPOINTS = ("healthz", "customer", "similar", "basket", "rank")
 
 
-def run_requests(root: str, model_dir: str, endpoint: str, n: int, items_per_page: int) -> None:
+def run_requests(root: str, model_dir: str, endpoint: str, n: int, page_size: int) -> None:
     """The measured program: the app of checkout ``root``, a warm-up, then ``n`` requests."""
-    sys.path.insert(0, root)
-    import io
-
-    import numpy as np
-
+    sys.path.insert(0, root)  # before any Tailor import: the code measured is that checkout's
     from redis_state.versions import connect
     from service import create_app
     from service.infrastructure.embedded_redis import EmbeddedRedis
     from training.publish import publish_model
 
-    def environ(method: str, path: str, query: str = "", body: bytes = b"") -> dict:
-        return {"REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": query, "SERVER_NAME": "bench",
-                "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.url_scheme": "http",
-                "wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body)),
-                "CONTENT_TYPE": "application/json" if body else "", "wsgi.errors": sys.stderr,
-                "wsgi.multithread": True, "wsgi.multiprocess": True, "wsgi.run_once": False}
-
-    def call(app, env: dict) -> None:
-        status: list[str] = []
-        body = b"".join(app(env, lambda s, h, exc_info=None: status.append(s)))
-        if not status[0].startswith("200"):
-            raise RuntimeError(f"{env['PATH_INFO']}: {status[0]} {body[:300]!r}")
-
     model = Path(model_dir)
-    customers = np.load(model / "customer_ids.npy")[::15].tolist()  # every customer read once below
-    items = np.load(model / "item_ids.npy").tolist()
-    rng = np.random.default_rng(0)
-
-    def request() -> dict:
-        customer, item = customers[rng.integers(len(customers))], items[rng.integers(len(items))]
-        if endpoint == "healthz":
-            return environ("GET", "/healthz")
-        if endpoint == "customer":
-            return environ("GET", f"/v1/customers/{customer}/recommendations", "n=10")
-        if endpoint == "similar":
-            return environ("GET", f"/v1/items/{item}/similar", "n=10")
-        page = [items[k] for k in rng.choice(len(items), items_per_page, replace=False)]
-        if endpoint == "basket":
-            return environ("POST", "/v1/recommendations", body=json.dumps({"items": page[:3], "n": 10}).encode())
-        return environ("POST", f"/v1/customers/{customer}/rank", body=json.dumps({"items": page}).encode())
-
+    customers = np.load(model / "customer_ids.npy")[::15]  # every one read once below, as in a long-running worker
+    items = np.load(model / "item_ids.npy")
+    make = requests_for(endpoint, customers, items, np.random.default_rng(0), page_size=page_size)
     with tempfile.TemporaryDirectory() as tmp, EmbeddedRedis(Path(tmp) / "redis") as server:
         publish_model(connect(server.url), model)
         app = create_app({"REDIS_URL": server.url, "TAILOR_PUBLIC_READ": "true", "TAILOR_LOG_LEVEL": "warning"})
-        for customer in customers:
-            call(app, environ("POST", f"/v1/customers/{customer}/rank", body=json.dumps({"items": items[:1]}).encode()))
-        call(app, request())
-        envs = [request() for _ in range(n)]  # built before the loop in both runs: same steps, same numbers
+        for customer in customers.tolist():
+            call(app, environ("POST", f"/v1/customers/{customer}/rank",
+                              body=json.dumps({"items": [str(items[0])]}).encode()))
+        call(app, make())
+        envs = [make() for _ in range(n)]  # built before the loop in both runs: same steps, same numbers
+        gc.collect()  # no collector in the loop: when its collections fall depends on how many objects
+        gc.disable()  # the checkout made at start, which moved the counts of unchanged code by up to 8%
         for env in envs:
             call(app, env)
 
@@ -88,7 +67,10 @@ def count(root: Path, args: argparse.Namespace, n: int) -> int:
     command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, __file__,
                "--run", str(root), "--model", args.model, "--endpoint", args.endpoint, "--items", str(args.items),
                "--requests", str(n)]
-    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
+    # one BLAS / OpenMP thread, as in every gunicorn worker (service.gunicorn_conf)
+    env = {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+           "MKL_NUM_THREADS": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
     found = re.search(r"Collected : (\d+)", done.stderr)
     if done.returncode != 0 or found is None:
         sys.exit(f"callgrind run failed ({root}, {n} requests):\n{done.stderr[-2000:]}")

@@ -273,19 +273,23 @@ OTHER_VARIABLES = {
 OTHER_PREFIXES = ("TAILOR_BENCH_",)  # bench/
 
 
+def is_known_variable(name: str) -> bool:
+    """Whether something in the project reads the environment variable ``name`` (a setting or not)."""
+    return name.startswith(OTHER_PREFIXES) or name in OTHER_VARIABLES or any(s.env == name for s in SETTINGS)
+
+
 def unrecognised_variables(environ: Mapping[str, str] | None = None) -> list[str]:
     """One warning per ``TAILOR_*`` environment variable that nothing reads, naming the setting it most likely
     meant: a misspelt variable is otherwise ignored without a word and its setting keeps the default (with
     ``TAILOR_REDIS_URL`` for ``REDIS_URL``, every command talks to the Redis on 127.0.0.1:6379)."""
     env = os.environ if environ is None else environ
     settings = [s.env for s in SETTINGS]
-    known = {*settings, *OTHER_VARIABLES}
     warnings = []
     for name in sorted(env):
-        if not name.startswith("TAILOR_") or name in known or name.startswith(OTHER_PREFIXES):
+        if not name.startswith("TAILOR_") or is_known_variable(name):
             continue
         bare = name.removeprefix("TAILOR_")
-        close = [bare] if bare in known else difflib.get_close_matches(name, settings, n=1, cutoff=0.8)
+        close = [bare] if is_known_variable(bare) else difflib.get_close_matches(name, settings, n=1, cutoff=0.8)
         hint = f" (did you mean {close[0]}?)" if close else ""
         warnings.append(f"{name} is not a Tailor setting and is ignored{hint}")
     return warnings

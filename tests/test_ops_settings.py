@@ -13,7 +13,7 @@ import redis
 from redis_state import keys
 from redis_state.versions import PublishError
 from service import create_app
-from settings import OTHER_PREFIXES, OTHER_VARIABLES, SETTINGS
+from settings import SETTINGS, is_known_variable
 from tailor.cli import main
 from tests.service_helpers import Models
 from training.publish import publish_model
@@ -79,12 +79,10 @@ def test_every_tailor_variable_the_project_reads_is_known():
     files = [path for folder in ("service", "training", "scoring", "redis_state", "tailor", "bench", ".ci")
              for path in (root / folder).rglob("*") if path.is_file() and path.suffix in (".py", ".lua", "")]
     files += [root / "docker-compose.yml", root / "Dockerfile"]
-    known = {setting.env for setting in SETTINGS} | set(OTHER_VARIABLES)
     found = {(name, path.relative_to(root).as_posix()) for path in files
              for name in re.findall(r"\bTAILOR_[A-Z0-9_]*[A-Z0-9]\b", path.read_text(errors="replace"))}
     assert len(found) > 30
-    assert sorted((name, path) for name, path in found
-                  if name not in known and not name.startswith(OTHER_PREFIXES)) == []
+    assert sorted((name, path) for name, path in found if not is_known_variable(name)) == []
 
 
 def test_invalid_operations_settings_are_one_line_errors(monkeypatch: pytest.MonkeyPatch,
