@@ -181,13 +181,15 @@ def main() -> None:
 
 def start(command: list[str], env: dict[str, str], base: str, *, ready_path: str = "/healthz",
           log: TextIO | None = None, timeout_s: float = 60.0, cwd: Path = ROOT) -> subprocess.Popen:
-    """A server process (output to ``log``, else discarded), once ``ready_path`` answers 200."""
+    """A server process (output to ``log``, else discarded), once ``ready_path`` answers 200 and the server has
+    finished starting (``settle``)."""
     out = log if log is not None else subprocess.DEVNULL
     server = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + timeout_s
     while True:
         try:
             if requests.get(f"{base}{ready_path}", timeout=1).status_code == 200:
+                settle([server.pid], deadline)
                 return server
         except requests.RequestException:
             pass
@@ -195,6 +197,18 @@ def start(command: list[str], env: dict[str, str], base: str, *, ready_path: str
             server.kill()
             sys.exit(f"{command} did not become ready" + (f" (see {log.name})" if log is not None else ""))
         time.sleep(0.2)
+
+
+def settle(pids: list[int], deadline: float, window_s: float = 0.5, idle_share: float = 0.05) -> None:
+    """Wait until these process trees use under ``idle_share`` of a core over ``window_s``: a server still
+    starting (the API's workers read their customers ahead in the background) is not measured yet."""
+    used = cpu_seconds(pids)
+    while time.monotonic() < deadline:
+        time.sleep(window_s)
+        now = cpu_seconds(pids)
+        if now - used < idle_share * window_s:
+            return
+        used = now
 
 
 def run_all(base: str, model: Path, tmp: Path, args: argparse.Namespace, service_pids: list[int]) -> str:

@@ -160,7 +160,7 @@ def child_exit(server: Any, worker: Any) -> None:
 
 def post_worker_init(worker: Any) -> None:
     """Load the active model, start the poller and the customer cache's invalidation tracking before the
-    worker takes its first request.
+    worker takes its first request, and the reading of its customers ahead of their requests (a thread).
 
     Then freeze what is loaded by now (app, schemas, model lookups: ~150k objects) out of the garbage
     collector's view: a full collection over them stalls a request for ~70 ms, and they live as long as
@@ -170,5 +170,6 @@ def post_worker_init(worker: Any) -> None:
     if tailor is not None:
         tailor.store.start(wait_s=10.0)
         tailor.repository.customers.start()
+        tailor.read_ahead.start()
     gc.collect()
     gc.freeze()

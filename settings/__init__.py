@@ -160,6 +160,10 @@ SETTINGS: tuple[Setting, ...] = (
             "customers whose Redis values each worker keeps, kept exact by Redis' invalidation messages "
             "(`CLIENT TRACKING`; 0 = off, read Redis on every request; always off with `TAILOR_REDIS_CLUSTER=true`, "
             "see docs/SCALING.md)"),
+    Setting("TAILOR_READ_AHEAD", "read_ahead", "true", _bool,
+            "each API worker reads the served version's customers into those two caches in the background when it "
+            "starts and when another version becomes active, instead of meeting every customer cold once (bounded "
+            "by the caches' sizes; never pushes out what requests stored)"),
     Setting("TAILOR_BIND", "bind", "127.0.0.1:8000", str, "`tailor serve` listen address"),
     Setting("TAILOR_WORKERS", "workers", "0", _non_negative_int,
             "gunicorn worker processes (0 = 2 x cores + 1)"),
@@ -215,6 +219,7 @@ class Settings:
     session_max_items: int
     answer_cache_size: int
     customer_cache_size: int
+    read_ahead: bool
     bind: str
     workers: int
     worker_class: str

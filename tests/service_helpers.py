@@ -80,6 +80,12 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Models:
     )
 
 
+@pytest.fixture(scope="session")
+def retail_hybrid(tmp_path_factory: pytest.TempPathFactory) -> TrainedModel:
+    """The default algorithm on the retail sample (its dense EASE part has the partial re-ranking path)."""
+    return train(RETAIL_CSV, "online-retail", "hybrid", tmp_path_factory.mktemp("hybrid") / "model")
+
+
 @pytest.fixture
 def retail(models: Models, redis_client: redis.Redis) -> TrainedModel:
     """The retail model, published and active in this test's (empty) Redis."""

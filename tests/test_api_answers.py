@@ -12,7 +12,7 @@ from flask import Flask
 from service.api.events_schemas import EventBatch, fast_events
 from service.api.recommendations_schemas import BasketRequest, RankRequest, fast_basket, fast_rank
 from service.infrastructure.answer_memo import AnswerMemo, fingerprint
-from tests.service_helpers import RETAIL_CSV, ApiClient, TrainedModel, event, item_ids, train
+from tests.service_helpers import ApiClient, TrainedModel, event, item_ids
 from training.publish import publish_model
 
 pytest_plugins = ["tests.service_helpers"]
@@ -157,12 +157,6 @@ def test_baskets_are_remembered_per_set_of_known_items(make_app: Callable[..., F
     answers = [api.post("/v1/recommendations", json=body).get_json() for body in bodies]
     assert answers[0] == answers[1] == plain.post("/v1/recommendations", json=bodies[1]).get_json()
     assert len(api.app.extensions["tailor"].engine.answers) == 1
-
-
-@pytest.fixture(scope="module")
-def retail_hybrid(tmp_path_factory: pytest.TempPathFactory) -> TrainedModel:
-    """The default algorithm on the retail sample (its dense EASE part has the partial re-ranking path)."""
-    return train(RETAIL_CSV, "online-retail", "hybrid", tmp_path_factory.mktemp("hybrid") / "model")
 
 
 def test_rank_answers_are_those_of_full_scoring_for_every_customer(

@@ -349,7 +349,8 @@ def test_score_row_matches_score(fitted: Recommender, history: PurchaseHistory) 
 
 def test_score_items_is_score_row_and_explain_row_bit_for_bit(fitted: Recommender, history: PurchaseHistory) -> None:
     """Re-ranking a page (``score_items``) scores and explains exactly like the full row, whether the model
-    derives its per-customer values now or is given those of an earlier call for another page."""
+    derives its per-customer values now or is given those of an earlier call for another page or those
+    computed ahead of any page (``row_constants``)."""
     rng = np.random.default_rng(3)
     customers = [history.rows([row]) for row in range(0, history.shape[0], 7)] + [
         single([]), single([3, 12], [4.0, 1.0]), single([5])]
@@ -359,10 +360,12 @@ def test_score_items_is_score_row_and_explain_row_bit_for_bit(fitted: Recommende
         pages = [rng.choice(N_ITEMS, 12, replace=False), np.asarray([*own[:3], 39, 0, 21], dtype=np.int64),
                  np.arange(N_ITEMS), np.empty(0, dtype=np.int64)]
         remembered = fitted.score_items(row, pages[0]).row_constants
+        ahead = fitted.row_constants(row)
         for page in pages:
             expected = fitted.score_row(row)[page]
             reasons = fitted.explain_row(row, page)
-            for found in (fitted.score_items(row, page), fitted.score_items(row, page, remembered)):
+            for found in (fitted.score_items(row, page), fitted.score_items(row, page, remembered),
+                          fitted.score_items(row, page, ahead)):
                 assert found.scores.dtype == np.float32
                 assert found.scores.view(np.uint32).tolist() == expected.view(np.uint32).tolist()
                 assert found.reasons == reasons

@@ -102,6 +102,11 @@ class Recommender(ABC):
         items = np.asarray(items, dtype=np.int64)
         return ItemScores(self.score_row(row)[items], self.explain_row(row, items))
 
+    def row_constants(self, row: CustomerRow) -> Any:
+        """The ``row_constants`` that ``score_items`` derives from ``row`` (None for models that need none),
+        computed before any page is asked for: a worker reading its customers ahead of their requests."""
+        return self.score_items(row, np.asarray(row.items[:1], dtype=np.int64)).row_constants
+
 
 def top_n(scores: np.ndarray, n: int, exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Indices and scores of the n best items of one score row, best first, skipping ``exclude``."""

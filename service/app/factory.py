@@ -26,6 +26,7 @@ from service.infrastructure.model_store import ModelStore
 from service.infrastructure.redis_client import RedisGateway
 from service.infrastructure.repository import Repository
 from service.usecases.engine import Engine
+from service.usecases.read_ahead import ReadAhead
 from service.usecases.trending import TrendingItems
 from settings import Settings, unrecognised_variables
 
@@ -65,6 +66,7 @@ class Tailor:
     repository: Repository
     engine: Engine
     trending: TrendingItems
+    read_ahead: ReadAhead
 
     def close(self) -> None:
         """Stop the model poller and close Redis connections (tests; gunicorn workers just exit)."""
@@ -96,6 +98,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.extensions["tailor"] = Tailor(
         settings=settings, keys=KeyRing.from_config(settings.api_keys, settings.public_read), gateway=gateway,
         store=store, repository=repository, engine=engine, trending=TrendingItems(engine, repository),
+        read_ahead=ReadAhead(store, repository, engine, settings.read_ahead),
     )
     observability.install(app, app.extensions["tailor"])
     api = TailorApi(app)

@@ -90,14 +90,18 @@ class AnswerMemo(Generic[Value]):
             self._entries.move_to_end(key)
             return found[1]
 
-    def put(self, state: ServingState, key: Hashable, answer: Value, fingerprint: bytes = b"") -> None:
-        """Remember ``answer``; a state other than the remembered one replaces all entries."""
+    def put(self, state: ServingState, key: Hashable, answer: Value, fingerprint: bytes = b"", *,
+            evict: bool = True) -> None:
+        """Remember ``answer``; a state other than the remembered one replaces all entries. With
+        ``evict=False`` only while there is room (values computed ahead never push out requested ones)."""
         if self.max_entries <= 0:
             return
         with self._lock:
             if self._state is None or self._state() is not state:
                 self._entries.clear()
                 self._state = weakref.ref(state)
+            elif not evict and len(self._entries) >= self.max_entries and key not in self._entries:
+                return
             self._entries[key] = (fingerprint, answer)
             self._entries.move_to_end(key)
             while len(self._entries) > self.max_entries:

@@ -109,13 +109,16 @@ class CustomerCache:
             self.hits += 1
             return found[1]
 
-    def put(self, customer_id: str, version: Hashable, value: Any, token: int) -> None:
-        """Store what was read after ``token`` unless the customer was invalidated since (or tracking broke)."""
+    def put(self, customer_id: str, version: Hashable, value: Any, token: int, *, evict: bool = True) -> None:
+        """Store what was read after ``token`` unless the customer was invalidated since (or tracking broke);
+        with ``evict=False`` only while the cache has room (values read ahead never push out requested ones)."""
         if not self._ready:
             return
         self._drain()
         with self._lock:
             if not self._ready or token < self._floor or self._stamps.get(customer_id, -1) > token:
+                return
+            if not evict and len(self._entries) >= self.max_entries and customer_id not in self._entries:
                 return
             self._entries[customer_id] = (version, value)
             self._entries.move_to_end(customer_id)

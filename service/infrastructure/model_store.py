@@ -15,6 +15,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -270,6 +271,8 @@ class ModelStore:
         self._failed: dict[str, float] = {}
         self.last_poll_ok = False
         self.wanted_version: str | None = None  # what Redis said is active at the last poll that answered
+        # Called with the new state whenever another model version starts being served (poller thread; keep short).
+        self.on_new_version: list[Callable[[ServingState], None]] = []
 
     def current(self) -> ServingState | None:
         """The snapshot to serve from (None until a version is loaded); starts the poller in a new process."""
@@ -362,6 +365,9 @@ class ModelStore:
         if state is not None and model is state.model and rev == state.overrides_rev:
             return False
         self._state = build_state(model, overrides, rev)
+        if state is None or model is not state.model:
+            for listener in self.on_new_version:
+                listener(self._state)
         return True
 
     def _may_try(self, version: str) -> bool:

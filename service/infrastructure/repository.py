@@ -15,24 +15,23 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from redis_state import keys
 from scoring.history import SECONDS_PER_DAY
-from service.domain.customer import (
-    CustomerState,
-    decode_record,
-    live_value,
-    parse_live,
-    parse_session,
-    session_value,
-)
+from service.domain.customer import CustomerState, live_value, session_value
 from service.domain.errors import Unavailable
 from service.domain.events import Event, stream_fields, unique_by_id
-from service.infrastructure.answer_memo import fingerprint
 from service.infrastructure.customer_cache import CustomerCache
+from service.infrastructure.customer_reads import (
+    READ_CUSTOMER,
+    customer_keys,
+    decode_customer,
+    published_customers,
+    read_call,
+)
 from service.infrastructure.feedback import apply_feedback, unattributed
 from service.infrastructure.metrics import count_customer_read
 from service.infrastructure.redis_client import RedisGateway, group_by_slot, send_commands
@@ -145,24 +144,10 @@ APPENDED_GRACE_S = 300
 PENDING_APPEND_MAX_AGE_S = APPENDED_GRACE_S / 3
 
 
-#: A customer's record (GET), live overlay and session (HGETALL, flat) and extra keys (GET), in one call; with
-#: an ARGV, KEYS[4] is the customer's shared answers hash and its field ARGV[1] is read instead of a GET.
-_READ_CUSTOMER = Lua("""
-local out = {redis.call('GET', KEYS[1]), redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3])}
-if #ARGV > 0 then
-  out[4] = redis.call('HGET', KEYS[4], ARGV[1])
-  return out
-end
-for i = 4, #KEYS do out[i] = redis.call('GET', KEYS[i]) end
-return out
-""")
+#: Customers per round trip when a worker reads them ahead of their requests (``Repository.read_ahead``).
+READ_AHEAD_BATCH = 256
 #: How long a shared answer is kept (seconds): a customer's next visit within it costs no scoring.
 ANSWERS_TTL_S = 3600
-
-
-def _pairs(flat: list[bytes]) -> dict[bytes, bytes]:
-    values = iter(flat)
-    return dict(zip(values, values, strict=True))
 
 
 @dataclass(frozen=True)
@@ -209,23 +194,46 @@ class Repository:
             if cached is not None:
                 return cached[0], cached[1] if fingerprinted else None, []
             token = cache.token()
-        script_keys = [keys.customer_history(version, customer_id), keys.customer_live(customer_id),
-                       keys.customer_session(customer_id), *extra_keys]
+        script_keys = [*customer_keys(version, customer_id), *extra_keys]
         args: tuple[bytes, ...] = ()
         if answer_field is not None:
             script_keys.append(keys.customer_answers(version, customer_id))
             args = (answer_field(),)
         # The hiredis-packed path (``run_scripts``): redis-py's command layers cost more than Redis spends here.
-        reply = self.gateway.call(lambda: run_scripts(self.gateway.reads, [(_READ_CUSTOMER, script_keys, args)])[0])
-        blob, live, session = reply[0], _pairs(reply[1]), _pairs(reply[2])
-        state = CustomerState(customer_id, decode_record(blob), parse_live(live) if live else [],
-                              parse_session(session, self.settings.session_max_items) if session else [])
-        digest = fingerprint(blob, live, session) if fingerprinted or cache is not None else None
-        if cache is not None and blob is not None:
+        reply = self.gateway.call(lambda: run_scripts(self.gateway.reads, [(READ_CUSTOMER, script_keys, args)])[0])
+        state, digest = decode_customer(customer_id, reply, self.settings.session_max_items)
+        if cache is not None and reply[0] is not None:
             # Only customers with a record: records are not tracked (immutable per version), but an absent
             # one can appear - the version re-published after a Redis restart while workers serve it.
             cache.put(customer_id, version, (state, digest), token)
         return state, digest if fingerprinted else None, list(reply[3:])
+
+    def read_ahead(self, version: str, limit: int) -> Iterator[tuple[str, CustomerState, bytes]]:
+        """The customers published with ``version`` (at most ``limit``), read in pipelined batches before they
+        ask for anything, each with its fingerprint, and kept in the customer cache while it has room (never
+        pushing out a customer a request read). A batch is read after taking the cache's token, so a customer
+        whose data changes meanwhile is not stored: the cache stays exact. Off the request path: its own
+        client and timeouts, no breaker."""
+        client = self.gateway.loads
+        cache = self.customers if self.customers.enabled else None
+        for ids in published_customers(client, version, limit, READ_AHEAD_BATCH):
+            token = cache.token() if cache is not None else 0
+            replies = run_scripts(client, [read_call(version, customer_id) for customer_id in ids])
+            for customer_id, reply in zip(ids, replies, strict=True):
+                if reply[0] is None:  # deleted since the scan (an old version pruned)
+                    continue
+                state, digest = decode_customer(customer_id, reply, self.settings.session_max_items)
+                if cache is not None:
+                    cache.put(customer_id, version, (state, digest), token, evict=False)
+                yield customer_id, state, digest
+
+    def shared_answer(self, customer_id: str, version: str, field: bytes) -> bytes | None:
+        """The answer stored under ``field`` by ``store_answer`` (for a customer read from the worker's cache,
+        whose read brought none); None when absent or when Redis does not answer (the caller computes it)."""
+        key = keys.customer_answers(version, customer_id)
+        with contextlib.suppress(Unavailable):
+            return self.gateway.call(lambda: send_commands(self.gateway.reads, [("HGET", key, field)])[0])
+        return None
 
     def store_answer(self, customer_id: str, version: str, field: bytes, value: bytes) -> None:
         """Share a finished answer with every API process (``customer_read(answer_field=...)``); best effort:

@@ -171,7 +171,10 @@ class Engine:
         if answer is not None:
             count_answer(OUTCOME_MEMO)
             return answer
-        stored = shared[0] if shared else None
+        if shared:
+            stored = shared[0]
+        else:  # the customer came from the worker's cache: another process may have computed the answer
+            stored = self.repository.shared_answer(customer_id, m.version, self.shared.field(state, key))
         if stored is not None and stored[:FINGERPRINT_BYTES] == seen:
             count_answer(OUTCOME_SHARED)
             answer = stored[FINGERPRINT_BYTES:]
@@ -283,6 +286,19 @@ class Engine:
         answer += [{"item_id": i, "title": None, "price": None, "category": None, "score": None,
                     "reason": "not in the model's catalogue: kept in the given order"} for i in unknown]
         return {"customer_id": customer_id, "model_version": m.version, "source": source, "items": answer}
+
+    def remember_rows(self, state: ServingState, customer_id: str, customer: CustomerState, seen: bytes) -> bool:
+        """Derive a known customer's scoring rows before their first page and remember them under ``seen``, as
+        ``rank_items`` would (``service.usecases.read_ahead``); False when the memo is off, full or has them."""
+        if not self.memoise or not customer.known or self.customer_rows.get(state, customer_id, seen) is not None:
+            return False
+        if len(self.customer_rows) >= self.customer_rows.max_entries:
+            return False
+        m = state.model
+        history = purchase_history(customer, m.item_index, m.n_items, m.data_end_day, self.now_day(m, customer),
+                                   include_session=False)
+        self.customer_rows.put(state, customer_id, (history, m.model.row_constants(history)), seen, evict=False)
+        return True
 
     def similar(self, item_id: str, *, n: int) -> Answer:
         """Items bought by the same customers; 404 for an item the model does not know."""
