@@ -71,6 +71,10 @@ def model_blob(version: str, name: str) -> str:
     return f"{PREFIX}:model:{{m:{encode_id(version)}}}:blob:{encode_id(name)}"
 
 
+#: The blob of a version listing its customer ids, the most recent buyer first (what API workers read ahead).
+CUSTOMERS_LATEST_FIRST = "customers_latest_first"
+
+
 def model_blob_pattern(version: str) -> str:
     return f"{PREFIX}:model:{{m:{_glob(encode_id(version))}}}:*"
 

@@ -122,12 +122,17 @@ def customers_latest_first(model_dir: str | os.PathLike) -> list[str]:
     root = Path(model_dir)
     ids = np.load(root / "customer_ids.npy", allow_pickle=False)
     with np.load(root / "history.npz", allow_pickle=False) as arrays:
-        indptr, last_day = arrays["indptr"], arrays["last_day"]
+        return latest_first(ids, arrays["indptr"], arrays["last_day"]).tolist()
+
+
+def latest_first(ids: np.ndarray, indptr: np.ndarray, last_day: np.ndarray) -> np.ndarray:
+    """``ids`` ordered by their row's latest purchase day in a CSR history (``indptr``, per-entry ``last_day``),
+    most recent first; ties and rows without purchases keep their order."""
     latest = np.full(len(ids), -np.inf)
     bought = np.diff(indptr) > 0
     if bought.any():
         latest[bought] = np.maximum.reduceat(last_day, indptr[:-1][bought])
-    return ids[np.argsort(-latest, kind="stable")].tolist()
+    return np.asarray(ids)[np.argsort(-latest, kind="stable")]
 
 
 def history_from_arrays(arrays: Any) -> PurchaseHistory:

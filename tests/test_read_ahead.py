@@ -15,6 +15,7 @@ from flask import Flask
 from prometheus_client import REGISTRY
 
 from redis_state import keys
+from scoring.artifact import customers_latest_first
 from service.app.factory import Tailor
 from service.infrastructure import repository
 from tests.service_helpers import KEYS, ApiClient, Models, TrainedModel, event, served_api, wait_for
@@ -74,6 +75,14 @@ def test_read_ahead_stays_within_the_caches_and_pushes_out_nothing_requested(
     cache, rows = tailor.repository.customers, tailor.engine.customer_rows
     assert len(cache) == 5 and cache.get(first, state.model.version) is not None
     assert len(rows) == 3 and tailor.engine.customer_rows.get(state, first, cache.get(first, state.model.version)[1])
+
+    latest = customers_latest_first(retail_hybrid.path)  # the most recent buyers are read first
+    cached = {c for c in latest if cache.get(c, state.model.version) is not None}
+    assert cached == {first, *[c for c in latest[:5] if c != first][:4]}
+
+    redis_client.delete(keys.model_blob(state.model.version, keys.CUSTOMERS_LATEST_FIRST))  # an older publish
+    scanned = tracking_app(make_app)[1]
+    assert scanned.read_ahead.run(scanned.engine.serving()) == len(latest)
 
     off = tracking_app(make_app, TAILOR_READ_AHEAD="false")[1]
     off.read_ahead.start()

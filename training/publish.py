@@ -19,8 +19,9 @@ from tqdm import tqdm
 
 from redis_state import keys
 from redis_state.codec import CustomerRecord, array_to_bytes, pack_customer
+from redis_state.keys import CUSTOMERS_LATEST_FIRST
 from redis_state.versions import PublishError, activate_version, prune, remove_unless_active
-from scoring.artifact import Artifact, read_artifact, segment_matrix
+from scoring.artifact import Artifact, latest_first, read_artifact, segment_matrix
 from settings import ConfigError, setting_value
 
 PIPELINE_BATCH = 2_000
@@ -51,6 +52,9 @@ def model_blobs(artifact: Artifact) -> dict[str, bytes]:
     blobs["popular.json"] = json.dumps(artifact.popular).encode()
     blobs["countries.json"] = json.dumps(artifact.customers.countries).encode()
     blobs["segments.json"] = json.dumps(artifact.customers.segments).encode()
+    h = artifact.history.last_day
+    blobs[CUSTOMERS_LATEST_FIRST] = array_to_bytes(latest_first(np.asarray(artifact.customer_ids, dtype=str),
+                                                                h.indptr, h.data))
     return blobs
 
 

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 import redis
 
 from redis_state import keys
+from redis_state.codec import array_from_bytes
 from service.domain.customer import CustomerState, decode_record, parse_live, parse_session
 from service.infrastructure.answer_memo import fingerprint
 from service.infrastructure.scripts import Lua, ScriptCall
@@ -49,8 +50,15 @@ def decode_customer(customer_id: str, reply: Sequence[object], session_max_items
 
 
 def published_customers(client: redis.Redis, version: str, limit: int, batch: int) -> Iterator[list[str]]:
-    """Ids of the customers published with ``version`` (a ``SCAN`` of its records), ``batch`` at a time, at
-    most ``limit`` in all, in the server's order."""
+    """Ids of the customers published with ``version``, ``batch`` at a time, at most ``limit`` in all: the most
+    recent buyers first (the version's ``CUSTOMERS_LATEST_FIRST`` list), or for a version published without
+    that list in the order a ``SCAN`` of its records returns them."""
+    listed = client.get(keys.model_blob(version, keys.CUSTOMERS_LATEST_FIRST))
+    if listed is not None:
+        ids = array_from_bytes(listed)[:limit].tolist()
+        for start in range(0, len(ids), batch):
+            yield ids[start:start + batch]
+        return
     found: list[str] = []
     given = 0
     for raw in client.scan_iter(match=keys.customer_history_pattern(version), count=batch):

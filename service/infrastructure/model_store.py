@@ -187,8 +187,10 @@ def load_version(client: redis.Redis, version: str, share_dir: str | None = None
     try:
         manifest = json.loads(raw_manifest)
         # Every publish lists its blobs; the item embeddings are left out: only the message bandit uses
-        # them, and it reads them itself on first use (service.usecases.marketing).
-        names = [str(name) for name in manifest["blobs"] if name != "item_embeddings"]
+        # them, and it reads them itself on first use (service.usecases.marketing); so is the customer list,
+        # read by ``service.usecases.read_ahead`` alone.
+        names = [str(name) for name in manifest["blobs"]
+                 if name not in ("item_embeddings", keys.CUSTOMERS_LATEST_FIRST)]
         pipe = client.pipeline(transaction=False)
         for name in names:
             pipe.get(keys.model_blob(version, name))
