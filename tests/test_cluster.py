@@ -193,3 +193,22 @@ def test_failover_under_load_loses_no_event_and_no_budget_count(redis_cluster: E
     for customer, event_id in acked:
         assert client.hexists(keys.customer_live(customer), event_id), (customer, event_id)
     assert int(client.hget(keys.promotion_stats(promo), "impressions")) == served[0]
+
+
+def test_read_ahead_fills_the_rank_memo_across_the_cluster(make_app: Callable[..., object],
+                                                           redis_client: RedisCluster, models: Models) -> None:
+    """The customer cache is off in cluster mode; reading ahead still derives every customer's scoring rows,
+    reading the customers from all three primaries, and the rank answers stay those of full scoring."""
+    from tests.service_helpers import ApiClient
+
+    publish_model(redis_client, models.retail.path)
+    app = make_app()
+    tailor = app.extensions["tailor"]
+    customers = models.retail.artifact.customer_ids.tolist()
+    assert not tailor.repository.customers.enabled
+    assert tailor.read_ahead.run(tailor.engine.serving()) == len(customers) == len(tailor.engine.customer_rows)
+    ahead, plain = ApiClient(app), ApiClient(make_app(TAILOR_ANSWER_CACHE_SIZE="0"))
+    page = {"items": models.retail.popular_items()[:8]}
+    for customer in customers:
+        url = f"/v1/customers/{customer}/rank"
+        assert ahead.post(url, json=page).get_json() == plain.post(url, json=page).get_json(), customer
