@@ -155,3 +155,32 @@ def test_a_customer_from_the_cache_still_gets_the_answer_another_worker_computed
     assert ApiClient(app).get(url).get_json() == computed
     assert REGISTRY.get_sample_value("tailor_answers_total", {"outcome": "shared"}) == shared + 1
     assert tailor.repository.customers.misses == misses and computed["customer_id"] == customer
+
+
+def test_a_corrupt_customer_list_falls_back_to_scanning_the_records(
+        make_app: Callable[..., Flask], redis_client: redis.Redis, retail_hybrid: TrainedModel) -> None:
+    publish_model(redis_client, retail_hybrid.path)
+    redis_client.set(keys.model_blob(retail_hybrid.version, keys.CUSTOMERS_LATEST_FIRST), b"not an array")
+    _, tailor = tracking_app(make_app)
+    assert tailor.read_ahead.run(tailor.engine.serving()) == len(retail_hybrid.artifact.customer_ids)
+
+
+def test_a_failed_read_ahead_does_not_stop_the_next_one(
+        make_app: Callable[..., Flask], redis_client: redis.Redis, retail_hybrid: TrainedModel,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    publish_model(redis_client, retail_hybrid.path)
+    _, tailor = tracking_app(make_app)
+    runs: list[str] = []
+
+    def run(state: object) -> int:
+        runs.append("run")
+        if len(runs) == 1:
+            raise RuntimeError("a bug in one run")
+        return 0
+
+    monkeypatch.setattr(tailor.read_ahead, "run", run)
+    state = tailor.engine.serving()
+    tailor.read_ahead.schedule(state)
+    wait_for(lambda: not tailor.read_ahead.busy, timeout=5)
+    tailor.read_ahead.schedule(state)
+    wait_for(lambda: len(runs) == 2, timeout=5)

@@ -54,8 +54,8 @@ def published_customers(client: redis.Redis, version: str, limit: int, batch: in
     recent buyers first (the version's ``CUSTOMERS_LATEST_FIRST`` list), or for a version published without
     that list in the order a ``SCAN`` of its records returns them."""
     listed = client.get(keys.model_blob(version, keys.CUSTOMERS_LATEST_FIRST))
-    if listed is not None:
-        ids = array_from_bytes(listed)[:limit].tolist()
+    ids = _id_list(listed, limit) if listed is not None else None
+    if ids is not None:
         for start in range(0, len(ids), batch):
             yield ids[start:start + batch]
         return
@@ -73,6 +73,15 @@ def published_customers(client: redis.Redis, version: str, limit: int, batch: in
             found = []
     if found:
         yield found
+
+
+def _id_list(blob: bytes, limit: int) -> list[str] | None:
+    """The first ``limit`` ids of a stored id array; None when the blob is not one (then the records are scanned)."""
+    try:
+        ids = array_from_bytes(blob)
+    except (ValueError, OSError, EOFError):
+        return None
+    return [str(customer) for customer in ids[:limit].tolist()] if ids.ndim == 1 else None
 
 
 def _pairs(flat: object) -> dict[bytes, bytes]:

@@ -41,6 +41,11 @@ class ReadAhead:
         self._pending: ServingState | None = None
         self.last: dict[str, float | int | str] = {}  # what the latest run read (``/healthz``-free: tests, logs)
 
+    @property
+    def busy(self) -> bool:
+        """A read-ahead is running or waiting to run."""
+        return self._running is not None
+
     def limit(self) -> int:
         """Customers worth reading: as many as the larger of the two caches holds (0: both are off)."""
         cache = self.repository.customers
@@ -77,6 +82,8 @@ class ReadAhead:
                 self.run(state)
             except (redis.RedisError, OSError) as exc:  # best effort: requests read what they need themselves
                 log.warning("reading customers ahead stopped: %s", type(exc).__name__)
+            except Exception:  # never the end of read-ahead for the next version
+                log.exception("reading customers ahead failed")
 
     def run(self, state: ServingState) -> int:
         """Read ``state``'s customers now (this thread); the number read. Stops when another state is served."""
