@@ -28,7 +28,7 @@ log = logging.getLogger("tailor.read_ahead")
 class ReadAhead:
     """Reads the served version's customers ahead of their requests, once per version, in one thread."""
 
-    #: Pause between customers' batches: requests arriving meanwhile get the interpreter first.
+    #: Pause after every 256 customers: requests arriving meanwhile get the interpreter first.
     PAUSE_S = 0.002
 
     def __init__(self, store: ModelStore, repository: Repository, engine: Engine, enabled: bool) -> None:
@@ -39,7 +39,7 @@ class ReadAhead:
         self._lock = threading.Lock()
         self._running: threading.Thread | None = None
         self._pending: ServingState | None = None
-        self.last: dict[str, float | int | str] = {}  # what the latest run read (``/healthz``-free: tests, logs)
+        self.last: dict[str, float | int | str] = {}  # what the latest run read (logged; read by tests)
 
     @property
     def busy(self) -> bool:
