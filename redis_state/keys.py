@@ -101,9 +101,13 @@ def customer_answers_pattern(version: str) -> str:
 
 
 def customer_of_history_key(version: str, key: str) -> str | None:
-    """The customer id of a ``customer_history`` key of ``version``, else None."""
-    head = f"{PREFIX}:hist:{version}:{{c:"
-    return key[len(head):-1] if key.startswith(head) and key.endswith("}") else None
+    """The customer id of a ``customer_history`` key of ``version`` (decoded: ids holding braces come back as
+    they were given), else None."""
+    head = f"{PREFIX}:hist:{encode_id(version)}:{{c:"
+    if not (key.startswith(head) and key.endswith("}")):
+        return None
+    encoded = key[len(head):-1]
+    return None if "{" in encoded or "}" in encoded else decode_id(encoded)
 
 
 LIVE_PREFIX = f"{PREFIX}:live:"

@@ -73,6 +73,14 @@ def test_tracked_keys_give_back_the_customer() -> None:
         assert keys.customer_of_tracked_key(keys.customer_session(customer)) == customer
 
 
+def test_history_keys_give_back_the_customer_of_their_version_only() -> None:
+    """What a SCAN of a version's records (audiences, read-ahead) turns back into customer ids."""
+    for version in ODD_IDS:
+        for customer in ODD_IDS:
+            assert keys.customer_of_history_key(version, keys.customer_history(version, customer)) == customer
+            assert keys.customer_of_history_key(version + "x", keys.customer_history(version, customer)) is None
+
+
 def test_patterns_match_only_their_own_id(redis_client: redis.Redis) -> None:
     for ident in ODD_IDS:
         redis_client.set(keys.promotion_stats(ident), 1)
