@@ -59,17 +59,23 @@ def published_customers(client: redis.Redis, version: str, limit: int, batch: in
         for start in range(0, len(ids), batch):
             yield ids[start:start + batch]
         return
+    for found in scanned_customers(client, version, batch):
+        if limit <= 0:
+            return
+        yield found[:limit]
+        limit -= len(found)
+
+
+def scanned_customers(client: redis.Redis, version: str, batch: int) -> Iterator[list[str]]:
+    """Ids of every customer with a record of ``version`` (a ``SCAN``, in the server's order), ``batch`` at a
+    time; a cluster client's ``scan_iter`` walks every primary."""
     found: list[str] = []
-    given = 0
     for raw in client.scan_iter(match=keys.customer_history_pattern(version), count=batch):
-        if given + len(found) >= limit:
-            break
         customer = keys.customer_of_history_key(version, raw.decode() if isinstance(raw, bytes) else raw)
         if customer is not None:
             found.append(customer)
         if len(found) >= batch:
             yield found
-            given += len(found)
             found = []
     if found:
         yield found

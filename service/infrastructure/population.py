@@ -20,6 +20,7 @@ from redis_state import keys
 from redis_state.codec import unpack_customer
 from scoring.audience import Population
 from scoring.history import PurchaseHistory
+from service.infrastructure.customer_reads import scanned_customers
 
 MAX_CUSTOMERS = 500_000
 BATCH = 1_000
@@ -31,33 +32,23 @@ def load_population(client: redis.Redis, version: str, n_items: int, now_day: fl
     ids: list[str] = []
     records = []
     truncated = False
-    pattern = keys.customer_history_pattern(version)
-    batch: list[str] = []
-
-    def flush() -> None:
+    for found in scanned_customers(client, version, BATCH):
+        room = max_customers - len(ids)
+        if len(found) > room:
+            truncated, found = True, found[:room]
         pipe = client.pipeline(transaction=False)
-        for key in batch:
-            pipe.get(key)
-        for key, blob in zip(batch, pipe.execute(), strict=True):
-            customer = keys.customer_of_history_key(version, key)
-            if blob is None or customer is None:
+        for customer in found:
+            pipe.get(keys.customer_history(version, customer))
+        for customer, blob in zip(found, pipe.execute(), strict=True):
+            if blob is None:
                 continue
             try:
                 records.append(unpack_customer(blob))
             except (ValueError, struct.error):  # a corrupt record is skipped, not fatal
                 continue
             ids.append(customer)
-        batch.clear()
-
-    for raw in client.scan_iter(match=pattern, count=BATCH):
-        if len(ids) + len(batch) >= max_customers:
-            truncated = True
+        if truncated:
             break
-        batch.append(raw.decode() if isinstance(raw, bytes) else raw)
-        if len(batch) >= BATCH:
-            flush()
-    if batch:
-        flush()
     order = np.argsort(np.asarray(ids, dtype=str), kind="stable") if ids else np.empty(0, dtype=np.int64)
     ids_arr = np.asarray(ids, dtype=str)[order] if ids else np.empty(0, dtype=str)
     records = [records[i] for i in order.tolist()]

@@ -263,8 +263,7 @@ class Engine:
             # The customer's history and what the model derived from it, remembered per fingerprint of their data.
             remembered = self.customer_rows.get(state, customer_id, seen) if seen is not None else None
             if remembered is None:
-                history = purchase_history(customer, m.item_index, m.n_items, m.data_end_day,
-                                           self.now_day(m, customer), include_session=not customer.known)
+                history = self._history(m, customer)
                 found = m.model.score_items(history, idx)
                 if seen is not None:
                     self.customer_rows.put(state, customer_id, (history, found.row_constants), seen)
@@ -294,11 +293,16 @@ class Engine:
             return False
         if len(self.customer_rows) >= self.customer_rows.max_entries:
             return False
-        m = state.model
-        history = purchase_history(customer, m.item_index, m.n_items, m.data_end_day, self.now_day(m, customer),
-                                   include_session=False)
-        self.customer_rows.put(state, customer_id, (history, m.model.row_constants(history)), seen, evict=False)
+        history = self._history(state.model, customer)
+        self.customer_rows.put(state, customer_id, (history, state.model.model.row_constants(history)), seen,
+                               evict=False)
         return True
+
+    def _history(self, m: LoadedModel, customer: CustomerState) -> CustomerRow:
+        """The row ``rank_items`` scores: published history + live purchases (+ the session for a customer
+        the model does not know)."""
+        return purchase_history(customer, m.item_index, m.n_items, m.data_end_day, self.now_day(m, customer),
+                                include_session=not customer.known)
 
     def similar(self, item_id: str, *, n: int) -> Answer:
         """Items bought by the same customers; 404 for an item the model does not know."""
