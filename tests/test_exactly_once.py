@@ -1,8 +1,10 @@
 """Exactly once (issue 12.1): whichever step of the event write path Redis dies at, a batch retried with the
 same event ids ends with each event in the stream once, and every batch answered 2xx is in it already.
 
-Redis "dies" through a real TCP proxy (``tests/tcp_proxy.py``) cut just before, or just after, a given step
-reaches the real Redis behind it - no mock.
+Both protocols are checked on a real single Redis: the one script of a single Redis (``_INGEST``) and the four
+single-slot steps a cluster needs (forced with ``EventWriter.one_script = False``; ``tests/test_cluster.py``
+runs them on a real cluster). Redis "dies" through a real TCP proxy (``tests/tcp_proxy.py``) cut just before,
+or just after, a given step reaches the real Redis behind it - no mock.
 """
 
 from __future__ import annotations
@@ -17,20 +19,25 @@ import redis
 from flask import Flask
 
 from redis_state import keys
-from service.infrastructure import repository
+from service.infrastructure import event_writes
 from service.infrastructure.embedded_redis import EmbeddedRedis
 from tests.service_helpers import ApiClient, TrainedModel, event
 from tests.tcp_proxy import CuttableProxy
 
 pytest_plugins = ["tests.service_helpers"]
 
-#: (step name, bytes that identify the step's command on the wire)
+#: (step name, bytes that identify the step's command on the wire); "ingest" is the single Redis' one script
 STEPS = [
-    ("accept", repository._ACCEPT.sha.encode()),
-    ("append", repository._APPEND.sha.encode()),
-    ("commit", repository._COMMIT.sha.encode()),
-    ("grace", repository._GRACE.sha.encode()),
+    ("ingest", event_writes._INGEST.sha.encode()),
+    ("accept", event_writes._ACCEPT.sha.encode()),
+    ("append", event_writes._APPEND.sha.encode()),
+    ("commit", event_writes._COMMIT.sha.encode()),
+    ("grace", event_writes._GRACE.sha.encode()),
 ]
+
+
+def use_protocol(app: Flask, one_script: bool) -> None:
+    app.extensions["tailor"].repository.events.one_script = one_script
 
 
 @pytest.fixture
@@ -73,6 +80,7 @@ def test_redis_dies_at_each_step_and_the_retry_lands_each_event_once(
         redis_client: redis.Redis, caplog: pytest.LogCaptureFixture) -> None:
     app = make_app(REDIS_URL=proxy.url, TAILOR_CUSTOMER_CACHE_SIZE="0", TAILOR_BREAKER_RESET_S="0.05",
                    TAILOR_REDIS_WRITE_TIMEOUT_MS="1000", TAILOR_MODEL_POLL_S="5")
+    use_protocol(app, one_script=step == "ingest")
     api = ApiClient(app)
     item = retail.popular_items()[0]
     assert api.post("/v1/events", json=[event("warm", "warm", "view", item)]).status_code == 200
@@ -88,7 +96,7 @@ def test_redis_dies_at_each_step_and_the_retry_lands_each_event_once(
         assert step in ("commit", "grace") and first.get_json()["accepted"] == 10
         assert stream_ids(redis_client) == Counter(expected) + Counter({("warm", "warm"): 1})
     else:
-        assert first.status_code == 503 and step in ("accept", "append")
+        assert first.status_code == 503 and step in ("ingest", "accept", "append")
 
     proxy.heal()
     time.sleep(0.06)
@@ -101,16 +109,21 @@ def test_redis_dies_at_each_step_and_the_retry_lands_each_event_once(
     assert api.post("/v1/events", json=events).get_json() == {"received": 10, "accepted": 0, "duplicates": 10,
                                                                    "unattributed": 0}
     assert sum(stream_ids(redis_client).values()) == 11
-    live = redis_client.hgetall(keys.customer_live(f"{step}-{after}-c0"))
-    assert set(live) == {f"{step}-{after}-e{i}".encode() for i in (0,)} | set(live), "purchases recorded"
+    for customer, purchase in (("c0", "e0"), ("c2", "e5")):
+        live = redis_client.hgetall(keys.customer_live(f"{step}-{after}-{customer}"))
+        assert set(live) == {f"{step}-{after}-{purchase}".encode()}, "the purchase recorded"
+    session = redis_client.hgetall(keys.customer_session(f"{step}-{after}-c1"))
+    assert item.encode() in session, "views recorded"
 
 
+@pytest.mark.parametrize("one_script", [True, False], ids=["one-script", "four-steps"])
 def test_a_retry_racing_the_first_attempt_appends_once(make_app: Callable[..., Flask], retail: TrainedModel,
-                                                      redis_client: redis.Redis) -> None:
-    """Two sends of one batch at once (a client that timed out and retried): the stream gets each event once."""
+                                                      redis_client: redis.Redis, one_script: bool) -> None:
+    """Three sends of one batch at once (a client that timed out and retried): the stream gets each event once."""
     import threading
 
     app = make_app(TAILOR_CUSTOMER_CACHE_SIZE="0")
+    use_protocol(app, one_script)
     item = retail.popular_items()[0]
     for round_ in range(20):
         events = batch(f"race{round_}", item)
@@ -133,10 +146,12 @@ def test_a_retry_racing_the_first_attempt_appends_once(make_app: Callable[..., F
     assert len(counts) == 200 and set(counts.values()) == {1}
 
 
+@pytest.mark.parametrize("one_script", [True, False], ids=["one-script", "four-steps"])
 def test_pending_markers_of_an_old_attempt_are_completed(api: ApiClient, retail: TrainedModel,
-                                                         redis_client: redis.Redis) -> None:
-    """A marker left pending (the process died after the customer's script) is completed by the retry, and a
-    marker written before this scheme (a timestamp) still counts as a duplicate."""
+                                                         redis_client: redis.Redis, one_script: bool) -> None:
+    """A marker left pending (a four-step attempt died after the customer's script) is completed by the retry
+    under either protocol, and a marker written before these schemes (a timestamp) counts as a duplicate."""
+    use_protocol(api.app, one_script)
     item = retail.popular_items()[0]
     redis_client.set(keys.event_seen("old", "o1"), "1712345678.123", ex=60)
     redis_client.set(keys.event_seen("new", "n1"), "p", ex=60)
@@ -144,7 +159,7 @@ def test_pending_markers_of_an_old_attempt_are_completed(api: ApiClient, retail:
     assert body.get_json() == {"received": 2, "accepted": 1, "duplicates": 1, "unattributed": 0}
     assert stream_ids(redis_client) == Counter({("new", "n1"): 1})
     assert redis_client.get(keys.event_seen("new", "n1")) == b"c"
-    assert 0 < redis_client.ttl(keys.event_appended("new", "n1")) <= repository.APPENDED_GRACE_S
+    assert 0 < redis_client.ttl(keys.event_appended("new", "n1")) <= event_writes.APPENDED_GRACE_S
 
 
 def test_repeated_warnings_are_rate_limited() -> None:
