@@ -219,3 +219,22 @@ def test_a_session_past_twice_its_size_keeps_its_newest_items(make_app: Callable
     assert {name.decode() for name in redis_client.hkeys(key)} == {items[8], *items[5:8]}
     newest = api.get("/v1/customers/c-long/recommendations?n=5").get_json()
     assert newest["source"] == "session"
+
+
+def test_a_large_batch_lands_whole_once_and_in_batch_order(make_app: Callable[..., Flask], retail: TrainedModel,
+                                                         redis_client: redis.Redis):
+    """2,500 events (the single-Redis script reads their markers 1,000 at a time) over a few customers: every
+    event in the stream once, in the order sent; sent again, all duplicates and the stream unchanged."""
+    api = ApiClient(make_app(TAILOR_EVENTS_MAX_BATCH="2500"))
+    items = retail.popular_items()[:7]
+    batch = [event(f"big-{i}", f"c-big-{i % 13}", ("purchase", "view", "impression")[i % 3], items[i % 7])
+             for i in range(2500)]
+    batch[10] = event("big-10", "c-big-10", "impression")  # no item: nothing recorded for it
+    assert post(api, *batch) == {"received": 2500, "accepted": 2500, "duplicates": 0, "unattributed": 0}
+    entries = redis_client.xrange(keys.EVENTS_STREAM)
+    assert [(f[b"customer_id"].decode(), f[b"event_id"].decode()) for _, f in entries] == \
+        [(e["customer_id"], e["event_id"]) for e in batch]
+    purchases = sum(1 for e in batch if e["type"] == "purchase")
+    assert sum(len(redis_client.hgetall(keys.customer_live(f"c-big-{c}"))) for c in range(13)) == purchases
+    assert post(api, *batch) == {"received": 2500, "accepted": 0, "duplicates": 2500, "unattributed": 0}
+    assert redis_client.xlen(keys.EVENTS_STREAM) == 2500

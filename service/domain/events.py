@@ -60,22 +60,29 @@ def utc(moment: datetime) -> datetime:
 
 def stream_fields(event: Event, received_at: float) -> dict[str, str]:
     """The stream entry of an event (all values strings, optional ones only when present)."""
-    fields = {
-        "event_id": event.event_id,
-        "customer_id": event.customer_id,
-        "type": event.type,
-        "timestamp": utc(event.timestamp).isoformat(),
-        "received_at": f"{received_at:.3f}",
-    }
+    flat = stream_entry(event, received_at_text(received_at))
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def received_at_text(received_at: float) -> str:
+    """How the stream writes the time an event was received (epoch seconds, ms precision)."""
+    return f"{received_at:.3f}"
+
+
+def stream_entry(event: Event, received_at: str) -> list[str]:
+    """``stream_fields`` as the flat field/value list ``XADD`` takes (``received_at`` formatted once per
+    batch by ``received_at_text``)."""
+    entry = ["event_id", event.event_id, "customer_id", event.customer_id, "type", event.type,
+             "timestamp", utc(event.timestamp).isoformat(), "received_at", received_at]
     if event.item_id is not None:
-        fields["item_id"] = event.item_id
+        entry += ("item_id", event.item_id)
     if event.quantity is not None:
-        fields["quantity"] = repr(float(event.quantity))
+        entry += ("quantity", repr(float(event.quantity)))
     if event.price is not None:
-        fields["price"] = repr(float(event.price))
+        entry += ("price", repr(float(event.price)))
     if event.decision_id is not None:
-        fields["decision_id"] = event.decision_id
-    return fields
+        entry += ("decision_id", event.decision_id)
+    return entry
 
 
 def unique_by_id(events: Iterable[Event]) -> tuple[list[Event], int]:

@@ -21,7 +21,7 @@ from redis_state import keys
 from scoring.history import SECONDS_PER_DAY
 from service.domain.customer import live_value, session_value
 from service.domain.errors import Unavailable
-from service.domain.events import Event, stream_fields, unique_by_id
+from service.domain.events import Event, received_at_text, stream_entry, unique_by_id
 from service.infrastructure.feedback import apply_feedback, unattributed
 from service.infrastructure.redis_client import RedisGateway, group_by_slot
 from service.infrastructure.scripts import Lua, ScriptCall, run_scripts
@@ -76,10 +76,15 @@ end
 #: or 0 (a duplicate: committed, or a marker written before these schemes holding a timestamp).
 _INGEST = Lua(_RECORD + _SETTLE + """
 local out, at, customers = {}, 7, tonumber(ARGV[6])
-local live, session = {}, {}
-for i = 2 + 2 * customers, #KEYS do
+local first = 2 + 2 * customers
+local marks, live, session = {}, {}, {}
+for from = first, #KEYS, 1000 do
+  local got = redis.call('MGET', unpack(KEYS, from, math.min(from + 999, #KEYS)))
+  for j = 1, #got do marks[#marks + 1] = got[j] end
+end
+for i = first, #KEYS do
   local c, n = tonumber(ARGV[at]), tonumber(ARGV[at + 4])
-  local seen = redis.call('GET', KEYS[i])
+  local seen = marks[i - first + 1]
   if not seen then
     local kind = record(KEYS[2 * c], KEYS[2 * c + 1], at + 1)
     if kind == 'l' then live[c] = true elseif kind == 's' then session[c] = true end
@@ -202,13 +207,10 @@ def _write_args(event: Event) -> tuple[str, str, str]:
     return "-", "", ""
 
 
-def _stream_args(event: Event, now: float) -> list[Any]:
+def _stream_args(event: Event, received_at: str) -> list[Any]:
     """The number of an event's stream field/value strings, then them."""
-    fields = stream_fields(event, now)
-    out: list[Any] = [2 * len(fields)]
-    for name, value in fields.items():
-        out += (name, value)
-    return out
+    entry = stream_entry(event, received_at)
+    return [len(entry), *entry]
 
 
 class EventWriter:
@@ -281,9 +283,10 @@ class EventWriter:
         for customer_id in customers:
             script_keys += (keys.customer_live(customer_id), keys.customer_session(customer_id))
         args: list[Any] = [self.settings.events_maxlen, *self._static_args(), len(customers)]
+        received_at = received_at_text(now)
         for event in unique:
             script_keys.append(keys.event_seen(event.customer_id, event.event_id))
-            args += (customers[event.customer_id], *_write_args(event), *_stream_args(event, now))
+            args += (customers[event.customer_id], *_write_args(event), *_stream_args(event, received_at))
         reply = run_scripts(self.gateway.writes, [(_INGEST, script_keys, args)])[0]
         return [int(state) for state in reply]
 
@@ -318,8 +321,9 @@ class EventWriter:
     def _append(self, todo: list[Event], now: float) -> list[Event]:
         """Step 2: ``_APPEND`` the events (batch order); the events added to the stream by this call."""
         args: list[Any] = [self.settings.events_maxlen, self.settings.event_dedupe_s + APPENDED_GRACE_S]
+        received_at = received_at_text(now)
         for event in todo:
-            args += _stream_args(event, now)
+            args += _stream_args(event, received_at)
         script_keys = [keys.EVENTS_STREAM, *(keys.event_appended(e.customer_id, e.event_id) for e in todo)]
         reply = run_scripts(self.gateway.writes, [(_APPEND, script_keys, args)])[0]
         return [event for event, ok in zip(todo, reply, strict=True) if ok]
