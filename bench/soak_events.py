@@ -1,8 +1,10 @@
 """Soak test of the exactly-once event write path: real gunicorn, a Redis killed with kill -9 and restarted.
 
     python bench/soak_events.py [--seconds 60] [--threads 4] [--batch 10] [--kill-every 4] [--down 0.5]
+        [--appendfsync always|everysec]
 
-Starts a private ``redis-server --appendonly yes`` and ``tailor serve`` (gunicorn, 2 workers) on free ports.
+Starts a private ``redis-server --appendonly yes --appendfsync always`` (as shipped; ``everysec`` to see
+what Redis' cheaper setting risks) and ``tailor serve`` (gunicorn, 2 workers) on free ports.
 ``--threads`` clients post batches of ``--batch`` events with fresh ids and send a batch again, with the
 same ids, until it is answered 2xx (any non-2xx answer or connection error counts as not acknowledged).
 Every ``--kill-every`` seconds Redis gets SIGKILL and is restarted ``--down`` seconds later on the same
@@ -47,10 +49,13 @@ def main() -> int:
     p.add_argument("--kill-every", type=float, default=4.0)
     p.add_argument("--down", type=float, default=0.5)
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--appendfsync", choices=["always", "everysec"], default="always")
     args = p.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="tailor-soak-"))
-    server = EmbeddedRedis(work / "redis", persist=True).start()
+    server = EmbeddedRedis(work / "redis", persist=True)
+    server.extra_args = ["--appendfsync", args.appendfsync]
+    server.start()
     port = free_port()
     env = {**os.environ, "REDIS_URL": server.url, "TAILOR_API_KEYS": f"{KEY}:read", "TAILOR_LOG_LEVEL": "warning",
            "TAILOR_EVENTS_MAXLEN": "100000000", "TAILOR_BREAKER_RESET_S": "0.2", "PYTHONPATH": str(ROOT)}
@@ -135,7 +140,8 @@ def main() -> int:
         last = chunk[-1][0].decode()
     missing = sum(1 for pair in acked if counts[pair] == 0)
     duplicated = sum(n - 1 for n in counts.values() if n > 1)
-    result = {"seconds": round(elapsed, 1), "threads": args.threads, "batch": args.batch,
+    result = {"seconds": round(elapsed, 1), "appendfsync": args.appendfsync, "threads": args.threads,
+              "batch": args.batch,
               "redis_kills": stats["redis_kills"], "sent": len(sent), "acknowledged": len(acked),
               "missing": missing, "duplicated": duplicated, "stream_entries": sum(counts.values()),
               "unacknowledged_in_stream": sum(1 for pair in counts if pair not in acked),

@@ -72,6 +72,7 @@ def test_compose_services_volumes_and_healthchecks(compose: dict[str, Any]):
     command = [str(part) for part in redis["command"]]
     flags = dict(zip(command[1::2], command[2::2], strict=False))
     assert flags["--appendonly"] == "yes"
+    assert flags["--appendfsync"] == "always", "with everysec Redis may acknowledge an event it never writes"
     assert flags["--maxmemory-policy"] in {"noeviction", "volatile-lru", "volatile-lfu", "volatile-ttl"}, \
         "models and customer records have no TTL: a policy that may evict them is not allowed"
     assert re.fullmatch(r"\d+[kmg]b?", flags["--maxmemory"].lower())

@@ -73,7 +73,8 @@ class EmbeddedRedis:
         if self.socket_path is not None:
             args += ["--unixsocket", str(self.socket_path), "--unixsocketperm", "700"]
         if self.persist:
-            args += ["--appendonly", "yes", "--save", "60 1000"]
+            # ``always``: written and fsynced before any answer, so an acknowledged event survives kill -9
+            args += ["--appendonly", "yes", "--appendfsync", "always", "--save", "60 1000"]
         else:
             args += ["--appendonly", "no", "--save", ""]
         if self.maxmemory:
