@@ -29,17 +29,23 @@ from settings import Settings
 
 log = logging.getLogger("tailor.repository")
 
-#: Lua: record event ``i``'s write (ARGV ``at``..``at + 2``: kind "l" | "s" | "-", field, value) in the
-#: customer's live hash (a purchase) or session hash (a view / cart / click); returns which one it touched.
+#: Lua: an event's marker as its state (1 new, 2 pending: recorded, maybe not yet in the stream, 0 committed
+#: or a timestamp written before these schemes: a duplicate); and recording a new event's write (ARGV
+#: ``at``..``at + 2``: kind "l" | "s" | "-", field, value) in customer ``c``'s live hash (a purchase) or
+#: session hash (a view / cart / click), noting in ``touched.live`` / ``touched.session`` which one changed.
 _RECORD = """
-local function record(live_key, session_key, at)
+local function state_of(seen)
+  if not seen then return 1 elseif seen == 'p' then return 2 else return 0 end
+end
+local function record(touched, c, live_key, session_key, at)
   local kind = ARGV[at]
   if kind == 'l' then
     redis.call('HSET', live_key, ARGV[at + 1], ARGV[at + 2])
+    touched.live[c] = true
   elseif kind == 's' then
     redis.call('HSET', session_key, ARGV[at + 1], ARGV[at + 2])
+    touched.session[c] = true
   end
-  return kind
 end
 """
 
@@ -77,31 +83,24 @@ end
 _INGEST = Lua(_RECORD + _SETTLE + """
 local out, at, customers = {}, 7, tonumber(ARGV[6])
 local first = 2 + 2 * customers
-local marks, live, session = {}, {}, {}
+local marks, touched = {}, {live = {}, session = {}}
 for from = first, #KEYS, 1000 do
   local got = redis.call('MGET', unpack(KEYS, from, math.min(from + 999, #KEYS)))
   for j = 1, #got do marks[#marks + 1] = got[j] end
 end
 for i = first, #KEYS do
   local c, n = tonumber(ARGV[at]), tonumber(ARGV[at + 4])
-  local seen = marks[i - first + 1]
-  if not seen then
-    local kind = record(KEYS[2 * c], KEYS[2 * c + 1], at + 1)
-    if kind == 'l' then live[c] = true elseif kind == 's' then session[c] = true end
+  local state = state_of(marks[i - first + 1])
+  if state == 1 then
+    record(touched, c, KEYS[2 * c], KEYS[2 * c + 1], at + 1)
     redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, at + 5, at + 4 + n))
     redis.call('SET', KEYS[i], 'c', 'EX', ARGV[2])
-    out[#out + 1] = 1
-  elseif seen == 'p' then
-    out[#out + 1] = 2
-  else
-    out[#out + 1] = 0
   end
+  out[#out + 1] = state
   at = at + 5 + n
 end
 for c = 1, customers do
-  if live[c] or session[c] then
-    settle(KEYS[2 * c], KEYS[2 * c + 1], live[c], session[c], ARGV[3], ARGV[4], tonumber(ARGV[5]))
-  end
+  settle(KEYS[2 * c], KEYS[2 * c + 1], touched.live[c], touched.session[c], ARGV[3], ARGV[4], tonumber(ARGV[5]))
 end
 return out
 """)
@@ -117,23 +116,18 @@ _ACCEPT = Lua(_RECORD + _SETTLE + """
 local out, k, at, keep = {}, 1, 5, tonumber(ARGV[4])
 while k <= #KEYS do
   local live_key, session_key, n = KEYS[k], KEYS[k + 1], tonumber(ARGV[at])
-  local live, session = false, false
+  local touched = {live = {}, session = {}}
   at = at + 1
   for i = k + 2, k + 1 + n do
-    local seen = redis.call('GET', KEYS[i])
-    if not seen then
-      local kind = record(live_key, session_key, at)
-      if kind == 'l' then live = true elseif kind == 's' then session = true end
+    local state = state_of(redis.call('GET', KEYS[i]))
+    if state == 1 then
+      record(touched, 1, live_key, session_key, at)
       redis.call('SET', KEYS[i], 'p', 'EX', ARGV[1])
-      out[#out + 1] = 1
-    elseif seen == 'p' then
-      out[#out + 1] = 2
-    else
-      out[#out + 1] = 0
     end
+    out[#out + 1] = state
     at = at + 3
   end
-  settle(live_key, session_key, live, session, ARGV[2], ARGV[3], keep)
+  settle(live_key, session_key, touched.live[1], touched.session[1], ARGV[2], ARGV[3], keep)
   k = k + 2 + n
 end
 return out
