@@ -164,12 +164,16 @@ def post_worker_init(worker: Any) -> None:
 
     Then freeze what is loaded by now (app, schemas, model lookups: ~150k objects) out of the garbage
     collector's view: a full collection over them stalls a request for ~70 ms, and they live as long as
-    the worker anyway.
+    the worker anyway. The same after every read-ahead, which adds ~300k more (customers and their rows:
+    a full collection over them took 138-157 ms); ``gc.freeze`` only moves lists, so it costs nothing.
+    Refcounting still frees what a version switch drops: a switch leaves ~20 objects in reference cycles
+    (docs/BENCHMARKS.md 10.10), which frozen are never freed.
     """
     tailor = getattr(worker.wsgi, "extensions", {}).get("tailor")
     if tailor is not None:
         tailor.store.start(wait_s=10.0)
         tailor.repository.customers.start()
+        tailor.read_ahead.on_done.append(gc.freeze)
         tailor.read_ahead.start()
     gc.collect()
     gc.freeze()

@@ -184,3 +184,43 @@ def test_a_failed_read_ahead_does_not_stop_the_next_one(
     wait_for(lambda: not tailor.read_ahead.busy, timeout=5)
     tailor.read_ahead.schedule(state)
     wait_for(lambda: len(runs) == 2, timeout=5)
+
+
+def test_every_run_ends_with_its_hooks_which_a_worker_uses_to_freeze_what_was_read(
+        make_app: Callable[..., Flask], redis_client: redis.Redis, models: Models) -> None:
+    """``gunicorn_conf.post_worker_init`` registers ``gc.freeze``: the customers read stay out of every later
+    full collection."""
+    import gc
+
+    publish_model(redis_client, models.retail.path)
+    _, tailor = tracking_app(make_app)
+    calls: list[str] = []
+    tailor.read_ahead.on_done += [lambda: calls.append(str(tailor.read_ahead.last["version"])), gc.freeze]
+    gc.collect()
+    gc.freeze()
+    frozen = gc.get_freeze_count()
+    try:
+        assert tailor.read_ahead.run(tailor.store.current()) == len(models.retail.artifact.customer_ids)
+        assert calls == [models.retail.version]
+        assert gc.get_freeze_count() > frozen + len(models.retail.artifact.customer_ids), "the customers read"
+        assert len(gc.get_objects(generation=2)) < len(models.retail.artifact.customer_ids)
+    finally:
+        gc.unfreeze()
+
+
+def test_a_gunicorn_worker_freezes_what_each_read_ahead_read(
+        make_app: Callable[..., Flask], redis_client: redis.Redis, models: Models) -> None:
+    import gc
+    from types import SimpleNamespace
+
+    from service import gunicorn_conf
+
+    publish_model(redis_client, models.retail.path)
+    app = make_app()
+    tailor: Tailor = app.extensions["tailor"]
+    try:
+        gunicorn_conf.post_worker_init(SimpleNamespace(wsgi=app))
+        assert gc.freeze in tailor.read_ahead.on_done
+        wait_for(lambda: tailor.read_ahead.last.get("version") == models.retail.version, timeout=10)
+    finally:
+        gc.unfreeze()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 import redis
 
@@ -40,6 +41,8 @@ class ReadAhead:
         self._running: threading.Thread | None = None
         self._pending: ServingState | None = None
         self.last: dict[str, float | int | str] = {}  # what the latest run read (logged; read by tests)
+        #: Called after every run, in its thread (a gunicorn worker freezes what was read: ``gunicorn_conf``).
+        self.on_done: list[Callable[[], None]] = []
 
     @property
     def busy(self) -> bool:
@@ -107,4 +110,6 @@ class ReadAhead:
         self.last = {"version": version, "customers": read, "rows": rows, "seconds": round(seconds, 3)}
         log.info("read %d customers of model %s ahead of their requests (%d scoring rows) in %.2fs",
                  read, version, rows, seconds)
+        for callback in self.on_done:
+            callback()
         return read
