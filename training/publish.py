@@ -19,7 +19,6 @@ from tqdm import tqdm
 
 from redis_state import keys
 from redis_state.codec import CustomerRecord, array_to_bytes, pack_customer
-from redis_state.keys import CUSTOMERS_LATEST_FIRST
 from redis_state.versions import PublishError, activate_version, prune, remove_unless_active
 from scoring.artifact import Artifact, latest_first, read_artifact, segment_matrix
 from settings import ConfigError, setting_value
@@ -53,7 +52,7 @@ def model_blobs(artifact: Artifact) -> dict[str, bytes]:
     blobs["countries.json"] = json.dumps(artifact.customers.countries).encode()
     blobs["segments.json"] = json.dumps(artifact.customers.segments).encode()
     h = artifact.history.last_day
-    blobs[CUSTOMERS_LATEST_FIRST] = array_to_bytes(latest_first(np.asarray(artifact.customer_ids, dtype=str),
+    blobs[keys.CUSTOMERS_LATEST_FIRST] = array_to_bytes(latest_first(np.asarray(artifact.customer_ids, dtype=str),
                                                                 h.indptr, h.data))
     return blobs
 

@@ -245,19 +245,17 @@ class EventWriter:
         started = time.monotonic()
         if self.one_script:
             states = self.gateway.call(lambda: self._ingest_at_once(unique, now))
-        else:
-            states = self.gateway.call(lambda: self._accept(unique))
-        if self.one_script:
             added = [event for event, state in zip(unique, states, strict=True) if state == ADDED]
             pending = [event for event, state in zip(unique, states, strict=True) if state == PENDING]
         else:  # every event accepted now is pending until its commit
+            states = self.gateway.call(lambda: self._accept(unique))
             added = []
             pending = [event for event, state in zip(unique, states, strict=True) if state != DUPLICATE]
         accepted = len(added) + len(pending)
         if not accepted:
             return IngestResult(len(events), 0, len(events))
         if pending:
-            if any(state == PENDING for state in states) and time.monotonic() - started > PENDING_APPEND_MAX_AGE_S:
+            if PENDING in states and time.monotonic() - started > PENDING_APPEND_MAX_AGE_S:
                 raise Unavailable("the event batch took too long; send it again")
             added += self.gateway.call(lambda: self._append(pending, now))
         outcomes = self._finish(pending, added)
