@@ -1,5 +1,6 @@
-"""The per-worker customer cache against a real Redis: invalidation by other processes' writes, refused
-stale fills, FLUSHALL, a Redis restart, and two app instances ("workers") sharing one Redis."""
+"""The per-worker customer cache against a real Redis: invalidation by other processes' writes of what it
+read (and nothing else), refused stale fills, FLUSHALL, lost tracked connections, a replaced subscriber, a
+Redis restart, and two app instances ("workers") sharing one Redis."""
 
 from __future__ import annotations
 
@@ -19,10 +20,18 @@ from tests.service_helpers import KEYS, ApiClient, TrainedModel, event, item_ids
 pytest_plugins = ["tests.service_helpers"]
 
 
+class ReadingCache(CustomerCache):
+    """The cache with the tracked client a repository reads customers through."""
+
+    def __init__(self, client: redis.Redis, max_entries: int, **options: float) -> None:
+        super().__init__(client, max_entries, **options)
+        self.reads = self.tracked_client(client)
+
+
 @pytest.fixture
-def cache(redis_url: str) -> Iterator[CustomerCache]:
+def cache(redis_url: str) -> Iterator[ReadingCache]:
     client = make_client(redis_url, 2.0, 2.0)
-    customers = CustomerCache(client, max_entries=3)
+    customers = ReadingCache(client, max_entries=3, heartbeat_s=0.1)
     customers.token()  # starts tracking
     wait_for(lambda: customers.ready, timeout=5)
     yield customers
@@ -30,12 +39,20 @@ def cache(redis_url: str) -> Iterator[CustomerCache]:
     client.close()
 
 
-def stored(cache: CustomerCache, customer: str, value: str, version: str = "v1") -> None:
-    cache.put(customer, version, value, cache.token())
+def read(cache: ReadingCache, customer: str) -> None:
+    """What a request does before storing a customer: read their keys through a tracked connection."""
+    cache.reads.hgetall(keys.customer_live(customer))
+    cache.reads.hgetall(keys.customer_session(customer))
+
+
+def stored(cache: ReadingCache, customer: str, value: str, version: str = "v1") -> None:
+    token = cache.token()
+    read(cache, customer)
+    cache.put(customer, version, value, token)
     assert cache.get(customer, version) == value
 
 
-def test_writes_by_anyone_invalidate_at_once(cache: CustomerCache, redis_client: redis.Redis) -> None:
+def test_writes_by_anyone_invalidate_at_once(cache: ReadingCache, redis_client: redis.Redis) -> None:
     stored(cache, "42", "first")
     assert cache.get("42", "another-version") is None  # records belong to one model version
     redis_client.hset(keys.customer_live("42"), "event-1", "x")  # another process's event write
@@ -48,8 +65,9 @@ def test_writes_by_anyone_invalidate_at_once(cache: CustomerCache, redis_client:
     assert cache.get("7", "v1") == "other"
 
 
-def test_a_fill_read_before_an_invalidation_is_refused(cache: CustomerCache, redis_client: redis.Redis) -> None:
+def test_a_fill_read_before_an_invalidation_is_refused(cache: ReadingCache, redis_client: redis.Redis) -> None:
     token = cache.token()  # the request starts reading customer 42 ...
+    read(cache, "42")
     redis_client.hset(keys.customer_live("42"), "event-1", "x")  # ... an event lands meanwhile ...
     wait_for(lambda: cache.invalidations > token, timeout=5)
     cache.put("42", "v1", "stale", token)  # ... so what it read may be stale: not stored
@@ -57,14 +75,14 @@ def test_a_fill_read_before_an_invalidation_is_refused(cache: CustomerCache, red
     stored(cache, "42", "fresh")
 
 
-def test_expiry_flush_and_size_limit(cache: CustomerCache, redis_client: redis.Redis) -> None:
+def test_expiry_flush_and_size_limit(cache: ReadingCache, redis_client: redis.Redis) -> None:
     stored(cache, "1", "a")
-    seen = cache.invalidations
     redis_client.hset(keys.customer_session("1"), "item", "x")
+    wait_for(lambda: cache.get("1", "v1") is None, timeout=5)
     redis_client.pexpire(keys.customer_session("1"), 500)
-    wait_for(lambda: cache.get("1", "v1") is None and cache.invalidations >= seen + 2, timeout=5)
-    stored(cache, "1", "b")
-    wait_for(lambda: cache.get("1", "v1") is None, timeout=5)  # the expiry invalidates too
+    stored(cache, "1", "b")  # read again after the write: tracked again
+    seen = cache.invalidations
+    wait_for(lambda: cache.get("1", "v1") is None and cache.invalidations > seen, timeout=5)  # the expiry too
     for customer in "1234":
         stored(cache, customer, customer)
     assert len(cache) == 3 and cache.get("1", "v1") is None  # least recently used went first
@@ -72,10 +90,61 @@ def test_expiry_flush_and_size_limit(cache: CustomerCache, redis_client: redis.R
     wait_for(lambda: len(cache) == 0, timeout=5)
 
 
+def test_only_writes_to_what_was_read_are_sent(cache: ReadingCache, redis_client: redis.Redis) -> None:
+    """Tracking is per key read, not broadcast: an event for a customer this worker never read (or already
+    heard about since reading) costs it no message."""
+    stored(cache, "42", "first")
+    seen = cache.invalidations
+    for customer in ("7", "8", "9"):  # never read here
+        redis_client.hset(keys.customer_live(customer), "event-1", "x")
+    redis_client.hset(keys.customer_live("42"), "event-1", "x")
+    wait_for(lambda: cache.invalidations > seen, timeout=5)
+    redis_client.hset(keys.customer_live("42"), "event-2", "x")  # heard about already, not read since
+    redis_client.hset(keys.customer_session("7"), "item", "x")
+    assert redis_client.ping()
+    time.sleep(0.3)
+    cache.get("42", "v1")  # drains
+    assert cache.invalidations == seen + 1
+
+
+def test_a_lost_tracked_connection_empties_the_cache(cache: ReadingCache, redis_client: redis.Redis) -> None:
+    """Redis forgets what a closed connection read: whether the server or this side closes it, nothing read
+    through it may stay cached, as its invalidations would never come."""
+    stored(cache, "42", "first")
+    stored(cache, "7", "other")
+    killed = redis_client.client_kill_filter(_type="normal", skipme=True,
+                                             _id=cache._tracked[next(iter(cache._tracked))])
+    assert killed == 1
+    wait_for(lambda: len(cache) == 0, timeout=5)  # the heartbeat's CLIENT LIST found it gone
+    stored(cache, "42", "again")  # the pool reconnects and registers the new connection
+    redis_client.hset(keys.customer_live("42"), "event-1", "x")
+    assert cache.get("42", "v1") is None
+    stored(cache, "42", "third")
+    cache.reads.connection_pool.disconnect()  # closed on this side (an error, a timeout)
+    assert len(cache) == 0
+    stored(cache, "42", "fourth")
+    redis_client.hset(keys.customer_session("42"), "item", "x")
+    assert cache.get("42", "v1") is None
+
+
+def test_a_replaced_subscriber_re_registers_the_tracked_connections(cache: ReadingCache,
+                                                                    redis_client: redis.Redis) -> None:
+    """Connections tracked for a subscriber that died redirect to nobody: at their next use they register
+    with the new one, before anything read through them is stored."""
+    stored(cache, "42", "first")
+    subscriber = cache._generation
+    assert redis_client.client_kill_filter(_type="pubsub", skipme=True) >= 1
+    wait_for(lambda: cache.ready and cache._generation > subscriber, timeout=10)
+    assert cache.get("42", "v1") is None
+    stored(cache, "42", "second")  # through the same pooled connection, re-registered
+    redis_client.hset(keys.customer_live("42"), "event-1", "x")
+    assert cache.get("42", "v1") is None
+
+
 def test_redis_restart_bypasses_the_cache_until_tracking_is_back(tmp_path) -> None:
     server = EmbeddedRedis(tmp_path / "redis").start()
     client = make_client(server.url, 0.5, 0.5)
-    customers = CustomerCache(client, max_entries=10, retry_s=0.05)
+    customers = ReadingCache(client, max_entries=10, retry_s=0.05)
     try:
         customers.token()
         wait_for(lambda: customers.ready, timeout=5)

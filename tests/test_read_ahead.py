@@ -104,7 +104,7 @@ def test_a_customer_whose_data_changes_while_read_is_not_kept(
     seen = cache.invalidations
     for customer in customers:
         redis_client.hset(keys.customer_live(customer), "late-event", "x")
-    wait_for(lambda: cache.invalidations >= seen + len(customers), timeout=10)
+    wait_for(lambda: cache.invalidations >= seen + 100, timeout=10)  # the batch read: the others cost nothing
     rest = [customer for customer, _, _ in reading]
     assert len(rest) == len(customers) - 1
     assert cache.get(first, version) is None  # stored before the event, then invalidated

@@ -4,25 +4,29 @@ Every recommendation needs the customer's published record, live purchases and s
 a Redis round trip (~100 µs of CPU here: more than a cached answer itself), yet they change only when an
 event arrives. So each worker keeps the values it read and Redis tells it when to forget them:
 
-* a subscriber connection listens on ``__redis__:invalidate``; a second connection turns on
-  ``CLIENT TRACKING ON REDIRECT <subscriber> BCAST PREFIX tailor:live: PREFIX tailor:session:``, so every
-  write to any customer's live overlay or session - from any process, and expiries too - sends that key's
-  name to every worker (``FLUSHALL`` sends a null: forget everything);
+* a subscriber connection listens on ``__redis__:invalidate``; the values to cache are read only through
+  ``tracked_client`` connections, each of which turned on ``CLIENT TRACKING ON REDIRECT <subscriber>`` when it
+  connected. Redis remembers the keys each of them read and, at the next write to one (from any process;
+  expiries too), sends its name to this worker once (``FLUSHALL`` sends a null: forget everything). Keys this
+  worker never read, or already heard about, cost it nothing: an event batch wakes only the workers holding
+  its customers. (Broadcast tracking of every customer key sent every event to every worker: with five
+  workers that was most of an event batch's CPU, docs/BENCHMARKS.md 10.11);
 * a request first drains the invalidations already delivered (a non-blocking read), then looks up the
   cache: an event acknowledged to its sender has changed the next answer of every worker; a background
-  thread drains every ``drain_every_s`` (0.1 s) so that the backlog stays small when no request comes.
-  It does not wake per message: with ``BCAST`` every worker receives every event's invalidation, and
-  waking all workers for each batch doubled the median latency of 100-event batches (docs/API_BENCHMARK.md);
-* records are immutable per model version (their key includes it), so only live and session keys are
-  tracked; a customer whose record is absent is not stored (the record may appear: the version
-  re-published after a Redis restart while the workers serve it); a fill races no invalidation: values
-  read before an invalidation of the same customer that arrives before they are stored are not stored
-  (per-customer stamps against a sequence number);
-* when either connection fails the cache is emptied and bypassed until both are back (an invalidation may
-  have been missed), so a Redis outage still turns into the popular fallback at once.
+  thread drains every ``drain_every_s`` (0.1 s) so that the backlog stays small when no request comes;
+* records are immutable per model version (their key includes it) and cached only when present; a customer
+  whose record is absent is not stored (the record may appear: the version re-published after a Redis
+  restart while the workers serve it); a fill races no invalidation: values read before an invalidation of
+  the same customer that arrives before they are stored are not stored (per-customer stamps against a
+  sequence number);
+* Redis forgets a connection's tracked keys when the connection goes, so losing one - closed here after an
+  error, or killed by the server, which the background thread checks every ``heartbeat_s`` with ``CLIENT LIST
+  ID`` - empties the cache; when the subscriber fails, the cache is emptied and bypassed until it is back and
+  the tracked connections have re-registered with it, so a Redis outage still turns into the popular
+  fallback at once.
 
-Works with Redis >= 6 over RESP2 (redis-py's own client-side cache needs Redis 7.4 and RESP3). Off with
-``TAILOR_REDIS_CLUSTER=true`` (BCAST is per node; see docs/SCALING.md); ``TAILOR_CUSTOMER_CACHE_SIZE=0``
+Works with Redis >= 6.2 over RESP2 (redis-py's own client-side cache needs Redis 7.4 and RESP3). Off with
+``TAILOR_REDIS_CLUSTER=true`` (tracking is per node; see docs/SCALING.md); ``TAILOR_CUSTOMER_CACHE_SIZE=0``
 turns it off too.
 """
 
@@ -59,14 +63,20 @@ class CustomerCache:
         self._read_lock = threading.RLock()  # the subscriber connection (held only while reading it)
         self._entries: OrderedDict[str, tuple[Hashable, Any]] = OrderedDict()
         self._stamps: dict[str, int] = {}  # customer -> sequence number of their latest invalidation
-        # key name -> customer id (None: not a customer key): with BCAST every worker parses every changed
-        # key of every event, so each name is parsed once (a pure function of the name: safe to drop)
+        # key name -> customer id (None: not a customer key): a name is parsed once (a pure function of the
+        # name: safe to drop)
         self._customer_of: dict[bytes, str | None] = {}
         self._sequence = 0
         self._floor = 0  # fills read before this sequence number are refused (stamps were dropped)
         self._ready = False
         self._subscriber: redis.connection.AbstractConnection | None = None
-        self._tracker: redis.connection.AbstractConnection | None = None
+        self._control: redis.connection.AbstractConnection | None = None  # heartbeat and CLIENT LIST
+        # Each time the subscriber (re)connects: tracked connections registered under an older one re-register.
+        self._generation = 0
+        self._subscriber_id = 0
+        # Tracked connections of the current generation: id(connection) -> their Redis client id.
+        self._tracked: dict[int, int] = {}
+        self._pools: list[redis.ConnectionPool] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.hits = 0
@@ -95,6 +105,14 @@ class CustomerCache:
         self.start()
         return self._sequence
 
+    def tracked_client(self, base: redis.Redis) -> redis.Redis:
+        """A client like ``base`` (same server and timeouts) whose connections Redis tracks for this cache: read
+        what ``put`` stores through it, after taking the ``token``."""
+        pool = _TrackedPool(self, connection_class=_tracked_class(base.connection_pool.connection_class, self),
+                            **base.connection_pool.connection_kwargs)
+        self._pools.append(pool)
+        return redis.Redis(connection_pool=pool)
+
     def get(self, customer_id: str, version: Hashable) -> Any | None:
         """The value stored for (customer, version), None when absent, stale or not ``ready``."""
         if not self._ready:
@@ -110,8 +128,9 @@ class CustomerCache:
             return found[1]
 
     def put(self, customer_id: str, version: Hashable, value: Any, token: int, *, evict: bool = True) -> None:
-        """Store what was read after ``token`` unless the customer was invalidated since (or tracking broke);
-        with ``evict=False`` only while the cache has room (values read ahead never push out requested ones)."""
+        """Store what was read through ``tracked_client`` after ``token`` unless the customer was invalidated
+        since (or tracking broke); with ``evict=False`` only while the cache has room (values read ahead never
+        push out requested ones)."""
         if not self._ready:
             return
         self._drain()
@@ -124,6 +143,56 @@ class CustomerCache:
             self._entries.move_to_end(customer_id)
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
+
+    # -- tracked connections ----------------------------------------------------------------------------
+    def _track(self, connection: Any) -> None:
+        """Turn on tracking for a ``tracked_client`` connection that just connected; while the subscriber is
+        not there it stays untracked (``put`` refuses what it reads: the cache is not ready) and registers at
+        its next checkout after that."""
+        connection.tracked_as = None
+        with self._lock:
+            generation, subscriber_id, ready = self._generation, self._subscriber_id, self._ready
+        if not ready:
+            return
+        connection.send_command("CLIENT", "TRACKING", "ON", "REDIRECT", subscriber_id)
+        connection.send_command("CLIENT", "ID")
+        if connection.read_response() not in (b"OK", "OK"):
+            raise redis.RedisError("CLIENT TRACKING was refused")
+        client_id = int(connection.read_response())
+        with self._lock:
+            if self._ready and self._generation == generation:
+                connection.tracked_as = generation
+                self._tracked[id(connection)] = client_id
+
+    def _lost(self, connection: Any) -> None:
+        """A tracked connection closed: Redis forgot the keys it read, so no invalidation of what was read
+        through it will come - forget everything (and refuse fills in flight)."""
+        with self._lock:
+            if self._tracked.pop(id(connection), None) is not None and connection.tracked_as == self._generation:
+                self._reset_locked()
+        connection.tracked_as = None
+
+    def _check_tracked(self, control: redis.connection.AbstractConnection) -> None:
+        """Empty the cache if Redis no longer has one of the tracked connections (killed by the server, an
+        idle ``timeout``): the keys it read would never be invalidated."""
+        with self._lock:
+            tracked = dict(self._tracked)
+        if not tracked:
+            control.send_command("PING")
+            control.read_response()
+            return
+        control.send_command("CLIENT", "LIST", "ID", *tracked.values())
+        listed = control.read_response()
+        alive = {int(field[3:]) for line in (listed.decode() if isinstance(listed, bytes) else listed).splitlines()
+                 for field in line.split(" ", 1)[:1] if field.startswith("id=")}
+        with self._lock:
+            gone = [key for key, client_id in tracked.items()
+                    if client_id not in alive and self._tracked.get(key) == client_id]
+            for key in gone:
+                del self._tracked[key]
+            if gone:
+                self._reset_locked()
+                log.warning("customer cache emptied: Redis closed %d tracked connection(s)", len(gone))
 
     # -- invalidations ----------------------------------------------------------------------------------
     def _invalidate(self, names: list[bytes] | None) -> None:
@@ -190,17 +259,18 @@ class CustomerCache:
         subscriber_id = subscriber.read_response()
         subscriber.send_command("SUBSCRIBE", INVALIDATE_CHANNEL)
         subscriber.read_response()
-        tracker = self._connection()
-        prefixes = [part for prefix in keys.CUSTOMER_TRACKED_PREFIXES for part in ("PREFIX", prefix)]
-        tracker.send_command("CLIENT", "TRACKING", "ON", "REDIRECT", subscriber_id, "BCAST", *prefixes)
-        if tracker.read_response() not in (b"OK", "OK"):
-            raise redis.RedisError("CLIENT TRACKING was refused")
+        control = self._connection()
+        control.send_command("CLIENT", "LIST", "ID", subscriber_id)  # a RedisError before Redis 6.2
+        control.read_response()
         with self._read_lock, self._lock:
             if self._stop.is_set():  # closed meanwhile
                 subscriber.disconnect()
-                tracker.disconnect()
+                control.disconnect()
                 return
-            self._subscriber, self._tracker = subscriber, tracker
+            self._subscriber, self._control = subscriber, control
+            self._generation += 1
+            self._subscriber_id = int(subscriber_id)
+            self._tracked.clear()
             self._reset_locked()
             self._ready = True
         log.info("customer cache: invalidation tracking on")
@@ -211,9 +281,10 @@ class CustomerCache:
             with self._lock:
                 was_ready = self._ready
                 self._ready = False
+                self._tracked.clear()
                 self._reset_locked()
-            subscriber, tracker, self._subscriber, self._tracker = self._subscriber, self._tracker, None, None
-        for connection in (subscriber, tracker):
+            subscriber, control, self._subscriber, self._control = self._subscriber, self._control, None, None
+        for connection in (subscriber, control):
             if connection is not None:
                 connection.disconnect()
         if was_ready and not quiet:
@@ -234,14 +305,13 @@ class CustomerCache:
             self._stop.wait(self.drain_every_s)
             self._drain()
             now = time.monotonic()
-            tracker = self._tracker
-            if now >= next_heartbeat and tracker is not None:
+            control = self._control
+            if now >= next_heartbeat and control is not None:
                 next_heartbeat = now + self.heartbeat_s
-                try:  # a dead tracking connection would silently stop the invalidations
-                    tracker.send_command("PING")
-                    tracker.read_response()
-                except (redis.RedisError, OSError) as exc:
-                    self._broken(f"tracking connection: {type(exc).__name__}")
+                try:  # a tracked connection gone silently would stop its invalidations
+                    self._check_tracked(control)
+                except (redis.RedisError, OSError, ValueError) as exc:
+                    self._broken(f"control connection: {type(exc).__name__}")
 
     def close(self) -> None:
         """Stop tracking: closing the connections wakes the thread at once."""
@@ -249,3 +319,46 @@ class CustomerCache:
         self._broken("closed", quiet=True)
         if self._thread is not None:
             self._thread.join(timeout=2.0)
+        for pool in self._pools:
+            pool.disconnect()
+
+
+def _tracked_class(base: type[redis.connection.AbstractConnection],
+                   cache: CustomerCache) -> type[redis.connection.AbstractConnection]:
+    """``base`` (TCP, unix socket or TLS) whose instances register with ``cache`` on connect and report
+    being closed."""
+
+    class TrackedConnection(base):  # type: ignore[valid-type, misc]
+        tracked_as: int | None = None  # the cache generation whose subscriber this connection redirects to
+
+        def on_connect_check_health(self, *args: Any, **kwargs: Any) -> None:
+            super().on_connect_check_health(*args, **kwargs)
+            cache._track(self)
+
+        def disconnect(self, *args: Any, **kwargs: Any) -> None:
+            connected = self._sock is not None
+            super().disconnect(*args, **kwargs)
+            if connected:
+                cache._lost(self)
+
+    return TrackedConnection
+
+
+class _TrackedPool(redis.ConnectionPool):
+    """Connections that Redis tracks for one ``CustomerCache``; one registered under an older subscriber is
+    reconnected (and so registered again) when checked out."""
+
+    def __init__(self, cache: CustomerCache, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.customer_cache = cache
+
+    def get_connection(self, *args: Any, **kwargs: Any) -> redis.connection.AbstractConnection:
+        connection = super().get_connection(*args, **kwargs)
+        if connection.tracked_as != self.customer_cache._generation and self.customer_cache.ready:  # type: ignore[attr-defined]
+            try:
+                connection.disconnect()
+                connection.connect()
+            except BaseException:
+                self.release(connection)
+                raise
+        return connection

@@ -45,10 +45,14 @@ class Repository:
     def __init__(self, gateway: RedisGateway, settings: Settings) -> None:
         self.gateway = gateway
         self.settings = settings
-        # Off in cluster mode: BCAST tracking is per node, so every worker would need two connections to every
-        # primary, re-made on each failover, to stay exact (docs/SCALING.md says what that would cost).
+        # Off in cluster mode: tracking is per node, so every worker would need a subscriber and tracked reads
+        # on every primary, re-made on each failover, to stay exact (docs/SCALING.md says what that would cost).
         cache_size = 0 if settings.redis_cluster else settings.customer_cache_size
         self.customers = CustomerCache(gateway.background, cache_size)
+        # What the cache stores is read through connections Redis tracks for it (same timeouts as their bases).
+        cached = self.customers.enabled
+        self._cached_reads = self.customers.tracked_client(gateway.reads) if cached else gateway.reads
+        self._cached_loads = self.customers.tracked_client(gateway.loads) if cached else gateway.loads
         self.events = EventWriter(gateway, settings)
 
     # -- customers ------------------------------------------------------------------------------------
@@ -80,7 +84,8 @@ class Repository:
             script_keys.append(keys.customer_answers(version, customer_id))
             args = (answer_field(),)
         # The hiredis-packed path (``run_scripts``): redis-py's command layers cost more than Redis spends here.
-        reply = self.gateway.call(lambda: run_scripts(self.gateway.reads, [(READ_CUSTOMER, script_keys, args)])[0])
+        client = self._cached_reads if cache is not None else self.gateway.reads
+        reply = self.gateway.call(lambda: run_scripts(client, [(READ_CUSTOMER, script_keys, args)])[0])
         state, digest = decode_customer(customer_id, reply, self.settings.session_max_items)
         if cache is not None and reply[0] is not None:
             # Only customers with a record: records are not tracked (immutable per version), but an absent
@@ -94,8 +99,8 @@ class Repository:
         pushing out a customer a request read). A batch is read after taking the cache's token, so a customer
         whose data changes meanwhile is not stored: the cache stays exact. Off the request path: its own
         client and timeouts, no breaker."""
-        client = self.gateway.loads
         cache = self.customers if self.customers.enabled else None
+        client = self._cached_loads
         for ids in published_customers(client, version, limit, READ_AHEAD_BATCH):
             token = cache.token() if cache is not None else 0
             replies = run_scripts(client, [read_call(version, customer_id) for customer_id in ids])
