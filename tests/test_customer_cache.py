@@ -141,6 +141,22 @@ def test_a_replaced_subscriber_re_registers_the_tracked_connections(cache: Readi
     assert cache.get("42", "v1") is None
 
 
+def test_a_refused_registration_reads_on_and_stores_nothing(cache: ReadingCache, redis_client: redis.Redis) -> None:
+    """A connection that cannot register (its subscriber vanished before the cache noticed) still reads, but
+    nothing read meanwhile is stored: Redis would not report its changes."""
+    stored(cache, "42", "first")
+    cache.reads.connection_pool.disconnect()
+    cache._subscriber_id = 2**40  # no such client: Redis refuses to redirect to it
+    token = cache.token()
+    read(cache, "7")
+    cache.put("7", "v1", "untracked", token)
+    assert cache.get("7", "v1") is None and cache.get("42", "v1") is None
+    wait_for(lambda: cache.ready, timeout=10)  # a new subscriber, and registrations work again
+    stored(cache, "7", "tracked")
+    redis_client.hset(keys.customer_live("7"), "event-1", "x")
+    assert cache.get("7", "v1") is None
+
+
 def test_redis_restart_bypasses_the_cache_until_tracking_is_back(tmp_path) -> None:
     server = EmbeddedRedis(tmp_path / "redis").start()
     client = make_client(server.url, 0.5, 0.5)

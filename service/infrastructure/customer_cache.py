@@ -156,9 +156,16 @@ class CustomerCache:
             return
         connection.send_command("CLIENT", "TRACKING", "ON", "REDIRECT", subscriber_id)
         connection.send_command("CLIENT", "ID")
-        if connection.read_response() not in (b"OK", "OK"):
-            raise redis.RedisError("CLIENT TRACKING was refused")
-        client_id = int(connection.read_response())
+        replies: list[Any] = []
+        for _ in range(2):  # both replies, so that none is left unread on the connection
+            try:
+                replies.append(connection.read_response())
+            except redis.ResponseError as error:
+                replies.append(error)
+        if replies[0] not in (b"OK", "OK"):  # e.g. the subscriber is gone: the read goes on, nothing is stored
+            self._broken(f"CLIENT TRACKING refused: {replies[0]}")
+            return
+        client_id = int(replies[1])
         with self._lock:
             if self._ready and self._generation == generation:
                 connection.tracked_as = generation
