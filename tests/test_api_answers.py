@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import marshmallow as ma
@@ -11,6 +12,7 @@ from flask import Flask
 
 from service.api.events_schemas import EventBatch, fast_events
 from service.api.recommendations_schemas import BasketRequest, RankRequest, fast_basket, fast_rank
+from service.domain.events import Event
 from service.infrastructure.answer_memo import AnswerMemo, fingerprint
 from tests.service_helpers import ApiClient, TrainedModel, event, item_ids
 from training.publish import publish_model
@@ -91,13 +93,20 @@ def test_memo_off_and_wall_clock_give_the_same_answers(make_app: Callable[..., F
     {"events": [event("f3", "c3", "click", decision_id="d1", timestamp="2011-12-10T10:00:00+02:00")]},
 ])
 def test_fast_event_validation_equals_the_schema(payload):
-    assert fast_events(payload) == ma.Schema.load(EventBatch(), payload)["events"]
+    fast = fast_events(payload)
+    assert fast == ma.Schema.load(EventBatch(), payload)["events"]
+    assert [hash(event) for event in fast] == [hash(Event(**vars(event))) for event in fast]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast[0].item_id = "changed"
 
 
 @pytest.mark.parametrize("payload", [
     [event("f1", "c1", "view")],  # item missing
     [event("f1", "c1", quantity="2", item_id="i")],  # a string the schema may convert
     [event("f1", " ", "click")],
+    [event("f1", "c\x01", "click")],  # a control character in any id, of any event of the batch
+    [event("f0", "c0", "click"), event("f1", "c1", item_id="i\x7f")],
+    [event("f1", "c1", "click", decision_id="d\ud800")],
     [{**event("f1", "c1", "click"), "extra": 1}],
     [event("f1", "c1", "click", timestamp="1900-01-01T00:00:00")],
     [event("f1", "c1", quantity=True, item_id="i")],

@@ -8,7 +8,7 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from service.api.common_schemas import Float, IdField, is_valid_id
+from service.api.common_schemas import Float, IdField, has_bad_id_chars, is_plain_id
 from service.domain.events import EVENT_TYPES, ITEM_TYPES, Event
 
 #: Timestamps outside this range are certainly wrong (and far-off years overflow date arithmetic).
@@ -99,6 +99,7 @@ def fast_events(data: Any) -> list[Event] | None:
     if not isinstance(data, list) or not data:
         return None
     out: list[Event] = []
+    ids: list[str] = []
     for raw in data:
         if type(raw) is not dict or not raw.keys() <= _EVENT_FIELDS:
             return None
@@ -106,12 +107,12 @@ def fast_events(data: Any) -> list[Event] | None:
             event_id, customer_id, kind, stamp = raw["event_id"], raw["customer_id"], raw["type"], raw["timestamp"]
         except KeyError:
             return None
-        if not (is_valid_id(event_id) and is_valid_id(customer_id) and type(kind) is str and kind in EVENT_TYPES
+        if not (is_plain_id(event_id) and is_plain_id(customer_id) and type(kind) is str and kind in EVENT_TYPES
                 and type(stamp) is str):
             return None
         item_id, decision_id = raw.get("item_id"), raw.get("decision_id")
-        if (item_id is not None and not is_valid_id(item_id)) or (decision_id is not None
-                                                                  and not is_valid_id(decision_id)):
+        if (item_id is not None and not is_plain_id(item_id)) or (decision_id is not None
+                                                                  and not is_plain_id(decision_id)):
             return None
         if kind in ITEM_TYPES and not item_id:
             return None
@@ -126,9 +127,11 @@ def fast_events(data: Any) -> list[Event] | None:
         price = raw.get("price")
         if price is not None and (price := _number(price, 0, 1_000_000_000, True)) is None:
             return None
-        out.append(Event(event_id=event_id, customer_id=customer_id, type=kind, timestamp=timestamp,
-                         item_id=item_id, quantity=quantity, price=price, decision_id=decision_id))
-    return out
+        out.append(Event.checked(event_id, customer_id, kind, timestamp, item_id, quantity, price, decision_id))
+        ids += (event_id, customer_id, item_id or "", decision_id or "")
+    # One search over all ids at once: the pattern matches single characters, so it finds one in the
+    # concatenation exactly when some id has one.
+    return None if has_bad_id_chars("".join(ids)) else out
 
 
 class IngestResultSchema(ma.Schema):

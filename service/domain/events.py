@@ -39,6 +39,17 @@ class Event:
     price: float | None = None
     decision_id: str | None = None
 
+    @classmethod
+    def checked(cls, event_id: str, customer_id: str, type: str, timestamp: datetime,
+                item_id: str | None, quantity: float | None, price: float | None,
+                decision_id: str | None) -> Event:
+        """The same event as ``Event(...)`` from fields already validated, built without the frozen
+        dataclass' per-field ``object.__setattr__`` (~2 us an event, half of checking a batch of 100 events)."""
+        event = object.__new__(cls)
+        event.__dict__.update(event_id=event_id, customer_id=customer_id, type=type, timestamp=timestamp,
+                              item_id=item_id, quantity=quantity, price=price, decision_id=decision_id)
+        return event
+
     @property
     def day(self) -> float:
         """Float days since the epoch, the time unit of every purchase history."""
