@@ -1,9 +1,8 @@
-"""Purchase-log loader: cleaning counts, formats, errors, and the shipped samples."""
+"""Purchase-log loader: cleaning counts per format, `--until`, the report, and the shipped samples (errors:
+`test_data_errors.py`; input files: `test_data_files.py`)."""
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,11 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.data_helpers import GENERIC, RETAIL_HEADER, counts, write
 from training.data import (
-    FORMATS,
     ColumnNames,
     DataError,
-    DataQualityReport,
     load_purchase_log,
     parse_until,
 )
@@ -26,31 +24,10 @@ SAMPLE = ROOT / "data" / "sample" / "online_retail_sample.csv"
 GENERIC_SAMPLE = ROOT / "data" / "sample" / "generic_sample.csv"
 FULL = Path("/work/shared/datasets/online-retail/online_retail.csv.gz")
 
-RETAIL_HEADER = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country"
-
-
-def write(tmp_path: Path, text: str, name: str = "log.csv") -> Path:
-    path = tmp_path / name
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def counts(report: DataQualityReport) -> dict[str, int]:
-    d = report.to_dict()
-    d.pop("unparseable_by_column")
-    d.pop("events_from_stream")
-    return d
 
 
 # ------------------------------------------------------------------------------------- generic format
 
-GENERIC = """customer_id,item_id,timestamp,quantity,price,title,category,country
-c1,A,2024-01-01T10:00:00,2,1.50,Apple,fruit,UK
-c1,B,2024-01-01T10:00:00,1,,Banana,fruit,UK
-c2,A,2024-01-02 09:30,3,1.70,Apple,fruit,FR
-c2,C,2024-01-03,1,4.00,,veg,
-c3,B,2024-01-05T08:00:00Z,1,0.40,Banana,,NA
-"""
 
 
 def test_generic_loads_with_exact_schema(tmp_path: Path) -> None:
@@ -301,252 +278,6 @@ def test_generic_format_on_retail_file_suggests_format(tmp_path: Path) -> None:
                 r".*use --format online-retail")
     with pytest.raises(DataError, match=expected):
         load_purchase_log(write(tmp_path, RETAIL))
-
-
-# ------------------------------------------------------------------------------------ file formats
-
-
-def test_gzip_detected_by_magic_bytes(tmp_path: Path) -> None:
-    plain = write(tmp_path, GENERIC, "plain.csv")
-    packed = tmp_path / "packed.csv"  # no .gz extension on purpose
-    packed.write_bytes(gzip.compress(GENERIC.encode()))
-    a, b = load_purchase_log(plain), load_purchase_log(packed)
-    pd.testing.assert_frame_equal(a.interactions, b.interactions)
-    assert b.fingerprint == hashlib.sha256(packed.read_bytes()).hexdigest()
-    assert a.fingerprint != b.fingerprint
-
-
-def test_parquet_with_typed_columns(tmp_path: Path) -> None:
-    frame = pd.DataFrame({
-        "InvoiceNo": ["536365", "536365", "C536366", "536367"],
-        "StockCode": ["85123A", "POST", "71053", "71053"],
-        "Description": ["HEART", "POSTAGE", "LANTERN", "LANTERN"],
-        "Quantity": [6, 1, -1, 2],
-        "InvoiceDate": pd.to_datetime(["2010-12-01 08:26", "2010-12-01 08:26", "2010-12-01 09:00",
-                                       "2010-12-02 10:00"]).tz_localize("Europe/London"),
-        "UnitPrice": [2.55, 18.0, 3.39, 3.39],
-        "CustomerID": [17850.0, 17850.0, 17850.0, np.nan],
-        "Country": ["United Kingdom"] * 4,
-    })
-    path = tmp_path / "log.data"
-    frame.to_parquet(path)
-    log = load_purchase_log(path, fmt="online-retail")
-    assert counts(log.report) == {
-        "rows_read": 4, "rows_kept": 1, "missing_customer": 1, "returns_cancellations": 1,
-        "non_product_codes": 1, "duplicates": 0, "unparseable": 0, "after_until": 0,
-    }
-    row = log.interactions.iloc[0]
-    assert (row["customer_id"], row["item_id"], row["quantity"]) == ("17850", "85123A", 6.0)
-    assert row["timestamp"] == pd.Timestamp("2010-12-01 08:26")  # London in December is UTC
-    assert str(log.interactions["timestamp"].dtype) == "datetime64[ns]"
-
-
-def test_parquet_bad_values_name_the_row(tmp_path: Path) -> None:
-    frame = pd.DataFrame({"customer_id": ["a", "b", "c"], "item_id": ["x", "y", "z"],
-                          "timestamp": ["2024-01-01", "soon", "2024-01-02"]})
-    path = tmp_path / "log.parquet"
-    frame.to_parquet(path)
-    with pytest.raises(DataError, match=r"1 of 3 rows \(33.3%\) have an unparseable timestamp in column "
-                                        r"'timestamp', first at row 2: 'soon'"):
-        load_purchase_log(path)
-
-
-def random_log(times: str, seed: int = 7, n: int = 2000) -> pd.DataFrame:
-    """A generic log with many shared timestamps, multi-line orders and exact repeats, typed as Parquet keeps it.
-
-    ``times``: ``s``/``ms`` resolution over a month (the loader's packed sort), ``ns`` over 400 days (too wide
-    to pack: stable argsort), or ``sorted`` (already in time order: no sort at all).
-    """
-    rng = np.random.default_rng(seed)
-    unit, span = {"s": ("s", 30 * 86_400), "ms": ("ms", 30 * 86_400_000), "ns": ("ns", 400 * 86_400 * 10**9),
-                  "sorted": ("s", 30 * 86_400)}[times]
-    pool = pd.Timestamp("2024-03-01") + pd.to_timedelta(rng.integers(0, span, n // 4), unit=unit)
-    frame = pd.DataFrame({
-        "customer_id": pd.Series(rng.choice([f"c{i}" for i in range(20)], n), dtype="str"),
-        "item_id": pd.Series(rng.choice(list("ABCDE"), n), dtype="str"),
-        "timestamp": pd.Series(pool[rng.integers(0, len(pool), n)]).astype("datetime64[ns]"),
-        "quantity": rng.integers(1, 3, n).astype(np.float64),
-        "price": rng.choice([1.0, 2.5], n),
-    })
-    frame = pd.concat([frame, frame.iloc[rng.integers(0, n, n // 10)]]).sample(frac=1.0, random_state=seed)
-    if times == "sorted":
-        frame = frame.sort_values("timestamp", kind="stable")
-    return frame.reset_index(drop=True)
-
-
-@pytest.mark.parametrize("times", ["s", "ms", "ns", "sorted"])
-@pytest.mark.parametrize("kind", ["parquet", "csv"])
-def test_large_log_paths_match_pandas(tmp_path: Path, times: str, kind: str) -> None:
-    frame = random_log(times)
-    path = tmp_path / f"log.{kind}"
-    if kind == "parquet":
-        frame.to_parquet(path)
-    else:
-        frame.to_csv(path, index=False)
-    log = load_purchase_log(path)
-    expected = frame[~frame.duplicated()].sort_values("timestamp", kind="stable").reset_index(drop=True)
-    assert log.report.duplicates == int(frame.duplicated().sum()) > 200
-    assert log.report.rows_kept == len(expected)
-    df = log.interactions
-    cols = ["customer_id", "item_id", "timestamp", "quantity", "price"]
-    pd.testing.assert_frame_equal(df[cols], expected[cols], check_dtype=False)
-    assert str(df["timestamp"].dtype) == "datetime64[ns]" and df["order_id"].dtype == np.int64
-    # no basket column: a basket is a customer's calendar day, numbered by its first line
-    orders = expected.groupby(["customer_id", expected["timestamp"].dt.floor("D")], sort=False).ngroup()
-    assert df["order_id"].tolist() == orders.tolist() and orders.max() + 1 < len(expected)
-    assert log.items["item_id"].tolist() == ["A", "B", "C", "D", "E"]
-    assert log.items["price"].tolist() == expected.groupby("item_id")["price"].median().tolist()
-
-
-def test_parquet_typed_numbers_and_missing_times(tmp_path: Path) -> None:
-    t = pd.Timestamp("2024-01-01 10:00")
-    frame = pd.DataFrame({
-        "customer_id": ["c1", "c1", "c2", "c2", "c2", "c3", "c3"],
-        "item_id": ["A", "B", "A", "B", "B", "A", "B"],
-        "timestamp": [t, t, t + pd.Timedelta(days=1), pd.NaT, pd.NaT, t - pd.Timedelta(hours=1),
-                      t + pd.Timedelta(days=2)],
-        "quantity": [1.0, np.nan, np.inf, 1.0, 1.0, -1.0, 1.0],
-        "price": [2.0, np.nan, 1.0, 1.0, 1.0, 1.0, -np.inf],
-    })
-    path = tmp_path / "log.parquet"
-    frame.to_parquet(path)
-    log = load_purchase_log(path, max_bad_rows=0.9)
-    assert counts(log.report) == {
-        "rows_read": 7, "rows_kept": 2, "missing_customer": 0, "returns_cancellations": 1,
-        "non_product_codes": 0, "duplicates": 1, "unparseable": 3, "after_until": 0,
-    }
-    assert log.report.unparseable_by_column == {"timestamp": 1, "quantity": 1, "price": 1, "item": 0}
-    df = log.interactions
-    assert df["item_id"].tolist() == ["A", "B"] and df["quantity"].tolist() == [1.0, 1.0]  # missing -> 1
-    assert df["price"].iloc[0] == 2.0 and np.isnan(df["price"].iloc[1])
-    assert df["order_id"].tolist() == [0, 0]
-    assert pd.isna(df["country"]).all() and pd.api.types.is_string_dtype(df["country"])
-
-
-# ------------------------------------------------------------------------------------------ errors
-
-
-def test_missing_file(tmp_path: Path) -> None:
-    path = tmp_path / "nope.csv"
-    with pytest.raises(DataError) as err:
-        load_purchase_log(path)
-    assert str(err.value) == f"{path}: file not found"
-
-
-def test_directory(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="is a directory"):
-        load_purchase_log(tmp_path)
-
-
-@pytest.mark.parametrize(("payload", "expected"), [
-    (bytes(range(256)) * 8, "binary file, not CSV text"),
-    (b"PK\x03\x04" + b"\x00" * 100, "zip archive"),
-    (gzip.compress(b"\x00\x01\x02\x03binary" * 100, mtime=0), "binary file (inside gzip)"),
-    ("customer_id,item_id,timestamp\n".encode("utf-16"), "UTF-16"),
-], ids=["binary", "zip", "gzip-binary", "utf-16"])  # explicit ids: gzip bytes embed a time stamp (xdist)
-def test_binary_file(tmp_path: Path, payload: bytes, expected: str) -> None:
-    path = tmp_path / "data.csv"
-    path.write_bytes(payload)
-    with pytest.raises(DataError) as err:
-        load_purchase_log(path)
-    message = str(err.value)
-    assert message.startswith(f"{path}: ") and expected in message and "\n" not in message
-
-
-def test_corrupt_gzip_and_parquet(tmp_path: Path) -> None:
-    gz = tmp_path / "broken.csv.gz"
-    gz.write_bytes(gzip.compress(GENERIC.encode() * 50)[:120])
-    with pytest.raises(DataError, match=f"^{gz}: "):
-        load_purchase_log(gz)
-    pq = tmp_path / "broken.parquet"
-    pq.write_bytes(b"PAR1" + b"garbage" * 20)
-    with pytest.raises(DataError, match=f"^{pq}: unreadable Parquet file"):
-        load_purchase_log(pq)
-
-
-def test_unknown_format(tmp_path: Path) -> None:
-    with pytest.raises(DataError) as err:
-        load_purchase_log(write(tmp_path, GENERIC), fmt="excel")
-    assert str(err.value) == "unknown format 'excel'; valid formats: generic, online-retail"
-    assert FORMATS == ("generic", "online-retail")
-
-
-def test_missing_required_column_lists_found_columns(tmp_path: Path) -> None:
-    path = write(tmp_path, "customer_id,sku,timestamp\nc1,A,2024-01-01\n")
-    with pytest.raises(DataError) as err:
-        load_purchase_log(path)
-    assert str(err.value) == (f"{path}: required column 'item_id' not found; columns found: 'customer_id', "
-                              "'sku', 'timestamp' (use --item-col to name it)")
-
-
-@pytest.mark.parametrize(("text", "expected"), [
-    ("", "file is empty"),
-    ("\n\n  \n", "file is empty"),
-    ("customer_id,item_id,timestamp\n", "no data rows (header only)"),
-])
-def test_empty_inputs(tmp_path: Path, text: str, expected: str) -> None:
-    with pytest.raises(DataError, match=expected.replace("(", r"\(").replace(")", r"\)")):
-        load_purchase_log(write(tmp_path, text))
-
-
-def test_no_usable_row(tmp_path: Path) -> None:
-    path = write(tmp_path, "customer_id,item_id,timestamp,quantity\n,A,2024-01-01,1\nc1,A,2024-01-01,-1\n")
-    with pytest.raises(DataError) as err:
-        load_purchase_log(path)
-    assert str(err.value) == (f"{path}: no usable rows left after cleaning "
-                              "(2 read, 1 without customer, 1 returns/cancellations)")
-
-
-def test_malformed_csv_is_wrapped(tmp_path: Path) -> None:
-    path = write(tmp_path, "customer_id,item_id,timestamp\nc1,A,2024-01-01\nc1,A,2024-01-01,extra,fields\n")
-    with pytest.raises(DataError, match=f"^{path}: not a readable CSV file: .*Expected 3 columns, got 5"):
-        load_purchase_log(path)
-
-
-def bad_rows_file(tmp_path: Path, bad: dict[int, str], n: int = 200) -> Path:
-    lines = ["customer_id,item_id,timestamp"]
-    for i in range(n):
-        lines.append(f"c{i},i{i % 11},{bad.get(i, '2024-01-01T10:00')}")
-    return write(tmp_path, "\n".join(lines) + "\n", "data.csv")
-
-
-def test_too_many_bad_rows_names_column_line_and_value(tmp_path: Path) -> None:
-    path = bad_rows_file(tmp_path, {1: "not-a-date", 50: "31/12/2024", 60: "x"})
-    with pytest.raises(DataError) as err:
-        load_purchase_log(path)
-    assert str(err.value) == (
-        f"{path}: 3 of 200 rows (1.5%) have an unparseable timestamp in column 'timestamp', "
-        "first at line 3: 'not-a-date' — wrong --time-col or format? (limit 1%)"
-    )
-
-
-def test_bad_rows_under_the_limit_are_dropped(tmp_path: Path) -> None:
-    log = load_purchase_log(bad_rows_file(tmp_path, {1: "not-a-date", 50: "x"}))  # 2 of 200 = 1%
-    assert log.report.unparseable == 2 and log.report.rows_kept == 198
-    assert log.report.unparseable_by_column["timestamp"] == 2
-    with pytest.raises(DataError, match="2 of 200 rows"):
-        load_purchase_log(bad_rows_file(tmp_path, {1: "not-a-date", 50: "x"}), max_bad_rows=0.005)
-
-
-def test_wrong_time_column_is_reported(tmp_path: Path) -> None:
-    path = write(tmp_path, "customer_id,item_id,timestamp,when\nc1,A,2024-01-01,yes\nc2,B,2024-01-02,no\n")
-    with pytest.raises(DataError, match=r"2 of 2 rows \(100.0%\) .* column 'when', first at line 2: 'yes'"):
-        load_purchase_log(path, columns=ColumnNames(time="when"))
-
-
-def test_bad_line_numbers_count_physical_lines(tmp_path: Path) -> None:
-    text = ('customer_id,item_id,timestamp,quantity,title\n'
-            'c1,A,2024-01-01,1,"two\nline title"\n'
-            '\n'
-            'c2,B,2024-01-01,lots,x\n')
-    with pytest.raises(DataError, match=r"unparseable quantity in column 'quantity', first at line 5: 'lots' "
-                                        r"— wrong --quantity-col\?"):
-        load_purchase_log(write(tmp_path, text))
-
-
-def test_bad_max_bad_rows(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="between 0 and 1"):
-        load_purchase_log(write(tmp_path, GENERIC), max_bad_rows=5)
 
 
 # ------------------------------------------------------------------------------------------ report

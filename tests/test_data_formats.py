@@ -12,16 +12,11 @@ import pytest
 
 from tailor.cli import main
 from tailor.parser import build_parser
+from tests.data_helpers import write
 from training.data import ColumnNames, DataError, load_purchase_log
 from training.matrix import build_history
 
 TA_FENG = Path("/work/shared/datasets/ta-feng/ta_feng.csv.gz")
-
-
-def write(tmp_path: Path, text: str, name: str = "log.csv") -> Path:
-    path = tmp_path / name
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 def log_of(times: list[str], header: str = "customer_id,item_id,timestamp") -> str:

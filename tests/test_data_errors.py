@@ -1,0 +1,134 @@
+"""Purchase-log loader errors: each names the file and, where it can, the column, line and value at fault."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pytest
+
+from tests.data_helpers import GENERIC, write
+from training.data import FORMATS, ColumnNames, DataError, load_purchase_log
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "nope.csv"
+    with pytest.raises(DataError) as err:
+        load_purchase_log(path)
+    assert str(err.value) == f"{path}: file not found"
+
+
+def test_directory(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="is a directory"):
+        load_purchase_log(tmp_path)
+
+
+@pytest.mark.parametrize(("payload", "expected"), [
+    (bytes(range(256)) * 8, "binary file, not CSV text"),
+    (b"PK\x03\x04" + b"\x00" * 100, "zip archive"),
+    (gzip.compress(b"\x00\x01\x02\x03binary" * 100, mtime=0), "binary file (inside gzip)"),
+    ("customer_id,item_id,timestamp\n".encode("utf-16"), "UTF-16"),
+], ids=["binary", "zip", "gzip-binary", "utf-16"])  # explicit ids: gzip bytes embed a time stamp (xdist)
+def test_binary_file(tmp_path: Path, payload: bytes, expected: str) -> None:
+    path = tmp_path / "data.csv"
+    path.write_bytes(payload)
+    with pytest.raises(DataError) as err:
+        load_purchase_log(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: ") and expected in message and "\n" not in message
+
+
+def test_corrupt_gzip_and_parquet(tmp_path: Path) -> None:
+    gz = tmp_path / "broken.csv.gz"
+    gz.write_bytes(gzip.compress(GENERIC.encode() * 50)[:120])
+    with pytest.raises(DataError, match=f"^{gz}: "):
+        load_purchase_log(gz)
+    pq = tmp_path / "broken.parquet"
+    pq.write_bytes(b"PAR1" + b"garbage" * 20)
+    with pytest.raises(DataError, match=f"^{pq}: unreadable Parquet file"):
+        load_purchase_log(pq)
+
+
+def test_unknown_format(tmp_path: Path) -> None:
+    with pytest.raises(DataError) as err:
+        load_purchase_log(write(tmp_path, GENERIC), fmt="excel")
+    assert str(err.value) == "unknown format 'excel'; valid formats: generic, online-retail"
+    assert FORMATS == ("generic", "online-retail")
+
+
+def test_missing_required_column_lists_found_columns(tmp_path: Path) -> None:
+    path = write(tmp_path, "customer_id,sku,timestamp\nc1,A,2024-01-01\n")
+    with pytest.raises(DataError) as err:
+        load_purchase_log(path)
+    assert str(err.value) == (f"{path}: required column 'item_id' not found; columns found: 'customer_id', "
+                              "'sku', 'timestamp' (use --item-col to name it)")
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("", "file is empty"),
+    ("\n\n  \n", "file is empty"),
+    ("customer_id,item_id,timestamp\n", "no data rows (header only)"),
+])
+def test_empty_inputs(tmp_path: Path, text: str, expected: str) -> None:
+    with pytest.raises(DataError, match=expected.replace("(", r"\(").replace(")", r"\)")):
+        load_purchase_log(write(tmp_path, text))
+
+
+def test_no_usable_row(tmp_path: Path) -> None:
+    path = write(tmp_path, "customer_id,item_id,timestamp,quantity\n,A,2024-01-01,1\nc1,A,2024-01-01,-1\n")
+    with pytest.raises(DataError) as err:
+        load_purchase_log(path)
+    assert str(err.value) == (f"{path}: no usable rows left after cleaning "
+                              "(2 read, 1 without customer, 1 returns/cancellations)")
+
+
+def test_malformed_csv_is_wrapped(tmp_path: Path) -> None:
+    path = write(tmp_path, "customer_id,item_id,timestamp\nc1,A,2024-01-01\nc1,A,2024-01-01,extra,fields\n")
+    with pytest.raises(DataError, match=f"^{path}: not a readable CSV file: .*Expected 3 columns, got 5"):
+        load_purchase_log(path)
+
+
+def bad_rows_file(tmp_path: Path, bad: dict[int, str], n: int = 200) -> Path:
+    lines = ["customer_id,item_id,timestamp"]
+    for i in range(n):
+        lines.append(f"c{i},i{i % 11},{bad.get(i, '2024-01-01T10:00')}")
+    return write(tmp_path, "\n".join(lines) + "\n", "data.csv")
+
+
+def test_too_many_bad_rows_names_column_line_and_value(tmp_path: Path) -> None:
+    path = bad_rows_file(tmp_path, {1: "not-a-date", 50: "31/12/2024", 60: "x"})
+    with pytest.raises(DataError) as err:
+        load_purchase_log(path)
+    assert str(err.value) == (
+        f"{path}: 3 of 200 rows (1.5%) have an unparseable timestamp in column 'timestamp', "
+        "first at line 3: 'not-a-date' — wrong --time-col or format? (limit 1%)"
+    )
+
+
+def test_bad_rows_under_the_limit_are_dropped(tmp_path: Path) -> None:
+    log = load_purchase_log(bad_rows_file(tmp_path, {1: "not-a-date", 50: "x"}))  # 2 of 200 = 1%
+    assert log.report.unparseable == 2 and log.report.rows_kept == 198
+    assert log.report.unparseable_by_column["timestamp"] == 2
+    with pytest.raises(DataError, match="2 of 200 rows"):
+        load_purchase_log(bad_rows_file(tmp_path, {1: "not-a-date", 50: "x"}), max_bad_rows=0.005)
+
+
+def test_wrong_time_column_is_reported(tmp_path: Path) -> None:
+    path = write(tmp_path, "customer_id,item_id,timestamp,when\nc1,A,2024-01-01,yes\nc2,B,2024-01-02,no\n")
+    with pytest.raises(DataError, match=r"2 of 2 rows \(100.0%\) .* column 'when', first at line 2: 'yes'"):
+        load_purchase_log(path, columns=ColumnNames(time="when"))
+
+
+def test_bad_line_numbers_count_physical_lines(tmp_path: Path) -> None:
+    text = ('customer_id,item_id,timestamp,quantity,title\n'
+            'c1,A,2024-01-01,1,"two\nline title"\n'
+            '\n'
+            'c2,B,2024-01-01,lots,x\n')
+    with pytest.raises(DataError, match=r"unparseable quantity in column 'quantity', first at line 5: 'lots' "
+                                        r"— wrong --quantity-col\?"):
+        load_purchase_log(write(tmp_path, text))
+
+
+def test_bad_max_bad_rows(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="between 0 and 1"):
+        load_purchase_log(write(tmp_path, GENERIC), max_bad_rows=5)
