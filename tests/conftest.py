@@ -12,7 +12,8 @@ from service.infrastructure.embedded_redis import EmbeddedRedis
 
 # Helper modules that tests import (tests/test_cluster.py re-runs single-node tests against a cluster): their
 # asserts are rewritten even when imported before pytest loads them as plugins.
-pytest.register_assert_rewrite("tests.service_helpers", "tests.marketing_support")
+pytest.register_assert_rewrite("tests.service_helpers", "tests.marketing_support", "tests.console_support",
+                              "tests.data_helpers")
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_CSV = ROOT / "data" / "sample" / "online_retail_sample.csv"

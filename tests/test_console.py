@@ -1,5 +1,5 @@
-"""The web console at /console: the static files through the Flask test client, and the whole console end
-to end in headless Chromium against the real app (a real HTTP server on a free port) and a real Redis.
+"""The whole web console end to end in headless Chromium against the real app (a real HTTP server on a free
+port) and a real Redis (the static files alone: test_console_static.py).
 
 The browser tests need Debian's ``chromium`` at /usr/bin/chromium and the ``playwright`` package (only its
 driver: ``playwright install`` is never needed); without either they are skipped with a message saying so.
@@ -11,264 +11,36 @@ package, evaluated in the page: nothing is fetched), which must find no violatio
 from __future__ import annotations
 
 import csv
-import importlib.resources
-import io
 import os
 import re
-import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pytest
-import redis
 import requests
-from flask import Flask
-from werkzeug.serving import make_server
 
-from service import create_app
-from service.api.console import CONTENT_SECURITY_POLICY, STATIC_DIR
-from tests.service_helpers import API_KEYS, KEYS
+from tests.console_support import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    ROOT,
+    Published,
+    active_version,
+    assert_accessible,
+    assert_chart_pixels,
+    impressions_counted,
+    marketing_get,
+    painted_bars,
+    require_axe,
+    require_browser,
+    seed_marketing_data,
+)
+from tests.service_helpers import KEYS
 
-pytest_plugins = ["tests.service_helpers"]
+pytest_plugins = ["tests.service_helpers", "tests.console_support"]
 
-ROOT = Path(__file__).resolve().parent.parent
-SAMPLE_CSV = ROOT / "data" / "sample" / "online_retail_sample.csv"
 SCREENSHOT = ROOT / "docs" / "console.png"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-#: The only absolute URL allowed in the console's files: the SVG namespace name (an identifier, not fetched).
-ALLOWED_URLS = {"http://www.w3.org/2000/svg"}
-SERIES_0_RGB = (0x1F, 0x5F, 0xBF)  # --series-0 in console.css: the first bar colour of every chart
 
 
-# ---------------------------------------------------------------- static files (Flask test client)
-
-@pytest.fixture
-def console_app(make_app: Callable[..., Flask]) -> Flask:
-    return make_app()
-
-
-def console_files() -> list[Path]:
-    return sorted(p for p in STATIC_DIR.rglob("*") if p.is_file())
-
-
-def test_console_shell_is_public_html_with_a_strict_csp(console_app: Flask) -> None:
-    client = console_app.test_client()
-    for url in ("/console", "/console/"):
-        page = client.get(url)  # no key: the shell holds no data
-        assert page.status_code == 200, url
-        assert page.mimetype == "text/html"
-        assert page.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
-        assert page.headers["X-Content-Type-Options"] == "nosniff"
-    html = page.get_data(as_text=True)
-    assert '<script type="module" src="/console/static/app.js"></script>' in html
-    assert 'for="key-input"' in html and 'for="customer-input"' in html, "inputs are labelled"
-    csp = dict(part.strip().split(" ", 1) for part in CONTENT_SECURITY_POLICY.split(";"))
-    assert csp["script-src"] == "'self'" and csp["style-src"] == "'self'" and csp["connect-src"] == "'self'"
-
-
-def test_every_asset_loads_with_the_right_type(console_app: Flask) -> None:
-    client = console_app.test_client()
-    html = client.get("/console").get_data(as_text=True)
-    assets = re.findall(r'(?:src|href)="(/console/static/[^"]+)"', html)
-    assert {"/console/static/app.js", "/console/static/console.css"} <= set(assets)
-    modules = {f"/console/static/{name}" for path in STATIC_DIR.glob("*.js")
-               for name in re.findall(r'from "\./([\w.-]+\.js)"', path.read_text())}
-    assert modules, "app.js imports its modules"
-    for url in {*assets, *modules}:
-        answer = client.get(url)
-        assert answer.status_code == 200, url
-        expected = "text/css" if url.endswith(".css") else "text/javascript"
-        assert answer.mimetype == expected, (url, answer.mimetype)  # module scripts need a JavaScript type
-    assert client.get("/console/static/missing.js").status_code == 404
-    assert client.get("/console/static/../api/console.py").status_code == 404
-
-
-def test_the_console_offers_the_api_journey_stages() -> None:
-    """The eligibility form's stage boxes are the stages promotions accept (no stage a marketer cannot tick)."""
-    from service.domain.profile import STAGES
-
-    source = (STATIC_DIR / "eligibility.js").read_text()
-    listed = re.search(r"export const STAGES = \[([^\]]*)\]", source)
-    assert listed, "eligibility.js lists the stages"
-    assert tuple(re.findall(r'"([^"]+)"', listed.group(1))) == STAGES
-
-
-def test_no_external_urls_and_nothing_a_strict_csp_would_block() -> None:
-    files = console_files()
-    assert {p.name for p in files} >= {"index.html", "app.js", "api.js", "charts.js", "dom.js", "console.css"}
-    for path in files:
-        text = path.read_text()
-        assert set(re.findall(r"https?://[^\s\"'`)]+", text)) <= ALLOWED_URLS, path.name
-        assert not re.search(r"""(?:src|href|url)\s*[=(]\s*["']?//""", text), f"protocol-relative URL in {path.name}"
-        assert "@import" not in text, path.name
-        if path.suffix == ".js":
-            assert not re.search(r"\beval\(|new Function\(|\.innerHTML\b|setAttribute\(\s*\"style\"", text), path.name
-            assert not re.search(r"import\(\s*[\"']https?:", text), path.name
-    html = (STATIC_DIR / "index.html").read_text()
-    assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html), "no inline scripts"
-    assert not re.search(r"<style\b|\sstyle=", html), "no inline styles"
-    assert not re.search(r"\son[a-z]+=", html), "no inline event handlers"
-
-
-# ---------------------------------------------------------------- end to end in headless Chromium
-
-@dataclass(frozen=True)
-class Published:
-    older: str  # popularity model, published first
-    newer: str  # item-knn model, published second: the active one
-    customer: str  # the customer with the most orders
-    items: list[str]
-    customers: list[str]
-
-
-@pytest.fixture(scope="module")
-def evaluated_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """Two versions trained (and evaluated against the baseline) by ``tailor train``, as in production."""
-    from tailor.cli import main
-
-    root = tmp_path_factory.mktemp("console-models")
-    for algorithm in ("popular", "item-knn"):
-        assert main(["-q", "train", "--data", str(SAMPLE_CSV), "--format", "online-retail",
-                     "--algorithm", algorithm, "--out", str(root / algorithm)]) == 0
-    return root / "popular", root / "item-knn"
-
-
-@pytest.fixture
-def published(evaluated_models: tuple[Path, Path], redis_client: redis.Redis) -> Published:
-    from scoring.artifact import read_artifact
-    from training.publish import publish_model
-
-    older, newer = evaluated_models
-    publish_model(redis_client, older)
-    publish_model(redis_client, newer)
-    artifact = read_artifact(newer)
-    busiest = str(artifact.customer_ids[int(artifact.customers.orders.argmax())])
-    return Published(read_artifact(older).version, artifact.version, busiest,
-                     [str(i) for i in np.load(newer / "item_ids.npy")],
-                     [str(c) for c in np.load(newer / "customer_ids.npy")])
-
-
-@pytest.fixture
-def live_server(redis_url: str, published: Published) -> Iterator[str]:
-    """The real app behind a real (threaded werkzeug) HTTP server on a free port."""
-    app = create_app({"REDIS_URL": redis_url, "TAILOR_API_KEYS": API_KEYS, "TAILOR_PUBLIC_READ": "false",
-                      "TAILOR_MODEL_POLL_S": "0.05", "TAILOR_REDIS_TIMEOUT_MS": "2000",
-                      "TAILOR_REDIS_WRITE_TIMEOUT_MS": "5000"})
-    app.extensions["tailor"].store.start()
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=10)
-    app.extensions["tailor"].close()
-
-
-def seed_marketing_data(base: str, published: Published) -> None:
-    """Two promotions and a message slot, served to 40 customers, some of whom click or convert."""
-    session = requests.Session()
-
-    def call(method: str, path: str, scope: str = "marketing", **kwargs: Any) -> Any:
-        answer = session.request(method, base + path, headers={"Authorization": f"Bearer {KEYS[scope]}"},
-                                 timeout=10, **kwargs)
-        assert answer.status_code < 300, (path, answer.text)
-        return answer.json()
-
-    now = datetime.now(UTC)
-    window = {"starts_at": (now - timedelta(days=1)).isoformat(), "ends_at": (now + timedelta(days=30)).isoformat()}
-    call("PUT", "/v1/promotions/spring-sale", json={
-        "name": "Spring sale", "items": published.items[:5], "offer": {"text": "15% off", "percent_off": 15},
-        "status": "active", "budget": {"impressions": 500}, **window})
-    call("PUT", "/v1/promotions/free-shipping", json={
-        "name": "Free shipping", "items": published.items[5:10], "offer": {"text": "Free shipping over 50"},
-        "status": "active", "weight": 0.8, **window})
-    for pid, name, days in (("winter-sale", "Winter sale", (-60, -30)), ("summer-sale", "Summer sale", (30, 60))):
-        call("PUT", f"/v1/promotions/{pid}", json={
-            "name": name, "items": published.items[:5], "offer": {"text": "10% off"}, "status": "active",
-            "starts_at": (now + timedelta(days=days[0])).isoformat(),
-            "ends_at": (now + timedelta(days=days[1])).isoformat()})
-    call("PUT", "/v1/messages/homepage-banner", json={"exploration": 0.2, "sticky_days": 0, "variants": [
-        {"id": "value", "content": "Save on {top_category|our best sellers}", "tone": "value"},
-        {"id": "quality", "content": "Hand-picked for you", "tone": "quality"},
-        {"id": "urgency", "content": "Only this week!", "tone": "urgency"}]})
-    events = []
-    for n, customer in enumerate(published.customers[:40]):
-        decisions = [p["decision_id"] for p in call("GET", f"/v1/customers/{customer}/promotions?n=2", "read")
-                     ["promotions"]]
-        decisions.append(call("GET", f"/v1/customers/{customer}/messages/homepage-banner", "read")["decision_id"])
-        for k, decision in enumerate(decisions):
-            kind = "click" if (n + k) % 3 == 0 else "conversion" if (n + k) % 7 == 0 else None
-            if kind:
-                events.append({"event_id": f"e-{n}-{k}", "customer_id": customer, "type": kind,
-                               "timestamp": now.isoformat(), "decision_id": decision})
-    call("POST", "/v1/events", "read", json={"events": events})
-
-
-def require_browser() -> Any:
-    """The Playwright sync API, or skip with what to install."""
-    sync_api = pytest.importorskip(
-        "playwright.sync_api", reason="playwright is not installed: pip install -e '.[dev]' (no browser download)")
-    if not CHROMIUM.exists():
-        pytest.skip(f"chromium not found at {CHROMIUM}: apt-get install chromium")
-    return sync_api
-
-
-def assert_accessible(page: Any, where: str) -> None:
-    """axe-core finds no violation (WCAG 2.x A/AA and best practices) in the page as it is now."""
-    if not page.evaluate("typeof window.axe === 'object'"):
-        source = importlib.resources.files("axe_playwright_python").joinpath("axe.min.js").read_text()
-        page.evaluate(source)  # through the DevTools protocol: the console's CSP does not apply to it
-    violations = page.evaluate("""() => axe.run(document, {resultTypes: ["violations"]}).then((r) =>
-        r.violations.map((v) => `${v.id} (${v.impact}): ${v.help} at ${v.nodes.map((n) => n.target).join(" | ")}`))""")
-    assert not violations, f"axe-core on {where}: " + "\n".join(violations)
-
-
-def require_axe() -> None:
-    pytest.importorskip("axe_playwright_python", reason="axe-core is not installed: pip install -e '.[dev]'")
-
-
-def marketing_get(base: str, path: str) -> Any:
-    answer = requests.get(base + path, headers={"Authorization": f"Bearer {KEYS['marketing']}"}, timeout=10)
-    assert answer.status_code == 200, (path, answer.text)
-    return answer.json()
-
-
-def impressions_counted(base: str) -> tuple[int, int]:
-    """Impressions of every promotion and of every message variant, as the reports count them."""
-    promotions = marketing_get(base, "/v1/promotions")["promotions"]
-    slots = marketing_get(base, "/v1/messages")["slots"]
-    return (sum(marketing_get(base, f"/v1/promotions/{p['promotion_id']}/report")["impressions"] for p in promotions),
-            sum(v["impressions"] for s in slots
-                for v in marketing_get(base, f"/v1/messages/{s['slot']}/report")["variants"]))
-
-
-def painted_bars(page: Any, scope: str) -> int:
-    """SVG bars inside ``scope`` that the browser laid out with a non-zero size."""
-    return page.evaluate("""(scope) => [...document.querySelectorAll(`${scope} svg.chart-svg rect.bar`)]
-        .filter((bar) => { const box = bar.getBoundingClientRect(); return box.width > 0 && box.height > 0; })
-        .length""", scope)
-
-
-def assert_chart_pixels(png: bytes) -> None:
-    """The chart's screenshot is not blank: many non-white pixels, a good part of them in the bar colour."""
-    from PIL import Image
-
-    image = Image.open(io.BytesIO(png)).convert("RGB")
-    pixels = np.asarray(image, dtype=np.int16).reshape(-1, 3)
-    ink = np.abs(pixels - 255).sum(axis=1) > 60
-    bar = np.abs(pixels - np.array(SERIES_0_RGB)).sum(axis=1) < 40
-    assert ink.mean() > 0.02, f"only {ink.mean():.1%} of the chart is drawn"
-    assert bar.sum() > 150, f"only {bar.sum()} pixels in the bar colour"
-
-
-@pytest.mark.slow
 def test_console_end_to_end_in_chromium(live_server: str, published: Published, tmp_path: Path) -> None:
     sync_api = require_browser()
     require_axe()
@@ -572,9 +344,3 @@ def test_console_manages_promotions_slots_and_audiences(live_server: str, publis
         finally:
             browser.close()
     assert not page_errors, page_errors
-
-
-def active_version(base: str) -> str:
-    answer = requests.get(f"{base}/v1/models/active", headers={"Authorization": f"Bearer {KEYS['read']}"},
-                          timeout=10)
-    return answer.json()["version"]
