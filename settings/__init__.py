@@ -158,8 +158,8 @@ SETTINGS: tuple[Setting, ...] = (
             "is unchanged, and never with `TAILOR_CLOCK=wall`"),
     Setting("TAILOR_CUSTOMER_CACHE_SIZE", "customer_cache_size", "20000", _non_negative_int,
             "customers whose Redis values each worker keeps, kept exact by Redis' invalidation messages "
-            "(`CLIENT TRACKING`; 0 = off, read Redis on every request; always off with `TAILOR_REDIS_CLUSTER=true`, "
-            "see docs/SCALING.md)"),
+            "(`CLIENT TRACKING`, Redis >= 6.2, else off with a warning; 0 = off, read Redis on every request; "
+            "always off with `TAILOR_REDIS_CLUSTER=true`, see docs/SCALING.md)"),
     Setting("TAILOR_READ_AHEAD", "read_ahead", "true", _bool,
             "each API worker reads the served version's customers into those two caches in the background when it "
             "starts and when another version becomes active, instead of meeting every customer cold once (bounded "

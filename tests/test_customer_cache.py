@@ -180,6 +180,30 @@ def test_redis_restart_bypasses_the_cache_until_tracking_is_back(tmp_path) -> No
         server.stop()
 
 
+def test_a_redis_that_refuses_tracking_is_named_once_and_bypassed(tmp_path, caplog) -> None:
+    """A Redis without the commands the cache needs (before 6.2, or with them renamed away) says why once."""
+    server = EmbeddedRedis(tmp_path / "redis")
+    server.extra_args = ["--rename-command", "CLIENT", ""]
+    server.start()
+    client = make_client(server.url, 0.5, 0.5)
+    customers = ReadingCache(client, max_entries=10, retry_s=0.02)
+    try:
+        with caplog.at_level("WARNING", logger="tailor.customer_cache"):
+            customers.token()
+            time.sleep(0.5)  # ~25 attempts
+        assert not customers.ready
+        told = [r.getMessage() for r in caplog.records if "customer cache off" in r.getMessage()]
+        assert len(told) == 1 and "Redis >= 6.2" in told[0] and "every request reads Redis" in told[0], told
+        token = customers.token()
+        customers.reads.hgetall(keys.customer_live("42"))  # reads still work, untracked
+        customers.put("42", "v1", "value", token)
+        assert customers.get("42", "v1") is None
+    finally:
+        customers.close()
+        client.close()
+        server.stop()
+
+
 def test_an_event_via_one_worker_changes_the_next_answer_of_another(make_app: Callable[..., Flask],
                                                                     retail: TrainedModel) -> None:
     worker_a, worker_b = ApiClient(make_app()), ApiClient(make_app())

@@ -299,13 +299,19 @@ class CustomerCache:
 
     def _run(self) -> None:
         next_heartbeat = 0.0
+        refused = False  # told the operator that this Redis refuses tracking (said once, not every retry)
         while not self._stop.is_set():
             if self._subscriber is None:
                 if self._stop.is_set():
                     break
                 try:
                     self._connect()
+                    refused = False
                 except (redis.RedisError, OSError) as exc:
+                    if isinstance(exc, redis.ResponseError) and not refused:
+                        refused = True
+                        log.warning("customer cache off: Redis refused %s (the cache needs CLIENT ID, CLIENT "
+                                    "TRACKING and CLIENT LIST ID: Redis >= 6.2); every request reads Redis", exc)
                     self._broken(f"{type(exc).__name__}")
                     self._stop.wait(self.retry_s)
                     continue
