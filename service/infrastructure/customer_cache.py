@@ -19,11 +19,12 @@ event arrives. So each worker keeps the values it read and Redis tells it when t
   restart while the workers serve it); a fill races no invalidation: values read before an invalidation of
   the same customer that arrives before they are stored are not stored (per-customer stamps against a
   sequence number);
-* Redis forgets a connection's tracked keys when the connection goes, so losing one - closed here after an
-  error, or killed by the server, which the background thread checks every ``heartbeat_s`` with ``CLIENT LIST
-  ID`` - empties the cache; when the subscriber fails, the cache is emptied and bypassed until it is back and
-  the tracked connections have re-registered with it, so a Redis outage still turns into the popular
-  fallback at once.
+* Redis forgets a connection's tracked keys when the connection goes (closed here after an error or a
+  timeout, or by the server: the thread checks every ``heartbeat_s`` with ``CLIENT LIST ID``), so the
+  customers read through it (each entry keeps its ``Reader``) are dropped and its fills in flight refused;
+  the rest stays tracked, so read timeouts do not empty the cache just when Redis is slow. When the
+  subscriber fails, the cache is emptied and bypassed until it is back and the tracked connections have
+  re-registered with it, so a Redis outage still turns into the popular fallback at once.
 
 Works with Redis >= 6.2 over RESP2 (redis-py's own client-side cache needs Redis 7.4 and RESP3). Off with
 ``TAILOR_REDIS_CLUSTER=true`` (tracking is per node; see docs/SCALING.md); ``TAILOR_CUSTOMER_CACHE_SIZE=0``
@@ -47,6 +48,8 @@ log = logging.getLogger("tailor.customer_cache")
 
 INVALIDATE_CHANNEL = "__redis__:invalidate"
 _UNSEEN: Any = object()
+#: A tracked connection as registered: its ``id()`` here and its Redis client id (new at every reconnect).
+Reader = tuple[int, int]
 
 
 class CustomerCache:
@@ -61,7 +64,7 @@ class CustomerCache:
         self._pool = getattr(client, "connection_pool", None)  # a cluster client has none: the cache is off
         self._lock = threading.Lock()  # entries, stamps, sequence
         self._read_lock = threading.RLock()  # the subscriber connection (held only while reading it)
-        self._entries: OrderedDict[str, tuple[Hashable, Any]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[Hashable, Any, Reader]] = OrderedDict()
         self._stamps: dict[str, int] = {}  # customer -> sequence number of their latest invalidation
         # key name -> customer id (None: not a customer key): a name is parsed once (a pure function of the
         # name: safe to drop)
@@ -77,6 +80,7 @@ class CustomerCache:
         # Tracked connections of the current generation: id(connection) -> their Redis client id.
         self._tracked: dict[int, int] = {}
         self._pools: list[redis.ConnectionPool] = []
+        self._local = threading.local()  # .reader: the tracked connection this thread checked out last
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.hits = 0
@@ -107,11 +111,16 @@ class CustomerCache:
 
     def tracked_client(self, base: redis.Redis) -> redis.Redis:
         """A client like ``base`` (same server and timeouts) whose connections Redis tracks for this cache: read
-        what ``put`` stores through it, after taking the ``token``."""
+        what ``put`` stores through it, after taking the ``token``, and take the ``reader`` right after."""
         pool = _TrackedPool(self, connection_class=_tracked_class(base.connection_pool.connection_class, self),
                             **base.connection_pool.connection_kwargs)
         self._pools.append(pool)
         return redis.Redis(connection_pool=pool)
+
+    def reader(self) -> Reader | None:
+        """The tracked connection this thread read through last (take it right after the read, for ``put``);
+        None when it is not registered with Redis (nothing it read may be stored)."""
+        return getattr(self._local, "reader", None)
 
     def get(self, customer_id: str, version: Hashable) -> Any | None:
         """The value stored for (customer, version), None when absent, stale or not ``ready``."""
@@ -127,9 +136,11 @@ class CustomerCache:
             self.hits += 1
             return found[1]
 
-    def put(self, customer_id: str, version: Hashable, value: Any, token: int, *, evict: bool = True) -> None:
-        """Store what was read through ``tracked_client`` after ``token`` unless the customer was invalidated
-        since (or tracking broke); with ``evict=False`` only while the cache has room (values read ahead never
+    def put(self, customer_id: str, version: Hashable, value: Any, token: int, reader: Reader | None, *,
+            evict: bool = True) -> None:
+        """Store what was read through ``tracked_client`` after ``token`` (through the connection ``reader``)
+        unless the customer was invalidated since, that connection is no longer tracked, or tracking broke;
+        with ``evict=False`` only while the cache has room (values read ahead never
         push out requested ones)."""
         if not self._ready:
             return
@@ -137,9 +148,11 @@ class CustomerCache:
         with self._lock:
             if not self._ready or token < self._floor or self._stamps.get(customer_id, -1) > token:
                 return
+            if reader is None or self._tracked.get(reader[0]) != reader[1]:
+                return
             if not evict and len(self._entries) >= self.max_entries and customer_id not in self._entries:
                 return
-            self._entries[customer_id] = (version, value)
+            self._entries[customer_id] = (version, value, reader)
             self._entries.move_to_end(customer_id)
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
@@ -173,15 +186,16 @@ class CustomerCache:
 
     def _lost(self, connection: Any) -> None:
         """A tracked connection closed: Redis forgot the keys it read, so no invalidation of what was read
-        through it will come - forget everything (and refuse fills in flight)."""
+        through it will come - forget those customers (fills in flight through it are refused by ``put``)."""
         with self._lock:
-            if self._tracked.pop(id(connection), None) is not None and connection.tracked_as == self._generation:
-                self._reset_locked()
+            client_id = self._tracked.pop(id(connection), None)
+            if client_id is not None and connection.tracked_as == self._generation:
+                self._drop_read_by_locked({(id(connection), client_id)})
         connection.tracked_as = None
 
     def _check_tracked(self, control: redis.connection.AbstractConnection) -> None:
-        """Empty the cache if Redis no longer has one of the tracked connections (killed by the server, an
-        idle ``timeout``): the keys it read would never be invalidated."""
+        """Drop what was read through tracked connections Redis no longer has (killed by the server, an idle
+        ``timeout``): the keys they read would never be invalidated."""
         with self._lock:
             tracked = dict(self._tracked)
         if not tracked:
@@ -198,8 +212,9 @@ class CustomerCache:
             for key in gone:
                 del self._tracked[key]
             if gone:
-                self._reset_locked()
-                log.warning("customer cache emptied: Redis closed %d tracked connection(s)", len(gone))
+                dropped = self._drop_read_by_locked({(key, tracked[key]) for key in gone})
+                log.warning("customer cache: Redis closed %d tracked connection(s); %d customers read through "
+                            "them dropped", len(gone), dropped)
 
     # -- invalidations ----------------------------------------------------------------------------------
     def _invalidate(self, names: list[bytes] | None) -> None:
@@ -220,6 +235,14 @@ class CustomerCache:
                 self._reset_locked()
             if len(customer_of) > 8 * max(self.max_entries, 1024):
                 customer_of.clear()
+
+    def _drop_read_by_locked(self, readers: set[Reader]) -> int:
+        """Forget the customers read through ``readers`` (caller holds ``_lock``); how many. A scan, since a
+        connection is lost rarely and entries are many."""
+        stale = [customer for customer, entry in self._entries.items() if entry[2] in readers]
+        for customer in stale:
+            del self._entries[customer]
+        return len(stale)
 
     def _reset_locked(self) -> None:
         """Empty the cache and refuse fills read before now (caller holds ``_lock``)."""
@@ -366,12 +389,15 @@ class _TrackedPool(redis.ConnectionPool):
         self.customer_cache = cache
 
     def get_connection(self, *args: Any, **kwargs: Any) -> redis.connection.AbstractConnection:
+        cache = self.customer_cache
         connection = super().get_connection(*args, **kwargs)
-        if connection.tracked_as != self.customer_cache._generation and self.customer_cache.ready:  # type: ignore[attr-defined]
+        if connection.tracked_as != cache._generation and cache.ready:  # type: ignore[attr-defined]
             try:
                 connection.disconnect()
                 connection.connect()
             except BaseException:
                 self.release(connection)
                 raise
+        client_id = cache._tracked.get(id(connection))
+        cache._local.reader = None if client_id is None else (id(connection), client_id)
         return connection

@@ -86,11 +86,12 @@ class Repository:
         # The hiredis-packed path (``run_scripts``): redis-py's command layers cost more than Redis spends here.
         client = self._cached_reads if cache is not None else self.gateway.reads
         reply = self.gateway.call(lambda: run_scripts(client, [(READ_CUSTOMER, script_keys, args)])[0])
+        reader = cache.reader() if cache is not None else None
         state, digest = decode_customer(customer_id, reply, self.settings.session_max_items)
         if cache is not None and reply[0] is not None:
             # Only customers with a record: records are not tracked (immutable per version), but an absent
             # one can appear - the version re-published after a Redis restart while workers serve it.
-            cache.put(customer_id, version, (state, digest), token)
+            cache.put(customer_id, version, (state, digest), token, reader)
         return state, digest if fingerprinted else None, list(reply[3:])
 
     def read_ahead(self, version: str, limit: int) -> Iterator[tuple[str, CustomerState, bytes]]:
@@ -104,12 +105,13 @@ class Repository:
         for ids in published_customers(client, version, limit, READ_AHEAD_BATCH):
             token = cache.token() if cache is not None else 0
             replies = run_scripts(client, [read_call(version, customer_id) for customer_id in ids])
+            reader = cache.reader() if cache is not None else None
             for customer_id, reply in zip(ids, replies, strict=True):
                 if reply[0] is None:  # deleted since the scan (an old version pruned)
                     continue
                 state, digest = decode_customer(customer_id, reply, self.settings.session_max_items)
                 if cache is not None:
-                    cache.put(customer_id, version, (state, digest), token, evict=False)
+                    cache.put(customer_id, version, (state, digest), token, reader, evict=False)
                 yield customer_id, state, digest
 
     def shared_answer(self, customer_id: str, version: str, field: bytes) -> bytes | None:
