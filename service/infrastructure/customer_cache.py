@@ -140,8 +140,7 @@ class CustomerCache:
             evict: bool = True) -> None:
         """Store what was read through ``tracked_client`` after ``token`` (through the connection ``reader``)
         unless the customer was invalidated since, that connection is no longer tracked, or tracking broke;
-        with ``evict=False`` only while the cache has room (values read ahead never
-        push out requested ones)."""
+        with ``evict=False`` only while the cache has room (values read ahead never push out requested ones)."""
         if not self._ready:
             return
         self._drain()
