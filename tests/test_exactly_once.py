@@ -10,15 +10,18 @@ or just after, a given step reaches the real Redis behind it - no mock.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from datetime import datetime
 
 import pytest
 import redis
 from flask import Flask
 
 from redis_state import keys
+from service.domain.events import Event, stream_entry
 from service.infrastructure import event_writes
 from service.infrastructure.embedded_redis import EmbeddedRedis
 from tests.service_helpers import ApiClient, TrainedModel, event
@@ -178,3 +181,35 @@ def test_repeated_warnings_are_rate_limited() -> None:
     assert limiter.filter(later) and "999 similar warnings suppressed" in later.getMessage()
     error = logging.LogRecord("tailor.api", logging.ERROR, __file__, 1, "boom", (), None)
     assert limiter.filter(error) and limiter.filter(error), "errors are never dropped"
+
+
+@pytest.mark.parametrize("one_script", [True, False])
+def test_both_protocols_write_the_stream_entry_and_hashes_the_events_define(
+        make_app: Callable[..., Flask], redis_client: redis.Redis, one_script: bool) -> None:
+    """For every combination of optional fields (the one script rebuilds the stream entry from their values
+    and a shape; the four steps send it whole), the stream holds ``stream_entry``'s fields in its order and
+    the customers' hashes hold ``_write_args``' writes."""
+    writer = make_app().extensions["tailor"].repository.events
+    writer.one_script = one_script
+    events = []
+    for shape in range(16):
+        has_item, has_quantity, has_price, has_decision = (shape >> bit & 1 for bit in range(4))
+        kind = ("purchase", "view", "add_to_cart")[shape % 3] if has_item else ("click", "conversion")[shape % 2]
+        events.append(Event(f"shape-{shape}", f"customer-{shape % 5}", kind, datetime(2011, 12, 9, 12, shape),
+                            item_id=f"item-{shape}" if has_item else None,
+                            quantity=2.5 if has_quantity else None, price=1.25 if has_price else None,
+                            decision_id=f"decision-{shape}" if has_decision else None))
+    result = writer.ingest(events)
+    assert (result.accepted, result.duplicates) == (16, 0)
+    entries = redis_client.xrange(keys.EVENTS_STREAM)
+    assert len(entries) == 16
+    for event_, (_, raw) in zip(events, entries, strict=True):
+        written = [(field.decode(), value.decode()) for field, value in raw.items()]
+        expected = stream_entry(event_, written[4][1])
+        assert written == list(zip(expected[::2], expected[1::2], strict=True))
+        assert written[4][0] == "received_at" and re.fullmatch(r"\d+\.\d{3}", written[4][1])
+        kind, field, value = event_writes._write_args(event_)
+        if kind != "-":
+            where = keys.customer_live if kind == "l" else keys.customer_session
+            assert redis_client.hget(where(event_.customer_id), field) == (
+                value.encode() if isinstance(value, str) else value)
