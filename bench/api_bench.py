@@ -99,12 +99,15 @@ def wrk(url: str, script: Path | None, duration: int, connections: int, env: dic
 
 
 def counters(base: str) -> dict[str, float]:
-    """The service's customer-read and answer counters (summed over workers) from /metrics."""
+    """The service's customer-read and answer counters and its popularity fallbacks (``fallback``), summed over
+    workers, from /metrics."""
     text = requests.get(f"{base}/metrics", timeout=10).text
     out: dict[str, float] = {}
     for name, label in (("tailor_customer_reads_total", "source"), ("tailor_answers_total", "outcome")):
         for match in re.finditer(rf'^{name}{{{label}="(\w+)"}} ([\d.e+]+)$', text, re.MULTILINE):
             out[match.group(1)] = float(match.group(2))
+    fallback = re.search(r"^tailor_fallback_answers_total ([\d.e+]+)$", text, re.MULTILINE)
+    out["fallback"] = float(fallback.group(1)) if fallback else 0.0
     return out
 
 

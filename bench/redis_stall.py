@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -28,7 +27,6 @@ from pathlib import Path
 
 import numpy as np
 import redis
-import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -39,12 +37,6 @@ from service.app.runner import stop_server  # noqa: E402
 from service.infrastructure.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
 
 TAILOR = [sys.executable, "-m", "tailor.cli", "--quiet"]
-
-
-def fallbacks(base: str) -> float:
-    text = requests.get(f"{base}/metrics", timeout=10).text
-    match = re.search(r"^tailor_fallback_answers_total ([\d.e+]+)$", text, re.MULTILINE)
-    return float(match.group(1)) if match else 0.0
 
 
 def pause_every_second(url: str, pause_ms: int, stop: threading.Event) -> None:
@@ -65,7 +57,7 @@ def one_run(root: Path, redis_url: str, files: dict[str, Path], seconds: int, pa
            "PYTHONPATH": str(root)}
     server = start([*TAILOR, "serve", "--bind", f"127.0.0.1:{port}"], env, base, ready_path="/readyz", cwd=root)
     try:
-        reads_before, fallbacks_before = counters(base), fallbacks(base)
+        before = counters(base)
         wrk_env = {**os.environ, "TAILOR_BENCH_IDS": str(files["customers"]),
                    "TAILOR_BENCH_ITEMS": str(files["items"])}
         trickle = subprocess.Popen(
@@ -73,8 +65,9 @@ def one_run(root: Path, redis_url: str, files: dict[str, Path], seconds: int, pa
             stdout=subprocess.PIPE, text=True,
             env={**wrk_env, "TAILOR_BENCH_BATCH": "10", "TAILOR_BENCH_DELAY_MS": "20"})
         stop = threading.Event()
-        pauser = threading.Thread(target=pause_every_second, args=(redis_url, pause_ms, stop), daemon=True)
+        pauser = None
         if pause_ms > 0:
+            pauser = threading.Thread(target=pause_every_second, args=(redis_url, pause_ms, stop), daemon=True)
             pauser.start()
         reads = subprocess.run(
             ["wrk", "-t1", "-c16", f"-d{seconds}s", "--latency", "-s", str(WRK / "customers.lua"), base + "/"],
@@ -82,19 +75,17 @@ def one_run(root: Path, redis_url: str, files: dict[str, Path], seconds: int, pa
             env={**wrk_env, "TAILOR_BENCH_PATH": "/v1/customers/%s/recommendations?n=10"})
         stop.set()
         events = parse_wrk(trickle.communicate()[0])
-        if pauser.is_alive():
+        if pauser is not None:
             pauser.join()
         load = parse_wrk(reads.stdout)
-        reads_after, fallbacks_after = counters(base), fallbacks(base)
+        after = counters(base)
     finally:
         stop_server(server)
-    cached = reads_after.get("cache", 0) - reads_before.get("cache", 0)
-    from_redis = reads_after.get("redis", 0) - reads_before.get("redis", 0)
-    requests_served = load["rps"] * seconds
+    cached, from_redis, fallbacks = (after.get(name, 0) - before.get(name, 0)
+                                     for name in ("cache", "redis", "fallback"))
     return {"rps": load["rps"], "p99": load["p99"], "batches": events["rps"], "cached": cached,
-            "from_redis": from_redis, "cache_share": cached / max(cached + from_redis, 1),
-            "fallbacks": fallbacks_after - fallbacks_before,
-            "fallback_share": (fallbacks_after - fallbacks_before) / max(requests_served, 1)}
+            "from_redis": from_redis, "cache_share": cached / max(cached + from_redis, 1), "fallbacks": fallbacks,
+            "fallback_share": fallbacks / max(load["rps"] * seconds, 1)}
 
 
 def main() -> None:

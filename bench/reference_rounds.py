@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +24,7 @@ import numpy as np
 import redis
 import requests
 
-from bench.api_bench import ROOT, WRK, cpu_seconds, start, wrk
+from bench.api_bench import ROOT, WRK, counters, cpu_seconds, start, wrk
 from bench.reference_apps import write_record
 from bench.train_bench import machine
 from service.app.runner import stop_server
@@ -73,14 +72,11 @@ def forget_events(url: str) -> None:
 def tailor_counters(base: str) -> dict[str, float]:
     """Answers by outcome (memo / shared / computed) and popular fallbacks so far, from the API's /metrics."""
     try:
-        text = requests.get(f"{base}/metrics", timeout=10).text
+        seen = counters(base)
     except requests.RequestException:  # a bare app
         return {}
-    out = {f"answers:{m.group(1)}": float(m.group(2))
-           for m in re.finditer(r'^tailor_answers_total{outcome="(\w+)"} ([\d.e+]+)$', text, re.MULTILINE)}
-    fallback = re.search(r"^tailor_fallback_answers_total ([\d.e+]+)$", text, re.MULTILINE)
-    out["fallback"] = float(fallback.group(1)) if fallback else 0.0
-    return out
+    return {**{f"answers:{outcome}": seen[outcome] for outcome in ("memo", "shared", "computed") if outcome in seen},
+            "fallback": seen["fallback"]}
 
 
 def measure(base: str, case: Case, args: argparse.Namespace, pids: list[int]) -> dict[str, float]:
