@@ -56,8 +56,9 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                         f"settings on the shop's own validation folds, see --tune-budget; model flags without "
                         f"--algorithm apply to {DEFAULT_ALGORITHM})")
     g.add_argument("--tune-budget", type=float, default=DEFAULT_BUDGET_S, metavar="SECONDS",
-                   help=f"time the default may spend choosing the algorithm and its settings on validation folds "
-                        f"that end before the evaluation holdout (default: {DEFAULT_BUDGET_S:g}; 0 = no search: "
+                   help=f"wall time the default may spend choosing the algorithm and its settings on validation "
+                        f"folds that end before the evaluation holdout; the search is stopped when it is spent "
+                        f"(default: {DEFAULT_BUDGET_S:g}; 0 = no search: "
                         f"{DEFAULT_ALGORITHM} with its defaults)")
     for name, owners in sorted(hyperparameter_flags().items()):
         param = owners[0][1]

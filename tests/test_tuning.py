@@ -8,6 +8,7 @@ of staples bought again and again must get one that ranks the customer's own ite
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -113,8 +114,33 @@ def test_validation_folds_end_where_the_holdout_starts(tmp_path: Path) -> None:
     assert folds[1].cutoff < folds[0].cutoff
 
 
-def test_the_budget_bounds_the_search(tmp_path: Path) -> None:
+def test_a_budget_too_small_for_the_default_keeps_it(tmp_path: Path) -> None:
+    """Nothing measured, or only popularity: the search must not replace the default it never compared."""
     result = search(cleaned(True, tmp_path), budget_s=0.001, quiet=True)
     assert result is not None
-    assert result.skipped, "a tiny budget must leave candidates untried"
-    assert len(result.trials) <= 3
+    assert result.kept_default and result.stopped
+    assert (result.algorithm, result.params) == ("hybrid", {})
+    assert "keeping hybrid with its defaults" in result.format()
+    assert result.to_dict()["kept_default"] is True
+
+
+def test_the_budget_bounds_the_whole_search(tmp_path: Path) -> None:
+    """A fit that outlasts the time left is stopped, not waited for: the search ends at its budget, and
+    chooses among what it measured by then (an unbounded search of this log takes several times longer)."""
+    log = cleaned(True, tmp_path)
+    began = time.monotonic()
+    unbounded = search(log, budget_s=600, quiet=True)
+    full_s = time.monotonic() - began
+    assert unbounded is not None and unbounded.stopped is None and not unbounded.skipped
+    budget = full_s / 3
+    began = time.monotonic()
+    bounded = search(log, budget_s=budget, quiet=True)
+    took = time.monotonic() - began
+    assert bounded is not None and bounded.stopped
+    assert took < budget + 1.0, (took, budget)  # the child is stopped at the deadline, plus its clean-up
+    assert bounded.spent_seconds <= budget + 1.0
+    measured = {(t.algorithm, json.dumps(t.params, sort_keys=True)) for t in bounded.trials}
+    assert measured < {(t.algorithm, json.dumps(t.params, sort_keys=True)) for t in unbounded.trials}
+    if not bounded.kept_default:
+        assert (bounded.algorithm, json.dumps(bounded.params, sort_keys=True)) in measured
+

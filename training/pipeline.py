@@ -50,18 +50,24 @@ class PhaseTimer:
     def phase(self, name: str, detail: str = "") -> Iterator[dict[str, Any]]:
         info: dict[str, Any] = {"phase": name}
         start = time.perf_counter()
+        children_before = peak_rss_mb(resource.RUSAGE_CHILDREN)
         yield info
         info["seconds"] = round(time.perf_counter() - start, 3)
         info["peak_rss_mb"] = round(peak_rss_mb(), 1)
+        children = peak_rss_mb(resource.RUSAGE_CHILDREN)
+        if children > children_before:  # the search runs in a child process (training.bounded), beside this one
+            info["child_peak_rss_mb"] = round(children, 1)
         self.phases.append(info)
         if not self.quiet:
             note = info.get("detail", detail)
-            print(f"  {name:<9} {info['seconds']:7.2f}s  peak {info['peak_rss_mb']:7.0f} MB  {note}",
+            child = f" + {info['child_peak_rss_mb']:,.0f} MB child" if "child_peak_rss_mb" in info else ""
+            print(f"  {name:<9} {info['seconds']:7.2f}s  peak {info['peak_rss_mb']:7.0f} MB{child}  {note}",
                   file=sys.stderr, flush=True)
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+def peak_rss_mb(who: int = resource.RUSAGE_SELF) -> float:
+    """Peak resident memory (MB) of this process, or (``RUSAGE_CHILDREN``) of its largest waited-for child."""
+    return resource.getrusage(who).ru_maxrss / 1024.0
 
 
 def _main_value(rows: np.ndarray, values: pd.Series, n: int) -> tuple[np.ndarray, list[str]]:

@@ -6,7 +6,11 @@ assuming. Validation folds end where the evaluation holdout starts - fold 1 hold
 before it, fold 2 the ones before that - so the holdout that ``tailor train`` / ``evaluate`` report is never
 seen by the search. Every candidate is fitted on each fold's training part and ranks the whole catalogue.
 
-Candidates, most informative first (the search stops starting new ones when the budget is spent):
+Candidates, most informative first. The search runs in a child process (``training.bounded``) that is
+stopped when the budget is spent, so ``--tune-budget`` bounds the wall time; the choice is made among the
+configurations measured by then. A budget that ends before the default configuration (the hybrid with its
+defaults, candidate 2) is measured keeps that default, as ``--tune-budget 0`` would: a search that saw only
+popularity must not replace a model it never compared it with.
 
 1. popularity and buy-again (no fit worth the name);
 2. the hybrid, fitted once per fold, and a coordinate search over its blend weights (``rebuy_weight``,
@@ -26,17 +30,18 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from scoring.models import ALGORITHMS, HYPERPARAMETERS, create
+from scoring.models import ALGORITHMS, DEFAULT_ALGORITHM, HYPERPARAMETERS, create
 from scoring.models.ease import MAX_ITEMS
 from scoring.models.hybrid import HybridRecommender, scaled_popularity
 from scoring.threads import limit_blas_threads
+from training.bounded import Send, run_until
 from training.evaluate import Metrics, Split, chunks, evaluate_variants, make_split, split_log
 
 DEFAULT_BUDGET_S = 120.0
@@ -99,6 +104,10 @@ class TuningResult:
     folds: list[dict[str, Any]]
     k: int
     skipped: list[str] = field(default_factory=list)
+    #: The candidate being measured when the budget ran out (stopped, not chosen from), if any.
+    stopped: str | None = None
+    #: True when the budget ended before the default configuration was measured: it is kept.
+    kept_default: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (the manifest's ``tuning`` entry)."""
@@ -120,8 +129,13 @@ class TuningResult:
                          f"{_short(trial.algorithm, trial.params)}")
         if len(ranked) > top:
             lines.append(f"  ... {len(ranked) - top} more in the manifest")
+        if self.stopped:
+            lines.append(f"  stopped at the budget while measuring: {self.stopped}")
         if self.skipped:
             lines.append(f"  not tried within the budget: {', '.join(self.skipped)}")
+        if self.kept_default:
+            lines.append(f"  the budget ended before the default configuration was measured: keeping "
+                         f"{self.algorithm} with its defaults (as --tune-budget 0)")
         return "\n".join(lines)
 
 
@@ -152,15 +166,15 @@ def validation_folds(interactions: pd.DataFrame, holdout_days: float, folds: int
 
 
 class _Search:
-    """Trials run one after the other until the budget is spent."""
+    """Trials run one after the other (in the search's child process) until the budget is spent; each
+    trial, skip and start is sent to the parent as it happens (``send``)."""
 
-    def __init__(self, folds: list[Split], budget_s: float, k: int, progress: Callable[[str], None]) -> None:
+    def __init__(self, folds: list[Split], budget_s: float, k: int, send: Send) -> None:
         self.folds = folds
         self.k = k
         self.deadline = time.perf_counter() + budget_s
         self.trials: list[Trial] = []
-        self.skipped: list[str] = []
-        self.progress = progress
+        self.send = send
 
     def time_left(self) -> float:
         return self.deadline - time.perf_counter()
@@ -171,14 +185,22 @@ class _Search:
                       float(np.mean([d.ndcg for _, d in results])), round(seconds, 2),
                       folds=[(round(o.ndcg, 6), round(d.ndcg, 6)) for o, d in results])
         self.trials.append(trial)
-        self.progress(f"  tried {algorithm:<10} overall {trial.overall:.4f}  discovery {trial.discovery:.4f}  "
-                      f"{_short(algorithm, params)}")
+        self.send(("trial", trial))
+        self.send(("progress", f"  tried {algorithm:<10} overall {trial.overall:.4f}  discovery "
+                               f"{trial.discovery:.4f}  {_short(algorithm, params)}"))
         return trial
+
+    def _begin(self, label: str) -> bool:
+        """Whether a candidate may start (time is left); tells the parent either way."""
+        if self.time_left() <= 0:
+            self.send(("skip", label))
+            return False
+        self.send(("start", label))
+        return True
 
     def plain(self, algorithm: str, params: dict[str, Any] | None = None) -> None:
         """Fit and evaluate one configuration on every fold."""
-        if self.trials and self.time_left() <= 0:  # the first candidate always runs: a result exists
-            self.skipped.append(f"{algorithm} {_short(algorithm, params or {})}")
+        if not self._begin(f"{algorithm} {_short(algorithm, params or {})}"):
             return
         started = time.perf_counter()
         results, fitted_params = [], {}
@@ -192,8 +214,7 @@ class _Search:
     def hybrid(self, params: dict[str, Any], weights: dict[str, float], *, refine: bool) -> None:
         """Fit the hybrid once per fold, keep its components, and evaluate blends of them: ``weights`` alone,
         or (``refine``) a coordinate search over ``BLEND_GRID`` starting there, until the budget is spent."""
-        if self.time_left() <= 0:
-            self.skipped.append(f"hybrid {_short('hybrid', params)}")
+        if not self._begin(f"hybrid {_short('hybrid', params)}"):
             return
         started = time.perf_counter()
         fitted: list[tuple[HybridRecommender, dict[float, np.ndarray], list[tuple[np.ndarray, np.ndarray]]]] = []
@@ -213,7 +234,7 @@ class _Search:
             if key in tried:
                 return tried[key]
             if tried and self.time_left() <= 0:
-                self.skipped.append(f"hybrid {_short('hybrid', {**base, **blend})}")
+                self.send(("skip", f"hybrid {_short('hybrid', {**base, **blend})}"))
                 return None
             began = time.perf_counter()
             results = []
@@ -242,11 +263,24 @@ class _Search:
         trials = list(trials)
         return _blend_of(_first_within_margin(trials, _objectives(trials, self.trials)))
 
-    def best(self) -> Trial:
-        """The trial with the best objective (mean over views of NDCG relative to the view's best)."""
-        self.trials = [replace(t, objective=o) for t, o in zip(self.trials, _objectives(self.trials, self.trials),
-                                                               strict=True)]
-        return _first_within_margin(self.trials, [t.objective for t in self.trials])
+    def best_hybrid(self) -> Trial | None:
+        """The hybrid trial with the best objective among all trials so far (None before any)."""
+        objectives = _objectives(self.trials, self.trials) if self.trials else []
+        hybrids = [(t, o) for t, o in zip(self.trials, objectives, strict=True) if t.algorithm == "hybrid"]
+        if not hybrids:
+            return None
+        return _first_within_margin([t for t, _ in hybrids], [o for _, o in hybrids])
+
+
+def choose(trials: list[Trial]) -> tuple[list[Trial], Trial | None]:
+    """The trials with their objectives (mean over folds and views of NDCG relative to the best), and the
+    chosen one: None when the default configuration (the first hybrid trial) is not among them."""
+    if not trials:
+        return [], None
+    scored = [replace(t, objective=o) for t, o in zip(trials, _objectives(trials, trials), strict=True)]
+    if not any(t.algorithm == "hybrid" for t in scored):
+        return scored, None
+    return scored, _first_within_margin(scored, [t.objective for t in scored])
 
 
 def _first_within_margin(trials: list[Trial], objectives: list[float]) -> Trial:
@@ -295,19 +329,54 @@ def fold_cf(n_items: int) -> dict[str, Any]:
 
 def search(interactions: pd.DataFrame, *, holdout_days: float = 30.0, budget_s: float = DEFAULT_BUDGET_S,
            k: int = 10, folds: int = VALIDATION_FOLDS, quiet: bool = False) -> TuningResult | None:
-    """Choose an algorithm and its settings on validation folds before the holdout; None when the log is
-    too short to hold out even one fold (the caller then keeps the default)."""
-    started = time.perf_counter()
-    splits = validation_folds(interactions, holdout_days, folds)
-    if not splits:
+    """Choose an algorithm and its settings on validation folds before the holdout, in at most ``budget_s``
+    seconds of wall time (folds, fits and all); None when the log is too short to hold out even one fold
+    (the caller then keeps the default)."""
+    started = time.monotonic()
+    deadline = started + budget_s
+    fold_info: list[dict[str, Any]] = []
+    trials: list[Trial] = []
+    skipped: list[str] = []
+    running = ["preparing the validation folds"]
+
+    def receive(message: tuple[str, Any]) -> None:
+        kind, payload = message
+        if kind == "folds":
+            fold_info.extend(payload)
+        elif kind == "trial":
+            trials.append(payload)
+        elif kind == "skip":
+            skipped.append(payload)
+        elif kind == "start":
+            running.append(payload)
+        elif not quiet:
+            print(payload, file=sys.stderr, flush=True)
+
+    wall_deadline = time.time() + budget_s
+    finished = run_until(deadline, _search_in_child, (interactions, holdout_days, folds, wall_deadline, k), receive)
+    if finished and not fold_info:
         return None
+    scored, chosen = choose(trials)
+    algorithm, params = (DEFAULT_ALGORITHM, {}) if chosen is None else (chosen.algorithm, chosen.params)
+    return TuningResult(
+        algorithm=algorithm, params=params, trials=scored, budget_seconds=budget_s,
+        spent_seconds=round(time.monotonic() - started, 1), folds=fold_info, k=k, skipped=skipped,
+        stopped=None if finished else running[-1], kept_default=chosen is None,
+    )
 
-    def progress(line: str) -> None:
-        if not quiet:
-            print(line, file=sys.stderr, flush=True)
 
+def _search_in_child(send: Send, interactions: pd.DataFrame, holdout_days: float, n_folds: int, deadline: float,
+                     k: int) -> None:
+    """The search's plan (see the module docstring), run by ``run_until`` in a child process; ``deadline``
+    is wall-clock time (``time.time()``): new candidates start only before it, the parent stops the rest."""
+    splits = validation_folds(interactions, holdout_days, n_folds)
+    send(("folds", [{"start": split.cutoff.isoformat(),
+                     "end": (split.cutoff + pd.Timedelta(days=holdout_days)).isoformat(),
+                     "customers": len(split.rows)} for split in splits]))
+    if not splits:
+        return
     n_items = int(interactions["item_id"].nunique())
-    run = _Search(splits, budget_s, k, progress)
+    run = _Search(splits, deadline - time.time(), k, send)
     with limit_blas_threads():
         run.plain("popular")
         run.plain("buy-again")
@@ -315,19 +384,8 @@ def search(interactions: pd.DataFrame, *, holdout_days: float = 30.0, budget_s: 
         for name, params in _candidates(n_items):
             run.plain(name, params)
         for variant in HYBRID_VARIANTS:
-            run.best()  # refreshes every trial's objective
-            hybrids = [t for t in run.trials if t.algorithm == "hybrid"]
-            if not hybrids:
+            best = run.best_hybrid()
+            if best is None:
                 break
-            best = _first_within_margin(hybrids, [t.objective for t in hybrids])
             fitted = {name: value for name, value in best.params.items() if name not in BLEND_GRID}
             run.hybrid({**fitted, **variant}, _blend_of(best), refine=False)
-    chosen = run.best()
-    return TuningResult(
-        algorithm=chosen.algorithm, params=chosen.params, trials=run.trials, budget_seconds=budget_s,
-        spent_seconds=round(time.perf_counter() - started, 1),
-        folds=[{"start": split.cutoff.isoformat(),
-                "end": (split.cutoff + pd.Timedelta(days=holdout_days)).isoformat(),
-                "customers": len(split.rows)} for split in splits],
-        k=k, skipped=run.skipped,
-    )
