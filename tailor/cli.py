@@ -340,12 +340,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     from redis_state.versions import PublishError
     from scoring.artifact import ArtifactError
     from training.data import DataError
+    from training.evaluate import HoldoutError
     from training.spark_als import SparkError
 
     try:
         return COMMANDS[args.command](args)
     except (CliError, DataError, ArtifactError, PublishError, SparkError) as exc:
         print(f"tailor: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except HoldoutError as exc:
+        remedy = "a smaller --holdout-days" + (" or --no-eval" if args.command == "train" else "")
+        print(f"tailor: error: {getattr(args, 'data', None) or 'the log'}: {exc}; pass {remedy}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("tailor: interrupted", file=sys.stderr)

@@ -15,6 +15,7 @@ from scoring.history import PurchaseHistory, to_day
 from scoring.models.base import Recommender
 from training.evaluate import (
     EvaluationResult,
+    HoldoutError,
     Split,
     evaluate,
     evaluate_model,
@@ -211,7 +212,7 @@ def test_evaluate_end_to_end_is_json_and_formats() -> None:
 def test_evaluate_rejects_bad_input() -> None:
     with pytest.raises(ValueError):
         split_log(LOG, holdout_days=0)
-    with pytest.raises(ValueError, match="before the cutoff"):
+    with pytest.raises(HoldoutError, match=r"nothing is left before a 400-day holdout \(cutoff "):
         make_split(LOG, holdout_days=400)
     with pytest.raises(ValueError, match="unknown algorithm"):
         evaluate(LOG, "nope")

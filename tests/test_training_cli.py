@@ -134,6 +134,26 @@ def test_cli_errors_are_one_line_with_status_2(argv: list[str], message: str, tm
     assert message in err[0]
 
 
+@pytest.mark.parametrize(("command", "remedy"), [
+    (["train", "--out", "m"], "pass a smaller --holdout-days or --no-eval"),
+    (["train", "--out", "m", "--algorithm", "popular"], "pass a smaller --holdout-days or --no-eval"),
+    (["evaluate"], "pass a smaller --holdout-days"),
+])
+def test_a_log_shorter_than_the_holdout_is_a_one_line_error(command: list[str], remedy: str, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("short.csv").write_text("customer_id,item_id,timestamp\nc1,i1,2024-01-01\nc1,i2,2024-01-02\n"
+                                 "c2,i1,2024-01-03\nc2,i3,2024-01-05\n")
+    assert main(["--quiet", *command, "--data", "short.csv"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("tailor: error: short.csv: the log covers 2024-01-01..2024-01-05 (4 days)")
+    assert "30-day holdout" in err[0] and err[0].endswith(remedy)
+    assert main(["--quiet", *command, "--data", "short.csv", "--holdout-days", "2"]) == 0
+    capsys.readouterr()
+
+
 def test_unreachable_redis_is_named(model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["publish", "--model", str(model_dir), "--redis-url", "redis://:secret@127.0.0.1:1/0"]) == 2
     err = capsys.readouterr().err

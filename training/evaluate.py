@@ -122,6 +122,10 @@ class EvaluationResult:
         return "\n".join(lines)
 
 
+class HoldoutError(ValueError):
+    """The log cannot be split into a training part and a holdout of the asked length."""
+
+
 def split_log(
     interactions: pd.DataFrame, holdout_days: float = 30
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.Timestamp]:
@@ -129,7 +133,7 @@ def split_log(
     if holdout_days <= 0:
         raise ValueError("holdout_days must be positive")
     if len(interactions) == 0:
-        raise ValueError("cannot evaluate an empty purchase log")
+        raise HoldoutError("cannot evaluate an empty purchase log")
     cutoff = pd.Timestamp(interactions["timestamp"].max()) - pd.Timedelta(days=holdout_days)
     after = (interactions["timestamp"] >= cutoff).to_numpy()
     return interactions.loc[~after], interactions.loc[after], cutoff
@@ -148,7 +152,9 @@ def make_split(
     """
     before, after, cutoff = split_log(interactions, holdout_days)
     if len(before) == 0:
-        raise ValueError(f"no purchases before the cutoff {cutoff}; use a shorter holdout")
+        first, last = interactions["timestamp"].min(), interactions["timestamp"].max()
+        raise HoldoutError(f"the log covers {first:%Y-%m-%d}..{last:%Y-%m-%d} ({(last - first).days} days): "
+                           f"nothing is left before a {holdout_days:g}-day holdout (cutoff {cutoff:%Y-%m-%d})")
     train, customer_ids, item_ids = build_history(before, now=cutoff)
     holdout = history_for(after, customer_ids, item_ids, now=cutoff)
     truth = sp.csr_matrix(
