@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.data_helpers import GENERIC, write
+from tests.data_helpers import GENERIC, RETAIL_HEADER, write
 from training.data import FORMATS, ColumnNames, DataError, load_purchase_log
 
 
@@ -101,8 +101,31 @@ def test_too_many_bad_rows_names_column_line_and_value(tmp_path: Path) -> None:
         load_purchase_log(path)
     assert str(err.value) == (
         f"{path}: 3 of 200 rows (1.5%) have an unparseable timestamp in column 'timestamp', "
-        "first at line 3: 'not-a-date' — wrong --time-col or format? (limit 1%)"
+        "first at line 3: 'not-a-date' — wrong --time-col, or rows in a date layout other than ISO 8601 "
+        "(give it with --time-format)? (limit 1%)"
     )
+
+
+def retail_file(tmp_path: Path, bad_quantity: str = "6", bad_date: str = "12/1/2010 8:26") -> Path:
+    rows = [RETAIL_HEADER] + [f"5363{i:02d},85123A,HEART,{bad_quantity if i == 3 else 6},"
+                              f"{bad_date if i == 3 else '12/1/2010 8:26'},2.55,17850,UK" for i in range(20)]
+    return write(tmp_path, "\n".join(rows) + "\n", "retail.csv")
+
+
+@pytest.mark.parametrize(("bad", "hint"), [
+    ({"bad_quantity": "lots"}, "not the Online Retail layout? Read other files with --format generic and "
+                               "--quantity-col"),
+    ({"bad_date": "yesterday"}, "give the layout with --time-format (strftime, e.g. '%d.%m.%Y %H:%M')?"),
+    ({"bad_date": "1291191960"}, "— Unix times need --time-format epoch or --time-format epoch-ms"),
+])
+def test_online_retail_hints_name_only_flags_that_apply_to_it(bad: dict[str, str], hint: str,
+                                                              tmp_path: Path) -> None:
+    """The Online Retail layout has fixed column names: no hint may suggest a --*-col flag it ignores."""
+    with pytest.raises(DataError) as err:
+        load_purchase_log(retail_file(tmp_path, **bad), fmt="online-retail")
+    message = str(err.value)
+    assert "first at line 5" in message and hint in message, message
+    assert "wrong --" not in message and "--time-col" not in message, message
 
 
 def test_bad_rows_under_the_limit_are_dropped(tmp_path: Path) -> None:

@@ -191,7 +191,7 @@ def clean_rows(
     alive &= ~unparseable
     bad_rows = int(unparseable.sum())
     if bad_rows and bad_rows > max_bad_rows * n:
-        _too_many_bad(raw, path, kind, encoding, sep, n, bad_by_column, max_bad_rows, time_format)
+        _too_many_bad(raw, path, kind, encoding, sep, n, bad_by_column, max_bad_rows, time_format, retail)
 
     # Only codes and parsed values are used from here on: free the raw table before the output is built.
     del raw, every, by_name, field_of
@@ -335,6 +335,7 @@ def _too_many_bad(
     bad_by_column: dict[str, tuple[str, np.ndarray]],
     max_bad_rows: float,
     time_format: str | None = None,
+    retail: bool = False,
 ) -> None:
     """Reject the file naming the worst column, its first bad line and value (usually a wrong mapping)."""
     what, (column, mask) = max(bad_by_column.items(), key=lambda kv: int(kv[1][1].sum()))
@@ -346,22 +347,26 @@ def _too_many_bad(
     noun = {"timestamp": "timestamp", "quantity": "quantity", "price": "price", "item": "item id"}[what]
     raise DataError(
         f"{path}: {count:,} of {n:,} rows ({100.0 * count / n:.1f}%) have an unparseable {noun} in "
-        f"column {column!r}, first at {where}: {shown} — {_hint(what, value, time_format, count, n)} "
+        f"column {column!r}, first at {where}: {shown} — {_hint(what, value, time_format, count, n, retail)} "
         f"(limit {100.0 * max_bad_rows:g}%)"
     )
 
 
-def _hint(what: str, value: object, time_format: str | None, count: int, n: int) -> str:
-    """What to try: only flags that exist (``tailor/parser.py``)."""
+def _hint(what: str, value: object, time_format: str | None, count: int, n: int, retail: bool) -> str:
+    """What to try: only flags that exist (``tailor/parser.py``) and apply to the file's ``--format`` (the
+    ``--*-col`` flags do not apply to the Online Retail layout, whose column names are fixed)."""
     if what != "timestamp":
-        return HINTS[what]
+        flag = HINTS[what].removeprefix("wrong ").rstrip("?")
+        return (f"not the Online Retail layout? Read other files with --format generic and {flag}" if retail
+                else HINTS[what])
+    column = "" if retail else "wrong --time-col, or "
     if time_format is not None:
-        return f"wrong --time-col, or does --time-format {time_format!r} not match?"
+        return f"{column}does --time-format {time_format!r} not match?"
     text = "" if pd.isna(value) else str(value).strip()
     if text and text.replace(".", "", 1).lstrip("-").isdigit():
-        return "wrong --time-col? Unix times need --time-format epoch or --time-format epoch-ms"
-    if 2 * count > n:  # most rows: the column is written in a layout that is not ISO-8601
-        return "wrong --time-col, or give the layout with --time-format (strftime, e.g. '%d.%m.%Y %H:%M')?"
+        return f"{'' if retail else 'wrong --time-col? '}Unix times need --time-format epoch or --time-format epoch-ms"
+    if 2 * count > n or retail:  # most rows (or a fixed layout): the dates are written in another layout
+        return f"{column}give the layout with --time-format (strftime, e.g. '%d.%m.%Y %H:%M')?"
     return HINTS[what]
 
 

@@ -41,7 +41,7 @@ _GENERIC_REQUIRED = ("customer", "item", "time")
 
 # Column of the bad-rows check -> what to suggest.
 HINTS = {
-    "timestamp": "wrong --time-col or format?",
+    "timestamp": "wrong --time-col, or rows in a date layout other than ISO 8601 (give it with --time-format)?",
     "quantity": "wrong --quantity-col?",
     "price": "wrong --price-col?",
     "item": "wrong --item-col?",
