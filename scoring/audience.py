@@ -18,17 +18,25 @@ category's items ranks above one who buys one of them).
 
 Customers are scored in chunks of at most ``CHUNK_CELLS`` scores (rows x catalogue), one ``model.score``
 per chunk, keeping only the target columns.
+
+Eligibility (the rules of promotions: customers, min_orders, min_spend, countries, journey_stages), its
+checks, the merge of a promotion's rules with an audience's and the reason wording are here too, so that
+the API and ``tailor audience`` filter and explain the same customers the same way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import math
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
 from scoring.history import PurchaseHistory
+from scoring.journey import STAGES, StageRules, stage_codes
 from scoring.models.base import Recommender
 
 CHUNK_CELLS = 1 << 23  # ~32 MB of float32 scores at once, whatever the catalogue
@@ -37,6 +45,12 @@ CHUNK_CELLS = 1 << 23  # ~32 MB of float32 scores at once, whatever the catalogu
 CF_WEIGHT = 0.05
 ACTIVITY_WEIGHT = 0.3
 MAX_SIZE = 100_000
+#: Eligibility rules (those of promotions); every rule that is set must hold.
+ELIGIBILITY_RULES = ("customers", "min_orders", "min_spend", "countries", "journey_stages")
+MAX_ELIGIBLE_CUSTOMERS = 10_000
+MAX_COUNTRIES = 300
+MAX_ID_LENGTH = 256
+_BAD_ID_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -178,3 +192,111 @@ def select(scores: np.ndarray, size: int | None, min_score: float | None,
         part = np.argpartition(-values, limit - 1)[:limit]
         rows, values = rows[part], values[part]
     return rows[np.lexsort((rows, -values))]
+
+
+# -- eligibility ------------------------------------------------------------------------------------------
+class EligibilityError(ValueError):
+    """A malformed eligibility document; the one-line message names the rule and the value at fault."""
+
+
+def _ids(value: Any, name: str, most: int, longest: int, what: str) -> list[str]:
+    if not isinstance(value, list) or not 1 <= len(value) <= most:
+        raise EligibilityError(f"{name}: a list of 1 to {most:,} {what}, got {_shown(value)}")
+    for v in value:
+        if not isinstance(v, str) or not v.strip() or len(v) > longest or _BAD_ID_CHARS.search(v):
+            raise EligibilityError(f"{name}: {_shown(v)} is not a {what[:-1]} (1-{longest} characters, not blank, "
+                                   "no control characters)")
+    return value
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_eligibility(doc: Any) -> dict[str, Any]:
+    """The rules of ``doc`` as ``POST /v1/audiences`` accepts them (null = no restriction), or
+    ``EligibilityError`` naming the first unknown key or bad value."""
+    if not isinstance(doc, dict):
+        raise EligibilityError(f"expected a JSON object of rules ({', '.join(ELIGIBILITY_RULES)}), "
+                               f"got {_shown(doc)}")
+    unknown = [k for k in doc if k not in ELIGIBILITY_RULES]
+    if unknown:
+        raise EligibilityError(f"unknown key {unknown[0]!r}; known: {', '.join(ELIGIBILITY_RULES)}")
+    rules: dict[str, Any] = {}
+    for name, value in doc.items():
+        if value is None:
+            continue
+        if name == "customers":
+            rules[name] = _ids(value, name, MAX_ELIGIBLE_CUSTOMERS, MAX_ID_LENGTH, "customer ids")
+        elif name == "countries":
+            rules[name] = _ids(value, name, MAX_COUNTRIES, 100, "country names")
+        elif name == "journey_stages":
+            if not isinstance(value, list) or not 1 <= len(value) <= len(STAGES):
+                raise EligibilityError(f"journey_stages: a list of 1 to {len(STAGES)} stages, got {_shown(value)}")
+            bad = [s for s in value if s not in STAGES]
+            if bad:
+                raise EligibilityError(f"journey_stages: unknown stage {_shown(bad[0])}; known: {', '.join(STAGES)}")
+            rules[name] = value
+        elif name == "min_orders":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise EligibilityError(f"min_orders: an integer >= 0, got {_shown(value)}")
+            rules[name] = value
+        else:  # min_spend
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+                raise EligibilityError(f"min_spend: a number >= 0, got {_shown(value)}")
+            rules[name] = value
+    return rules
+
+
+def merge_eligibility(promotion: Mapping[str, Any] | None, given: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A promotion's rules, each replaced by the audience's rule of the same name where that one is set
+    (a rule left out or null keeps the promotion's: it never lifts a restriction of the promotion)."""
+    merged = {k: v for k, v in (promotion or {}).items() if v is not None}
+    merged.update({k: v for k, v in (given or {}).items() if v is not None})
+    return merged
+
+
+def eligible(population: Population, rules: Mapping[str, Any], *, countries: Sequence[str], now_day: float,
+             stages: StageRules) -> np.ndarray | None:
+    """The eligibility ``rules`` over every customer at once (None = everybody); ``countries``: the names of
+    the population's country codes (matched case-insensitively), ``stages``: the journey stage thresholds."""
+    if not rules:
+        return None
+    ok = np.ones(len(population), dtype=bool)
+    if rules.get("customers") is not None:
+        ok &= np.isin(population.customer_ids, np.asarray(list(rules["customers"]), dtype=str))
+    if rules.get("min_orders") is not None:
+        ok &= population.orders >= rules["min_orders"]
+    if rules.get("min_spend") is not None:
+        ok &= population.spend >= rules["min_spend"]
+    if rules.get("countries") is not None:
+        wanted = {c.casefold() for c in rules["countries"]}
+        codes = [i for i, name in enumerate(countries) if str(name).casefold() in wanted]
+        ok &= np.isin(population.country, codes)
+    if rules.get("journey_stages") is not None:
+        stage = stage_codes(population.orders, population.last_day, now_day, stages)
+        ok &= np.isin(stage, [STAGES.index(s) for s in rules["journey_stages"]])
+    return ok
+
+
+# -- reasons ----------------------------------------------------------------------------------------------
+#: What an audience was scored by: ``item_affinity`` (items, categories, promotions), ``due_for_reorder``,
+#: ``lookalike``.
+KINDS = ("items", "due", "lookalike")
+
+
+def reason(kind: str, scored: Scored, row: int, label: Callable[[int], str]) -> str:
+    """Why customer ``row`` is in the audience, for people; ``label`` names an item index."""
+    if kind == "lookalike":
+        return f"buys like the seed customers (similarity {float(scored.score[row]):.2f})"
+    item = int(scored.item[row])
+    named = label(item) if item >= 0 else "the target items"
+    if kind == "due":
+        assert scored.extra is not None
+        late, period = scored.extra[row]
+        return f"due to re-order {named}: {late:.0f} days overdue (re-orders about every {period:.0f} days)"
+    bought = int(scored.bought[row])
+    if bought > 0:
+        return f"bought {named} in {bought} order{'s' if bought != 1 else ''}"
+    return f"predicted to like {named}"

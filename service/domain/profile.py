@@ -1,42 +1,21 @@
 """Customer profile: orders, spend, first/last purchase, journey stage, top items and categories.
 
 Computed from the published record plus the live purchases newer than the model's data, so a purchase
-event moves a "new" visitor to "first-time buyer" at once. Journey stages (thresholds configurable):
-
-* ``new``               no purchase known
-* ``first-time buyer``  fewer than ``repeat_min_orders`` orders, last one within ``lapsed_days``
-* ``repeat``            at least ``repeat_min_orders`` orders, last one within ``lapsed_days``
-* ``lapsed``            purchases, but none in the last ``lapsed_days``
+event moves a "new" visitor to "first-time buyer" at once. Journey stages (thresholds configurable) are
+``scoring.journey``'s, shared with the audiences of the service and of ``tailor audience``.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from scoring.history import SECONDS_PER_DAY
+from scoring.journey import STAGES, StageRules, journey_stage
 from service.domain.customer import CustomerState
 
-STAGES = ("new", "first-time buyer", "repeat", "lapsed")
-
-
-@dataclass(frozen=True)
-class StageRules:
-    """Journey stage thresholds (TAILOR_LAPSED_DAYS, TAILOR_REPEAT_MIN_ORDERS)."""
-
-    lapsed_days: float = 180.0
-    repeat_min_orders: int = 2
-
-
-def journey_stage(orders: int, last_day: float | None, now_day: float, rules: StageRules) -> str:
-    """The journey stage of a customer with ``orders`` orders, the latest on ``last_day``."""
-    if orders <= 0 or last_day is None:
-        return "new"
-    if now_day - last_day > rules.lapsed_days:
-        return "lapsed"
-    return "repeat" if orders >= rules.repeat_min_orders else "first-time buyer"
+__all__ = ("STAGES", "StageRules", "build_profile", "day_to_iso", "journey_stage")
 
 
 def day_to_iso(day: float | None) -> str | None:

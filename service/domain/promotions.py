@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from scoring.audience import MAX_ELIGIBLE_CUSTOMERS
 from service.domain import reports
 from service.domain.targeting import (
     Catalogue,
@@ -26,7 +27,7 @@ from service.domain.targeting import (
 STATUSES = ("draft", "active", "paused")
 MAX_ITEMS = 1_000
 MAX_CATEGORIES = 100
-MAX_CUSTOMERS = 10_000
+MAX_CUSTOMERS = MAX_ELIGIBLE_CUSTOMERS  # eligibility.customers, shared with audiences
 MAX_WEIGHT = 1_000.0
 MAX_CAP_DAYS = 3_650.0
 

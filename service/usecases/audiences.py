@@ -23,7 +23,6 @@ import numpy as np
 from scoring import audience
 from scoring.artifact import item_label as _item_label
 from service.domain.errors import InvalidInput, NotFound
-from service.domain.profile import STAGES
 from service.infrastructure.model_store import LoadedModel, ServingState
 from service.infrastructure.population import PopulationCache
 from service.usecases.marketing import Marketing
@@ -68,12 +67,12 @@ class Audiences:
         now = tailor.engine.now_day(m)
         population, truncated = self.marketing.call(
             lambda: self.population.get(tailor.gateway.loads, m.version, m.n_items, now))
-        eligibility = body.get("eligibility") or {}
+        eligibility = audience.merge_eligibility(None, body.get("eligibility"))
         promotion = None
         if body.get("promotion_id"):
             promotion, _ = self.marketing.call(lambda: self.marketing.promotions.get(
                 self.marketing.writes, body["promotion_id"]))
-            eligibility = {**promotion.to_document()["eligibility"], **eligibility}
+            eligibility = audience.merge_eligibility(promotion.to_document()["eligibility"], eligibility)
         scored, kind = self._scored(state, population, body, promotion, now)
         eligible = self._eligible(population, m, eligibility, now)
         rows = audience.select(scored.score, size, min_score, eligible)
@@ -161,42 +160,12 @@ class Audiences:
     def _eligible(self, population: audience.Population, m: LoadedModel, rules: Mapping[str, Any],
                   now: float) -> np.ndarray | None:
         """The promotions' eligibility rules over every customer at once (None = everybody)."""
-        if not rules:
-            return None
-        ok = np.ones(len(population), dtype=bool)
-        if rules.get("customers") is not None:
-            ok &= np.isin(population.customer_ids, np.asarray(list(rules["customers"]), dtype=str))
-        if rules.get("min_orders") is not None:
-            ok &= population.orders >= rules["min_orders"]
-        if rules.get("min_spend") is not None:
-            ok &= population.spend >= rules["min_spend"]
-        if rules.get("countries") is not None:
-            wanted = {c.casefold() for c in rules["countries"]}
-            codes = [i for i, name in enumerate(m.countries) if str(name).casefold() in wanted]
-            ok &= np.isin(population.country, codes)
-        if rules.get("journey_stages") is not None:
-            engine = self.marketing.tailor.engine
-            stage = np.full(len(population), STAGES.index("first-time buyer"))
-            stage[population.orders >= engine.rules.repeat_min_orders] = STAGES.index("repeat")
-            stage[now - population.last_day > engine.rules.lapsed_days] = STAGES.index("lapsed")
-            stage[population.orders <= 0] = STAGES.index("new")
-            ok &= np.isin(stage, [STAGES.index(s) for s in rules["journey_stages"]])
-        return ok
+        return audience.eligible(population, rules, countries=m.countries, now_day=now,
+                                 stages=self.marketing.tailor.engine.rules)
 
     @staticmethod
     def _reason(m: LoadedModel, kind: str, scored: audience.Scored, row: int) -> str:
-        if kind == "lookalike":
-            return f"buys like the seed customers (similarity {float(scored.score[row]):.2f})"
-        item = int(scored.item[row])
-        label = item_label(m, item) if item >= 0 else "the target items"
-        if kind == "due":
-            assert scored.extra is not None
-            late, period = scored.extra[row]
-            return f"due to re-order {label}: {late:.0f} days overdue (re-orders about every {period:.0f} days)"
-        bought = int(scored.bought[row])
-        if bought > 0:
-            return f"bought {label} in {bought} order{'s' if bought != 1 else ''}"
-        return f"predicted to like {label}"
+        return audience.reason(kind, scored, row, lambda index: item_label(m, index))
 
 
 def audiences(marketing: Marketing, extensions: dict[str, Any]) -> Audiences:
