@@ -26,6 +26,8 @@ the API and ``tailor audience`` filter and explain the same customers the same w
 
 from __future__ import annotations
 
+import difflib
+import json
 import math
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -210,7 +212,11 @@ def _ids(value: Any, name: str, most: int, longest: int, what: str) -> list[str]
 
 
 def _shown(value: Any) -> str:
-    text = repr(value)
+    """A value as the user wrote it (JSON), cut to one short line."""
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -222,7 +228,9 @@ def check_eligibility(doc: Any) -> dict[str, Any]:
                                f"got {_shown(doc)}")
     unknown = [k for k in doc if k not in ELIGIBILITY_RULES]
     if unknown:
-        raise EligibilityError(f"unknown key {unknown[0]!r}; known: {', '.join(ELIGIBILITY_RULES)}")
+        close = difflib.get_close_matches(unknown[0], ELIGIBILITY_RULES, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise EligibilityError(f"unknown key {unknown[0]!r}{hint}; known: {', '.join(ELIGIBILITY_RULES)}")
     rules: dict[str, Any] = {}
     for name, value in doc.items():
         if value is None:

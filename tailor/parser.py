@@ -136,17 +136,34 @@ def build_parser() -> argparse.ArgumentParser:
     _add_engine_args(rec, "score the customers in parallel partitions, merged into OUT.csv")
 
     aud = sub.add_parser("audience", help="the customers to target (POST /v1/audiences in batch) as CSV "
-                                          "(customer_id,score,reason)")
+                                          "(customer_id,score,reason)",
+                         description="The customers to target, as POST /v1/audiences answers, over every customer "
+                                     "of a model directory. Give exactly one targeting option (--items, "
+                                     "--categories, --promotion-id, --lookalike, --due-for-reorder; "
+                                     "--due-for-reorder may be combined with all but --lookalike), --size and/or "
+                                     "--min-score, optionally --eligibility. Journey stages and \"now\" follow "
+                                     "TAILOR_LAPSED_DAYS, TAILOR_REPEAT_MIN_ORDERS and TAILOR_CLOCK, as in the API.")
     aud.add_argument("--model", required=True, metavar="DIR")
     aud.add_argument("--items", nargs="+", metavar="ITEM", help="target items: affinity for them")
     aud.add_argument("--categories", nargs="+", metavar="CATEGORY", help="target categories: summed affinity")
+    aud.add_argument("--promotion-id", metavar="ID",
+                     help="a promotion defined in Redis (PUT /v1/promotions/ID; see --redis-url): its items and "
+                          "categories are the targets (none: every item, site-wide) and its eligibility applies, "
+                          "each rule replaced by the same rule of --eligibility where given")
     aud.add_argument("--lookalike", nargs="+", metavar="CUSTOMER", help="seed customers: the most similar others")
     aud.add_argument("--due-for-reorder", action="store_true",
-                     help="customers past their typical re-order interval of an item (of --items/--categories if "
-                          "given)")
+                     help="customers past their typical re-order interval of an item (of --items, --categories or "
+                          "--promotion-id if given)")
+    aud.add_argument("--eligibility", metavar="JSON",
+                     help="only customers these rules admit, the rules of promotions: a JSON object (or @FILE "
+                          "holding one) with any of customers (list of ids), min_orders (integer >= 0), min_spend "
+                          "(number >= 0), countries (list, case-insensitive), journey_stages (list of: new, "
+                          "first-time buyer, repeat, lapsed); e.g. '{\"min_orders\": 2, \"countries\": "
+                          "[\"france\"]}'")
     aud.add_argument("--size", type=int, default=None, metavar="N", help="at most N customers (1..100000)")
     aud.add_argument("--min-score", type=float, default=None, metavar="X", help="only customers scoring >= X")
     aud.add_argument("--output", required=True, metavar="OUT.csv", help="- for stdout")
+    _add_redis_arg(aud)
 
     publish = sub.add_parser("publish", help="copy a model directory into Redis and activate it")
     publish.add_argument("--model", required=True, metavar="DIR")
