@@ -87,7 +87,8 @@ def _choose_model(args: argparse.Namespace, log, timer) -> tuple[str, dict[str, 
         result = search(log.interactions, holdout_days=args.holdout_days, budget_s=args.tune_budget,
                         quiet=args.quiet)
         info["detail"] = "no validation fold before the holdout" if result is None else (
-            f"{len(result.trials)} configurations, chose {result.algorithm}")
+            f"{len(result.trials)} configurations, "
+            + (f"kept {result.algorithm} (budget spent first)" if result.kept_default else f"chose {result.algorithm}"))
     if result is None:
         if not args.quiet:
             print(f"tuning: the log is too short for a validation fold before the {args.holdout_days:g}-day "
