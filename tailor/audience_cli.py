@@ -1,0 +1,115 @@
+"""`tailor audience`: the checks of its options (the API's targeting rule, ``--eligibility``), the settings
+that shape the API's audiences, and the promotion read from Redis; the work is ``training.audience``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from tailor.errors import CliError
+from tailor.outputs import output
+
+
+def cmd_audience(args: argparse.Namespace) -> int:
+    from scoring.artifact import read_artifact
+    from training.audience import AudienceError, export_audience
+
+    _check_targeting(args)
+    if args.size is None and args.min_score is None:
+        raise CliError("give --size N (1..100000) or --min-score X")
+    if args.size is not None and not 1 <= args.size <= 100_000:
+        raise CliError(f"--size must be between 1 and 100000, got {args.size}")
+    eligibility = _eligibility(args.eligibility) if args.eligibility is not None else None
+    stage_rules, now_day = _audience_clock()
+    artifact = read_artifact(args.model)
+    promotion = _promotion(args.promotion_id, args.redis_url) if args.promotion_id else None
+    with output(args.output) as out:
+        try:
+            counts = export_audience(artifact, out, items=args.items or (), categories=args.categories or (),
+                                     lookalike=args.lookalike or (), due_for_reorder=args.due_for_reorder,
+                                     promotion=promotion, eligibility=eligibility, stage_rules=stage_rules,
+                                     now_day=now_day, size=args.size, min_score=args.min_score)
+        except AudienceError as exc:
+            raise CliError(str(exc)) from None
+    if not args.quiet:
+        print(f"{counts['written']:,} customers written to {args.output}; scored {counts['customers']:,} customers "
+              f"in {counts['seconds']:.2f}s ({counts['customers_per_s']:,.0f} customers/s)", file=sys.stderr)
+    return 0
+
+
+def _check_targeting(args: argparse.Namespace) -> None:
+    """Exactly one targeting option, as ``POST /v1/audiences``: --due-for-reorder may restrict --items,
+    --categories or --promotion-id to re-orders, never --lookalike."""
+    given = [name for name, value in (("--items", args.items), ("--categories", args.categories),
+                                      ("--promotion-id", args.promotion_id), ("--lookalike", args.lookalike),
+                                      ("--due-for-reorder", args.due_for_reorder)) if value]
+    kinds = [name for name in given if name != "--due-for-reorder"]
+    if len(kinds) > 1 or (len(given) > 1 and "--lookalike" in given):
+        raise CliError(f"give exactly one of --items, --categories, --promotion-id, --lookalike (got "
+                       f"{' and '.join(given)}; --due-for-reorder combines with all but --lookalike)")
+    if not given:
+        raise CliError("give one of --items, --categories, --promotion-id, --lookalike, --due-for-reorder")
+
+
+def _eligibility(text: str) -> dict[str, Any]:
+    """``--eligibility``: a JSON object, or ``@FILE`` holding one, checked like the API's ``eligibility``."""
+    from scoring.audience import EligibilityError, check_eligibility
+
+    where = "--eligibility"
+    if text.startswith("@"):
+        where = f"--eligibility {text}"
+        try:
+            text = Path(text[1:]).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CliError(f"{where}: cannot read {text[1:]} ({getattr(exc, 'strerror', None) or exc})") from None
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        raise CliError(f"{where}: not valid JSON: {exc}") from None
+    try:
+        return check_eligibility(doc)
+    except EligibilityError as exc:
+        raise CliError(f"{where}: {exc}") from None
+
+
+def _audience_clock() -> tuple[Any, float | None]:
+    """The journey stage thresholds and "now" of the API in this environment (TAILOR_LAPSED_DAYS,
+    TAILOR_REPEAT_MIN_ORDERS, TAILOR_CLOCK): None = the end of the model's data."""
+    import time
+
+    from scoring.history import SECONDS_PER_DAY
+    from scoring.journey import StageRules
+    from settings import ConfigError, setting_value
+
+    try:
+        rules = StageRules.from_settings()
+        wall = setting_value("TAILOR_CLOCK") == "wall"
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+    return rules, time.time() / SECONDS_PER_DAY if wall else None
+
+
+def _promotion(promotion_id: str, redis_url: str | None) -> dict[str, Any]:
+    """The promotion's stored definition, read from Redis as the API reads it (deleted ones are unknown)."""
+    import redis
+
+    from redis_state.versions import connect
+    from service.domain.errors import NotFound
+    from service.infrastructure.promotion_book import PromotionBook
+    from settings import DEFAULT_REDIS_URL, mask_url
+
+    url = mask_url(redis_url or os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL)
+    client = connect(redis_url)
+    try:
+        promotion, _ = PromotionBook().get(client, promotion_id)
+    except NotFound:
+        raise CliError(f"--promotion-id {promotion_id}: no such promotion in {url}") from None
+    except (redis.RedisError, ValueError) as exc:
+        raise CliError(f"--promotion-id {promotion_id}: cannot read it from {url}: {exc}") from None
+    finally:
+        client.close()
+    return promotion.to_document()
