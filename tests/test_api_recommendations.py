@@ -99,6 +99,17 @@ def test_similar_items(api: ApiClient, retail: TrainedModel):
     assert all(set(i) == ITEM_FIELDS and i["reason"] for i in body["items"])
 
 
+def test_similar_items_reason_names_the_anchor_by_its_title(api: ApiClient, retail: TrainedModel):
+    """Like every other reason, "customers who bought TITLE (ID) also bought this", not the bare id."""
+    anchor = retail.popular_items()[0]
+    index = retail.artifact.item_ids.tolist().index(anchor)
+    title = str(retail.artifact.items[index]["title"]).strip()
+    assert title
+    for _ in range(2):  # the memoised answer says the same
+        body = api.get(f"/v1/items/{anchor}/similar?n=5").get_json()
+        assert {i["reason"] for i in body["items"]} == {f"customers who bought {title} ({anchor}) also bought this"}
+
+
 def test_similar_items_of_an_unknown_item_is_404(api: ApiClient):
     error = assert_error(api.get("/v1/items/NOT-AN-ITEM/similar"), 404, "not_found")
     assert error["details"] == {"item_id": "NOT-AN-ITEM"}

@@ -321,7 +321,8 @@ class Engine:
         idx, scores = m.model.similar_items(index, n + extra)
         idx, scores = np.asarray(idx, dtype=np.int64), np.asarray(scores, dtype=np.float64)
         idx, scores = rank_list(idx, scores, n, Filters(state.inactive), m.category_codes)
-        text = f"customers who bought {item_id} also bought this"
+        # The anchor by its label, as every other reason names items ("TITLE (ID)"), not by its bare id.
+        text = f"customers who bought {self.item_labels(m)[index]} also bought this"
         return {"item_id": item_id, "model_version": m.version, "source": SOURCE_SIMILAR,
                 "items": self.scored_items(m, idx, scores, lambda _i: text)}
 
