@@ -13,10 +13,12 @@ process activated meanwhile. The lock expires on its own if its holder dies.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -228,8 +230,33 @@ def prune(client: redis.Redis, keep: int) -> list[str]:
     return removed
 
 
+def iso_time(value: Any) -> Any:
+    """Epoch seconds (how Redis and manifests store publish and history times) -> ISO 8601 UTC to the second,
+    the format of a manifest's ``created_at`` ("2026-12-03T08:13:21Z"); anything else (None, text) unchanged.
+
+    Here, below both halves, so that ``tailor models list`` and ``/v1/models`` show the same times."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        moment = datetime.fromtimestamp(value, UTC).replace(microsecond=0)
+        return moment.isoformat().replace("+00:00", "Z")
+    return value
+
+
+def read_history(client: redis.Redis, limit: int = 50) -> list[dict[str, Any]]:
+    """The latest ``limit`` lines of the version history, newest first, their ``at`` in ISO 8601 UTC
+    (unreadable lines are skipped)."""
+    lines = []
+    for raw in client.lrange(keys.MODEL_HISTORY, 0, limit - 1):
+        try:
+            line = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(line, dict):
+            lines.append({**line, "at": iso_time(line.get("at"))} if "at" in line else line)
+    return lines
+
+
 def list_versions(client: redis.Redis) -> list[dict[str, Any]]:
-    """Published versions, newest first, with their headline metrics."""
+    """Published versions, newest first, with their headline metrics; ``published_at`` in ISO 8601 UTC."""
     active = active_version(client)
     out = []
     for raw_version, published_at in client.zrevrange(keys.MODEL_VERSIONS, 0, -1, withscores=True):
@@ -239,7 +266,7 @@ def list_versions(client: redis.Redis) -> list[dict[str, Any]]:
             continue
         manifest = json.loads(raw)
         out.append({
-            "version": version, "active": version == active, "published_at": published_at,
+            "version": version, "active": version == active, "published_at": iso_time(published_at),
             "created_at": manifest.get("created_at"), "algorithm": manifest.get("algorithm"),
             "params": manifest.get("params"), "counts": manifest.get("counts"),
             "evaluation": manifest.get("evaluation"), "data": {
@@ -262,11 +289,13 @@ def headline(evaluation: dict[str, Any] | None) -> str:
 
 
 def format_versions(versions: list[dict[str, Any]]) -> str:
+    """``tailor models list``'s table: the active version starred, publish times as ``list_versions`` gives them."""
     if not versions:
         return "no published versions"
-    lines = [f"{'':2}{'VERSION':<38}{'ALGORITHM':<12}{'CUSTOMERS':>10}{'ITEMS':>8}  METRICS"]
+    lines = [f"{'':2}{'VERSION':<38}{'PUBLISHED':<22}{'ALGORITHM':<12}{'CUSTOMERS':>10}{'ITEMS':>8}  METRICS"]
     for v in versions:
         counts = v.get("counts") or {}
-        lines.append(f"{'*' if v['active'] else ' ':2}{v['version']:<38}{v['algorithm'] or '-':<12}"
+        lines.append(f"{'*' if v['active'] else ' ':2}{v['version']:<38}{v.get('published_at') or '-':<22}"
+                     f"{v['algorithm'] or '-':<12}"
                      f"{counts.get('customers', 0):>10,}{counts.get('items', 0):>8,}  {headline(v['evaluation'])}")
     return "\n".join(lines)

@@ -31,15 +31,18 @@ def test_list_and_active(make_app: Callable[..., Flask], models: Models, redis_c
 
 def test_every_time_of_the_model_endpoints_is_iso_8601(make_app: Callable[..., Flask], models: Models,
                                                       redis_client: redis.Redis):
-    """`published_at` (epoch seconds in Redis) is ISO like `created_at` next to it, as are `loaded_at`
-    and the history's `at`."""
+    """`published_at` (epoch seconds in Redis) is ISO like `created_at` next to it, to the second, as are
+    `loaded_at` and the history's `at`; the same values `tailor models list --json` prints (redis_state)."""
+    import re
     from datetime import datetime
+
+    from redis_state.versions import list_versions
 
     publish_model(redis_client, models.retail.path)
     api = ApiClient(make_app())
 
     def iso(value: object) -> datetime:
-        assert isinstance(value, str) and value.endswith("Z"), value
+        assert isinstance(value, str) and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", value), value
         return datetime.fromisoformat(value)
 
     listing = api.get("/v1/models").get_json()
@@ -50,6 +53,7 @@ def test_every_time_of_the_model_endpoints_is_iso_8601(make_app: Callable[..., F
     assert iso(active["published_at"]) == iso(version["published_at"])
     assert iso(active["loaded_at"]) >= iso(active["published_at"])
     iso(active["created_at"])
+    assert [v["published_at"] for v in list_versions(redis_client)] == [version["published_at"]]
 
 
 def test_activate_and_rollback(make_app: Callable[..., Flask], models: Models, redis_client: redis.Redis):

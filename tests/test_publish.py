@@ -107,3 +107,25 @@ def test_models_commands_through_the_cli(redis_url: str, model_dirs: list[Path],
     assert main(["models", "--redis-url", redis_url, "activate", second]) == 0
     assert main(["models", "--redis-url", redis_url, "delete", first]) == 0
     assert capsys.readouterr().out.splitlines() == [f"activated {second}", f"deleted {first}"]
+
+
+def test_models_list_shows_publish_times_in_iso_like_created_at(redis_url: str, redis_client: redis.Redis,
+                                                                 model_dirs: list[Path],
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """`published_at` (epoch seconds in Redis) is ISO 8601 UTC to the second, the format of `created_at`,
+    in `tailor models list --json` and in the plain table."""
+    import re
+    from datetime import datetime
+
+    version = publish.publish_model(redis_client, model_dirs[0])
+    stored = redis_client.zscore(keys.MODEL_VERSIONS, version)
+    capsys.readouterr()
+    assert main(["models", "--redis-url", redis_url, "list", "--json"]) == 0
+    (listed,) = json.loads(capsys.readouterr().out)
+    iso = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+    assert iso.fullmatch(listed["created_at"]) and iso.fullmatch(listed["published_at"]), listed
+    published = datetime.fromisoformat(listed["published_at"])
+    assert published.timestamp() == int(stored) and published >= datetime.fromisoformat(listed["created_at"])
+    assert main(["models", "--redis-url", redis_url, "list"]) == 0
+    header, row = capsys.readouterr().out.splitlines()
+    assert "PUBLISHED" in header and f"* {version}" in row and listed["published_at"] in row

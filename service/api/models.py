@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import flask
@@ -18,17 +17,6 @@ def _tailor() -> Any:
     return flask.current_app.extensions["tailor"]
 
 
-def iso_time(value: Any) -> Any:
-    """Epoch seconds (how Redis and manifests store publish times) -> ISO 8601 UTC, like every time of the API."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    return value
-
-
-def _with_iso(document: dict[str, Any], *names: str) -> dict[str, Any]:
-    return {**document, **{name: iso_time(document[name]) for name in names if name in document}}
-
-
 def _serving_version() -> str | None:
     state = _tailor().store.current()
     return state.model.version if state is not None else None
@@ -41,9 +29,7 @@ def _serving_version() -> str | None:
 def list_models() -> flask.Response:
     """Published versions (newest first) with their evaluation metrics, and the version history."""
     listing = _tailor().repository.model_versions()
-    return json_response({**listing, "serving": _serving_version(),
-                          "versions": [_with_iso(v, "published_at") for v in listing["versions"]],
-                          "history": [_with_iso(h, "at") for h in listing["history"]]})
+    return json_response({**listing, "serving": _serving_version()})
 
 
 @blp.route("/active", methods=["GET"])
@@ -51,7 +37,7 @@ def list_models() -> flask.Response:
 @blp.response(200, ModelSummarySchema)
 def active_model() -> flask.Response:
     """The version this process serves, with its metrics (answered from memory)."""
-    return json_response(_with_iso(_tailor().engine.serving().model.summary(), "published_at", "loaded_at"))
+    return json_response(_tailor().engine.serving().model.summary())
 
 
 @blp.route("/active", methods=["PUT"])

@@ -25,6 +25,7 @@ import redis
 
 from redis_state import keys
 from redis_state.codec import array_from_bytes
+from redis_state.versions import iso_time
 from scoring.history import SECONDS_PER_DAY
 from scoring.models.base import Recommender
 from service.infrastructure.model_files import share_arrays
@@ -120,13 +121,13 @@ class LoadedModel:
         return _casefold_get(self.popular_by_country, country)
 
     def summary(self) -> dict[str, Any]:
-        """What ``GET /v1/models/active`` shows about the version this process serves."""
+        """What ``GET /v1/models/active`` shows about the version this process serves (times in ISO 8601 UTC)."""
         m = self.manifest
         return {
             "version": self.version, "algorithm": m.get("algorithm"), "params": m.get("params"),
-            "created_at": m.get("created_at"), "published_at": m.get("published_at"),
+            "created_at": m.get("created_at"), "published_at": iso_time(m.get("published_at")),
             "counts": m.get("counts"), "evaluation": m.get("evaluation"),
-            "data_until": (m.get("data") or {}).get("last_timestamp"), "loaded_at": self.loaded_at,
+            "data_until": (m.get("data") or {}).get("last_timestamp"), "loaded_at": iso_time(self.loaded_at),
         }
 
 

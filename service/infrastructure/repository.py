@@ -151,22 +151,16 @@ class Repository:
 
     # -- models ---------------------------------------------------------------------------------------
     def model_versions(self, history_limit: int = 50) -> dict[str, Any]:
-        """Published versions (newest first) with their metrics, and the latest version-history lines."""
-        from redis_state.versions import list_versions
+        """Published versions (newest first) with their metrics, and the latest version-history lines (times
+        in ISO 8601 UTC, as ``tailor models list`` shows them)."""
+        from redis_state.versions import list_versions, read_history
 
-        def read() -> tuple[list[dict[str, Any]], list[bytes], bytes | None]:
+        def read() -> tuple[list[dict[str, Any]], list[dict[str, Any]], bytes | None]:
             client = self.gateway.writes
-            return list_versions(client), client.lrange(keys.MODEL_HISTORY, 0, history_limit - 1), \
-                client.get(keys.ACTIVE_MODEL)
+            return list_versions(client), read_history(client, history_limit), client.get(keys.ACTIVE_MODEL)
 
         versions, history, active = self.gateway.call(read)
-        lines = []
-        for raw in history:
-            try:
-                lines.append(json.loads(raw))
-            except ValueError:
-                continue
-        return {"active": active.decode() if active else None, "versions": versions, "history": lines}
+        return {"active": active.decode() if active else None, "versions": versions, "history": history}
 
     def activate(self, version: str) -> None:
         """Make ``version`` the active one (``PublishError`` if it is not published)."""
