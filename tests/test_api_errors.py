@@ -166,3 +166,64 @@ def test_unexpected_exceptions_become_a_logged_json_500(api: ApiClient, app: Fla
 def test_error_messages_are_printable(api: ApiClient):
     error = assert_error(api.get("/v1/popular?n=" + string.punctuation), 400)
     assert error["message"].isprintable()
+
+
+#: Routes that declare no query parameter, one valid-looking request each: (method, path, JSON body or None).
+NO_QUERY_ROUTES = [
+    ("GET", "/v1/customers/12347/profile", None), ("GET", "/v1/models", None), ("GET", "/v1/models/active", None),
+    ("PUT", "/v1/models/active", {"version": "no-such-version"}), ("POST", "/v1/events", {"events": []}),
+    ("POST", "/v1/audiences", {"items": ["85123A"], "size": 1}), ("GET", "/v1/promotions", None),
+    ("GET", "/v1/promotions/p1", None), ("GET", "/v1/promotions/p1/report", None), ("GET", "/v1/messages", None),
+    ("GET", "/v1/messages/banner", None), ("GET", "/v1/messages/banner/report", None),
+    ("POST", "/v1/recommendations", {"items": ["85123A"]}), ("POST", "/v1/customers/12347/rank", {"items": ["85123A"]}),
+    ("PATCH", "/v1/items/85123A", {"active": True}),
+]
+
+
+def test_routes_without_a_query_schema_refuse_unknown_query_parameters(admin: ApiClient):
+    """`?zz=1` is the same 400 naming it everywhere, as on a route with a query schema (GET /v1/popular)."""
+    reference = assert_error(admin.get("/v1/popular?zz=1"), 400, "invalid_input")
+    for method, path, body in NO_QUERY_ROUTES:
+        error = assert_error(admin.open(path + "?zz=1&yy=", method=method, json=body), 400, "invalid_input")
+        assert error["message"] == reference["message"], (method, path)
+        assert error["details"] == {"query": {"zz": reference["details"]["query"]["zz"],
+                                              "yy": reference["details"]["query"]["zz"]}}, (method, path, error)
+        plain = admin.open(path, method=method, json=body)  # without a query string: answered as before
+        assert plain.status_code != 400 or "query" not in plain.get_json()["error"]["details"], (method, path)
+
+
+def test_an_unknown_query_parameter_is_checked_after_the_key(admin: ApiClient):
+    assert_error(admin.get("/v1/models?zz=1", key=None), 401, "unauthorized")
+    assert_error(admin.get("/v1/promotions?zz=1", key=KEYS["read"]), 403, "forbidden")
+    assert_error(admin.post("/v1/events?zz=1", key="wrong-key", json={"events": []}), 401, "unauthorized")
+
+
+def test_every_v1_route_refuses_an_unknown_query_parameter(admin: ApiClient, app: Flask):
+    """The rule holds for every /v1 route, whether or not it declares query parameters (new ones too)."""
+    checked = 0
+    for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith("/v1/"):
+            continue
+        path = rule.rule
+        for name in rule.arguments:
+            path = path.replace(f"<{name}>", "12347")
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            error = assert_error(admin.open(path + "?zz=1", method=method), 400, "invalid_input")
+            assert "zz" in error["details"]["query"], (method, path, error)
+            checked += 1
+    assert checked >= 27  # every /v1 operation of today
+
+
+def test_non_api_routes_take_any_query_string(admin: ApiClient):
+    for path in ("/healthz", "/readyz", "/metrics", "/openapi.json", "/docs/", "/console"):
+        response = admin.get(path + "?zz=1")
+        assert response.status_code == 200, (path, response.status_code)
+
+
+def test_the_openapi_document_states_the_query_rule(admin: ApiClient):
+    spec = admin.get("/openapi.json").get_json()
+    assert "an unknown one is a 400" in spec["info"]["description"]
+    for route, path in spec["paths"].items():
+        for method, operation in path.items():
+            if route.startswith("/v1/") and isinstance(operation, dict) and "responses" in operation:
+                assert "400" in operation["responses"], (method, route)

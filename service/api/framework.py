@@ -6,6 +6,9 @@
 * ``TailorParser`` parses JSON bodies with orjson (rejects NaN, depth > 1024, invalid UTF-8), answers 415
   for a body that is not ``application/json`` and 400 (not webargs' 422) for validation errors, so every
   "your input is wrong" answer has the same status.
+* Every ``/v1`` route refuses query parameters it does not declare (400 naming them): routes with a query
+  schema through the parser (``unknown=RAISE``, a repeated single-valued parameter too), routes without one
+  through ``TailorApi.register_blueprint``, which wraps their views to refuse any query string.
 * ``Blueprint.requires(scope)`` checks the API key and documents the security requirement.
 * ``json_response`` serialises with orjson; views on the hot path return it directly, which flask-smorest
   passes through untouched while still documenting the response schema.
@@ -32,6 +35,9 @@ from service.api.auth import authorize
 from service.domain.errors import ServiceError, error_document
 
 log = logging.getLogger("tailor.api")
+#: Paths of the API proper: a query string there must match the route's declared query parameters.
+API_PREFIX = "/v1/"
+_request = flask.request._get_current_object  # type: ignore[attr-defined]
 
 #: Stable error codes of the HTTP statuses the API uses.
 STATUS_CODES = {
@@ -137,6 +143,7 @@ class Blueprint(SmorestBlueprint):
                 authorize(scope)
                 return view(*args, **kwargs)
 
+            wrapper._tailor_scope = scope  # type: ignore[attr-defined]  # see refuse_query_string
             wrapper._apidoc = deepcopy(getattr(view, "_apidoc", {}))  # type: ignore[attr-defined]
             doc = wrapper._apidoc  # type: ignore[attr-defined]
             responses = doc.setdefault("response", {}).setdefault("responses", {})
@@ -152,10 +159,51 @@ class Blueprint(SmorestBlueprint):
         return decorator
 
 
+def declares_query(view: Callable[..., Any]) -> bool:
+    """Whether a view parses query parameters (``@blp.arguments(..., location="query")``)."""
+    parameters = getattr(view, "_apidoc", {}).get("arguments", {}).get("parameters", [])
+    return any(isinstance(p, dict) and p.get("in") == "query" for p in parameters)
+
+
+def refuse_query_string(view: Callable[..., Any]) -> Callable[..., Any]:
+    """``view`` answering 400 naming the parameters of any query string, as a route with a query schema
+    answers for an unknown one (a typo such as ``?nn=5`` must not be silently ignored).
+
+    A request without a query string pays one truthiness test. The API key is checked first (401 / 403 before
+    400), as on the routes that parse a query."""
+    scope = getattr(view, "_tailor_scope", None)
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if _request().query_string:
+            names = list(flask.request.args)
+            if names:
+                if scope is not None:
+                    authorize(scope)
+                abort(400, messages={"query": {name: ["Unknown field."] for name in names}})
+        return view(*args, **kwargs)
+
+    wrapper._refuses_query = True  # type: ignore[attr-defined]
+    return wrapper
+
+
 class TailorApi(Api):
     """Api with the service's error envelope for every error, documented as the ``Error`` schema."""
 
     ERROR_SCHEMA = ErrorSchema
+
+    def register_blueprint(self, blp: SmorestBlueprint, *, parameters: Any = None, **options: Any) -> None:
+        """Register ``blp``; its ``/v1`` routes that declare no query parameters refuse every query string
+        (``refuse_query_string``): one rule for every route, present and future, decided once here."""
+        super().register_blueprint(blp, parameters=parameters, **options)
+        app = self._app
+        name = options.get("name", blp.name)
+        for rule in app.url_map.iter_rules():
+            if not rule.rule.startswith(API_PREFIX) or rule.endpoint.partition(".")[0] != name:
+                continue
+            view = app.view_functions[rule.endpoint]
+            if not declares_query(view) and not getattr(view, "_refuses_query", False):
+                app.view_functions[rule.endpoint] = refuse_query_string(view)
 
     def _register_error_handlers(self) -> None:
         self.ma_plugin.converter.add_attribute_function(_exclusive_range)
@@ -193,11 +241,12 @@ class TailorApi(Api):
     }
 
     def finish_spec(self) -> None:
-        """After every blueprint is registered: document the id rules of path ids and the limits' answers."""
+        """After every blueprint is registered: document the id rules of path ids, the limits' answers and the
+        400 of an undeclared query parameter on every ``/v1`` operation."""
         from service.api.common_schemas import ID_PATTERN, MAX_ID_LENGTH
 
         document_rules(self.spec.components.schemas)
-        for path in self.spec._paths.values():
+        for route, path in self.spec._paths.items():
             parameters = list(path.get("parameters", []))
             for operation in path.values():
                 if isinstance(operation, dict):
@@ -209,6 +258,8 @@ class TailorApi(Api):
             for operation in path.values():
                 if not isinstance(operation, dict) or "responses" not in operation:
                     continue
+                if route.startswith(API_PREFIX):  # an undeclared query parameter, even without a query schema
+                    operation["responses"].setdefault("400", {"$ref": "#/components/responses/BAD_REQUEST"})
                 for status, description in self.LIMIT_RESPONSES.items():
                     operation["responses"].setdefault(str(status), {
                         "description": description,

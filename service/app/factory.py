@@ -89,7 +89,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
             "Personalization for online shops: recommendations, popular lists, customer profiles and "
             "behaviour events. Errors are always `{\"error\": {\"code\", \"message\", \"details\"}}`. "
             "Authenticate with `Authorization: Bearer KEY` or `X-API-Key: KEY`; scopes: read < marketing "
-            "< admin.")}},
+            "< admin. Every /v1 operation takes only the query parameters it documents (none where it "
+            "documents none): an unknown one is a 400 naming it in `details.query`, never silently ignored.")}},
     )
     gateway = RedisGateway(settings)
     store = ModelStore(gateway, settings.model_poll_s, settings.model_share_dir)
