@@ -190,3 +190,24 @@ def test_repeated_queries_are_parsed_alike_and_invalid_ones_stay_rejected(api: A
     for _ in range(2):
         assert_error(api.get(f"/v1/customers/{customer}/recommendations?n=0"), 400, "invalid_input")
         assert_error(api.get(f"/v1/customers/{customer}/recommendations?n=five"), 400, "invalid_input")
+
+
+def test_a_repeated_single_valued_query_parameter_is_400_naming_it(api: ApiClient, retail: TrainedModel):
+    """`?n=1&n=5` is a 400 naming `n` (not the first value kept silently); list parameters keep their repeats."""
+    customer = retail.busiest_customer()
+    url = f"/v1/customers/{customer}/recommendations"
+    assert len(item_ids(api.get(url + "?n=1"))) == 1  # a valid query, now remembered by the parser
+    for path, query, name in ((url, "n=1&n=5", "n"), (url, "category=a&category=b", "category"),
+                              (url, "exclude_category=a&exclude_category=b", "exclude_category"),
+                              (url, "n=3&exclude_purchased=true&exclude_purchased=false", "exclude_purchased"),
+                              ("/v1/popular", "country=France&country=Germany", "country"),
+                              ("/v1/trending", "window_hours=1&window_hours=2", "window_hours"),
+                              (f"/v1/customers/{customer}/promotions", "preview=true&preview=false", "preview")):
+        for _ in range(2):  # never remembered as valid
+            error = assert_error(api.get(f"{path}?{query}"), 400, "invalid_input")
+            assert error["details"] == {"query": {name: ["Given more than once; send one value."]}}, (query, error)
+    first, second = item_ids(api.get(url + "?n=2"))
+    repeated = item_ids(api.get(f"{url}?n=5&exclude={first}&exclude={second}"))
+    assert len(repeated) == 5 and first not in repeated and second not in repeated
+    assert item_ids(api.get(f"{url}?n=5&exclude={first},{second}")) == repeated
+    assert "single-valued one given twice" in api.get("/openapi.json").get_json()["info"]["description"]

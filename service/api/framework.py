@@ -29,6 +29,7 @@ from flask_smorest import Api
 from flask_smorest import Blueprint as SmorestBlueprint
 from webargs import core
 from webargs.flaskparser import FlaskParser, abort, is_json_request
+from webargs.multidictproxy import MultiDictProxy
 from werkzeug.exceptions import HTTPException
 
 from service.api.auth import authorize
@@ -85,7 +86,8 @@ class TailorParser(FlaskParser):
     Parsed query strings are memoised per schema: a query's arguments are a pure function of its raw
     bytes, frontends send the same few shapes (``n=10``) again and again, and a marshmallow load costs
     more than the rest of a cached recommendation. Only valid queries are kept (invalid ones are
-    re-validated and rejected each time); the memo is bounded and emptied when full.
+    re-validated and rejected each time); the memo is bounded and emptied when full. A single-valued
+    parameter given twice is invalid (400 naming it), like an unknown one.
     """
 
     DEFAULT_VALIDATION_STATUS = 400
@@ -98,16 +100,19 @@ class TailorParser(FlaskParser):
 
     def parse(self, argmap: Any, req: flask.Request | None = None, *, location: str | None = None,
               validate: Any = None, **kwargs: Any) -> Any:
-        if location == "query" and kwargs.get("unknown") in (None, core._UNKNOWN_DEFAULT_PARAM):
-            kwargs["unknown"] = ma.RAISE  # a misspelt parameter is a 400 naming it, never silently ignored
-        if location != "query" or validate is not None or not isinstance(argmap, ma.Schema):
+        if location != "query":
             return super().parse(argmap, req, location=location, validate=validate, **kwargs)
-        raw = (req or flask.request).query_string
-        if len(raw) > self.QUERY_MEMO_MAX_BYTES:
-            return super().parse(argmap, req, location=location, **kwargs)
+        if kwargs.get("unknown") in (None, core._UNKNOWN_DEFAULT_PARAM):
+            kwargs["unknown"] = ma.RAISE  # a misspelt parameter is a 400 naming it, never silently ignored
+        request = req or flask.request
+        raw = request.query_string
+        if validate is not None or not isinstance(argmap, ma.Schema) or len(raw) > self.QUERY_MEMO_MAX_BYTES:
+            self._refuse_repeats(argmap, request)
+            return super().parse(argmap, req, location=location, validate=validate, **kwargs)
         key = (argmap, raw, kwargs.get("unknown"))
         parsed = self._query_memo.get(key)
-        if parsed is None:
+        if parsed is None:  # only valid queries are remembered: the repeat check runs on misses only
+            self._refuse_repeats(argmap, request)
             parsed = super().parse(argmap, req, location=location, **kwargs)
             if not isinstance(parsed, dict):
                 return parsed
@@ -116,6 +121,20 @@ class TailorParser(FlaskParser):
             self._query_memo[key] = parsed
         # Views get their own dict and lists: nothing they do can change the remembered arguments.
         return {name: list(value) if isinstance(value, list) else value for name, value in parsed.items()}
+
+    def _refuse_repeats(self, argmap: Any, req: flask.Request) -> None:
+        """400 naming the single-valued parameters given more than once (``?n=1&n=5``): keeping the first
+        silently would answer another question than the one asked. List fields (``exclude``) take repeats;
+        unknown names are left to ``unknown=RAISE``."""
+        repeated = [name for name, values in req.args.lists() if len(values) > 1]
+        if not repeated:
+            return
+        schema = argmap if isinstance(argmap, ma.Schema) else self._get_schema(argmap, req)
+        declared = {field.data_key or name for name, field in schema.fields.items()}
+        lists = MultiDictProxy(req.args, schema, tuple(self.KNOWN_MULTI_FIELDS)).multiple_keys
+        single = [name for name in repeated if name in declared and name not in lists]
+        if single:
+            abort(400, messages={"query": {name: ["Given more than once; send one value."] for name in single}})
 
     def _raw_load_json(self, req: flask.Request) -> Any:
         data = req.get_data(cache=True)

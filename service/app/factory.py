@@ -90,7 +90,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
             "behaviour events. Errors are always `{\"error\": {\"code\", \"message\", \"details\"}}`. "
             "Authenticate with `Authorization: Bearer KEY` or `X-API-Key: KEY`; scopes: read < marketing "
             "< admin. Every /v1 operation takes only the query parameters it documents (none where it "
-            "documents none): an unknown one is a 400 naming it in `details.query`, never silently ignored.")}},
+            "documents none), each once unless it is a list: an unknown one is a 400 naming it in "
+            "`details.query`, never silently ignored, and so is a single-valued one given twice.")}},
     )
     gateway = RedisGateway(settings)
     store = ModelStore(gateway, settings.model_poll_s, settings.model_share_dir)
