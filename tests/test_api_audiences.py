@@ -52,6 +52,31 @@ def test_csv_and_min_score(service: Service) -> None:
     assert [c["customer_id"] for c in as_json["customers"]] == [r[0] for r in rows[1:]]
 
 
+def test_csv_by_content_negotiation(service: Service) -> None:
+    """`text/csv` with parameters or beside `*/*` is CSV; `*/*` alone and a preferred JSON are JSON; an Accept
+    taking neither is a 406 in the JSON error envelope; the OpenAPI document lists both 200 content types."""
+    body = {"items": service.items[:2], "size": 5}
+    for accept in ("text/csv", "text/csv; charset=utf-8", "text/csv, */*", "application/json, text/csv",
+                   "application/json;q=0.5, text/csv", "text/csv;q=0.8, application/json;q=0.8", "text/*"):
+        response = post(service, body, Accept=accept)
+        assert response.status_code == 200 and response.mimetype == "text/csv", accept
+        assert response.get_data(as_text=True).startswith("customer_id,score,reason\n"), accept
+    for accept in ("*/*", "application/json", "application/json, text/csv;q=0.9", "text/csv;q=0.5, */*",
+                   "application/*", "*/*;q=0.1, text/csv;q=0"):
+        response = post(service, body, Accept=accept)
+        assert response.status_code == 200 and response.mimetype == "application/json", accept
+        assert response.get_json()["size"] == 5
+    assert post(service, body).mimetype == "application/json"  # no Accept header
+    for accept in ("text/html", "image/png, text/plain", "text/csv;q=0, application/json;q=0"):
+        response = post(service, body, Accept=accept)
+        assert response.status_code == 406 and response.mimetype == "application/json", accept
+        error = response.get_json()["error"]
+        assert error["code"] == "not_acceptable" and "Accept" in error["details"]["headers"]
+    spec = service.client.get("/openapi.json").get_json()
+    responses = spec["paths"]["/v1/audiences"]["post"]["responses"]
+    assert set(responses["200"]["content"]) == {"application/json", "text/csv"} and "406" in responses
+
+
 def test_exactly_one_targeting_field(service: Service) -> None:
     both = post(service, {"items": service.items[:1], "lookalike": service.customers[:2], "size": 5})
     assert both.status_code == 400

@@ -41,6 +41,13 @@ class NotFound(ServiceError):
     code = "not_found"
 
 
+class NotAcceptable(ServiceError):
+    """The request's ``Accept`` header takes none of the media types the endpoint answers with."""
+
+    status = 406
+    code = "not_acceptable"
+
+
 class Unavailable(ServiceError):
     """Redis is down or slow and the endpoint has no meaningful fallback answer."""
 
