@@ -155,6 +155,30 @@ def test_preview_records_no_decision_and_no_impression(service: Service) -> None
     assert any(p["name"] == "preview" for p in params)
 
 
+def test_preview_is_the_answer_of_the_real_call_and_records_nothing(service: Service) -> None:
+    """Once the customer keeps a sticky variant, the preview is the real call's answer field for field; no
+    preview (fresh or sticky) writes anything: stats, decisions, bandit state and sticky records unchanged."""
+    service.put("/v1/messages/banner", slot())
+    service.put("/v1/messages/flash", slot(sticky_days=0))
+    customer = service.customers[2]
+
+    def state() -> dict[bytes, Any]:
+        return {key: service.redis.dump(key) for pattern in ("tailor:msg:*", "tailor:sticky:*")
+                for key in service.redis.scan_iter(match=pattern)}
+
+    before = state()
+    for name in ("banner", "flash"):
+        fresh = service.get(f"/v1/customers/{customer}/messages/{name}?preview=true").get_json()
+        assert fresh["decision_id"] is None and fresh["sticky"] is False
+    assert state() == before
+    service.get(f"/v1/customers/{customer}/messages/banner")
+    kept = state()
+    preview = service.get(f"/v1/customers/{customer}/messages/banner?preview=true").get_json()
+    assert state() == kept, "a sticky preview counts no impression"
+    real = service.get(f"/v1/customers/{customer}/messages/banner").get_json()
+    assert preview == real and real["sticky"] is True
+
+
 def test_templates_render_customer_values(service: Service) -> None:
     service.put("/v1/messages/mail", {"variants": [
         {"id": "a", "content": "{top_item} | {recommended_item_id} | {journey_stage} | {country}"},

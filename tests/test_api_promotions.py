@@ -172,6 +172,44 @@ def test_preview_counts_no_impression_and_uses_no_cap_or_budget(service: Service
     assert any(p["name"] == "preview" and "no impression" in p["description"] for p in params)
 
 
+def test_preview_answers_exactly_what_the_real_call_would(service: Service) -> None:
+    """A promotion whose frequency cap is spent for the customer is left out of the preview as it is of the
+    real answer; the next candidate takes its place in both; a preview never uses the cap or counts."""
+    service.put("/v1/promotions/capped", body(service, cap={"impressions": 1, "days": 7}, weight=3))
+    service.put("/v1/promotions/other", body(service, weight=1))
+    customer = service.customers[0]
+    url = f"/v1/customers/{customer}/promotions?n=1"
+
+    def ids(answer: dict[str, Any]) -> list[str]:
+        return [p["promotion_id"] for p in answer["promotions"]]
+
+    def state() -> dict[bytes, Any]:
+        return {key: (service.redis.type(key), service.redis.dump(key))
+                for key in service.redis.scan_iter(match="tailor:promo:*")}
+
+    before = state()
+    previews = [service.get(url + "&preview=true").get_json() for _ in range(3)]
+    assert all(ids(p) == ["capped"] and p["promotions"][0]["decision_id"] is None for p in previews)
+    assert state() == before, "a preview wrote nothing"
+    served = service.get(url).get_json()
+    assert ids(served) == ["capped"] and served["promotions"][0]["decision_id"].startswith("p-")
+    spent = state()
+    preview = service.get(url + "&preview=true").get_json()
+    assert ids(preview) == ["other"] and preview["promotions"][0]["decision_id"] is None
+    assert state() == spent, "the preview of a spent cap wrote nothing"
+    real = service.get(url).get_json()
+    assert ids(real) == ids(preview) == ["other"]
+    strip = [{k: v for k, v in p.items() if k != "decision_id"} for p in preview["promotions"]]
+    assert strip == [{k: v for k, v in p.items() if k != "decision_id"} for p in real["promotions"]]
+    report = service.get("/v1/promotions/capped/report", "marketing").get_json()
+    assert report["impressions"] == 1
+    service.put("/v1/promotions/budget", body(service, budget={"impressions": 1}, weight=5))
+    assert ids(service.get(url).get_json()) == ["budget"]  # its only impression, to the same customer
+    someone_else = f"/v1/customers/{service.customers[1]}/promotions?n=1"
+    assert ids(service.get(someone_else + "&preview=true").get_json()) == ids(service.get(someone_else).get_json())
+    assert "budget" not in ids(service.get(someone_else + "&preview=true").get_json())
+
+
 def test_eligibility_through_the_api(service: Service) -> None:
     service.put("/v1/promotions/welcome", body(service, eligibility={"journey_stages": ["new"]}))
     service.put("/v1/promotions/vip", body(service, eligibility={"customers": [service.customers[1]]}))

@@ -38,6 +38,7 @@ from tests.test_api_promotions import (  # noqa: F401
     test_cap_holds_under_200_concurrent_requests,
     test_conversion_event_counts_one_redemption,
     test_crud,
+    test_preview_answers_exactly_what_the_real_call_would,
 )
 from tests.test_api_recommendations import (  # noqa: F401
     test_basket_recommendations_exclude_the_basket,

@@ -86,6 +86,8 @@ def customer_message(customer_id: str, slot: str, preview: bool) -> flask.Respon
     which it was chosen. Send `click` / `conversion` events with the `decision_id` to reward it.
 
     `preview=true`: the variant the customer would get, without counting it - no impression, no decision
-    recorded, no sticky record (`decision_id` null unless the customer already keeps a sticky variant)."""
+    recorded, no sticky record (`decision_id` null unless the customer already keeps a sticky variant). A
+    customer keeping a sticky variant is previewed exactly the real call's answer; otherwise the preview is
+    one draw of the same policy, and the real call draws again (the bandit samples its choice)."""
     path_id(customer_id, "customer_id")
     return json_response(board().customer_message(customer_id, slot, preview=preview))

@@ -90,9 +90,10 @@ def customer_promotions(customer_id: str, n: int, preview: bool) -> flask.Respon
 
     Ranked by the customer's predicted affinity to the promoted items times the promotion's weight
     (customers without a history: popularity of the items). Each answer counts an impression; send a
-    `conversion` event with the `decision_id` to count a redemption. `preview=true` answers the ranking
-    without serving it: no impression, no cap or budget use, no decision (caps and budgets already spent
-    still hide a promotion only once it is served for real).
+    `conversion` event with the `decision_id` to count a redemption. `preview=true` answers exactly what
+    this call would answer now - a promotion whose frequency cap for the customer or whose budget is spent is
+    left out here too - without serving it: no impression, no cap or budget use, no decision (`decision_id`
+    null).
     """
     path_id(customer_id, "customer_id")
     return json_response(board().customer_promotions(customer_id, n, preview=preview))

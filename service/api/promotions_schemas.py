@@ -125,8 +125,10 @@ class DeleteQuery(ma.Schema):
 
 class PreviewQuery(ma.Schema):
     preview = fields.Boolean(load_default=False, metadata={"description": (
-        "true: what the customer would be shown, without counting it - no impression, no frequency-cap or "
-                       "budget use, no decision recorded (`decision_id` is null); for consoles and QA")})
+        "true: what the customer would be shown by the same call without it (promotions whose frequency cap "
+        "or budget is spent are left out; a message slot's sticky variant is kept), without counting it - no "
+        "impression, no frequency-cap or budget use, no decision or sticky record (`decision_id` is null, "
+        "but for a sticky message variant); for consoles and QA")})
 
 
 class CustomerPromotionsQuery(PreviewQuery):

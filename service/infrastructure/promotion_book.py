@@ -54,6 +54,23 @@ redis.call('EXPIRE', KEYS[3], tonumber(ARGV[8]))
 return 'ok'
 """)
 
+#: ``SERVE``'s checks without its writes: what it would answer now (a preview). The cap window holds the
+#: decisions served after ``now - window``, exactly those ``SERVE`` keeps after trimming.
+PEEK = Lua("""
+-- KEYS: stats, cap
+-- ARGV: now_ms, cap_k (-1 none), window_ms, budget_impressions (-1), budget_redemptions (-1)
+local now = tonumber(ARGV[1])
+local bi, br = tonumber(ARGV[4]), tonumber(ARGV[5])
+if bi >= 0 and tonumber(redis.call('HGET', KEYS[1], 'impressions') or '0') >= bi then return 'budget' end
+if br >= 0 and tonumber(redis.call('HGET', KEYS[1], 'redemptions') or '0') >= br then return 'budget' end
+local k = tonumber(ARGV[2])
+if k >= 0 then
+  local since = string.format('(%d', now - tonumber(ARGV[3]))
+  if redis.call('ZCOUNT', KEYS[2], since, '+inf') >= k then return 'cap' end
+end
+return 'ok'
+""")
+
 
 FEEDBACK = Lua("""
 -- KEYS: stats, decision ; ARGV: event type (click | conversion), customer_id ('' = do not check)
@@ -136,22 +153,46 @@ class PromotionBook:
 
         One pipelined round trip for the first n; another only when some of them were refused.
         """
+        now_ms = int(self.clock() * 1000)
+
+        def call(candidate: Candidate, position: int) -> tuple[str | None, ScriptCall]:
+            pid = candidate.promotion.promotion_id
+            decision_id = new_decision_id("p", pid)
+            script_keys = [keys.promotion_stats(pid), keys.promotion_cap(pid, customer_id),
+                           keys.promotion_decision(pid, decision_id)]
+            return decision_id, (SERVE, script_keys, _serve_args(candidate.promotion, decision_id, customer_id,
+                                                                  now_ms, self.attribution_s, position))
+
+        return self._walk(client, candidates, n, call)
+
+    def preview(self, client: redis.Redis, candidates: Sequence[Candidate], customer_id: str,
+                n: int) -> list[Served]:
+        """What ``serve`` would answer now, written nowhere: the same candidates in the same order, those at
+        their cap or budget skipped (``PEEK``), no impression, cap use or decision (``decision_id`` None)."""
+        now_ms = int(self.clock() * 1000)
+
+        def call(candidate: Candidate, position: int) -> tuple[str | None, ScriptCall]:
+            pid = candidate.promotion.promotion_id
+            args = _serve_args(candidate.promotion, "", customer_id, now_ms, self.attribution_s, position)[:5]
+            return None, (PEEK, [keys.promotion_stats(pid), keys.promotion_cap(pid, customer_id)], args)
+
+        return self._walk(client, candidates, n, call)
+
+    def _walk(self, client: redis.Redis, candidates: Sequence[Candidate], n: int,
+              call: Callable[[Candidate, int], tuple[str | None, ScriptCall]]) -> list[Served]:
+        """Up to n candidates in rank order whose script (``call(candidate, position)``) answers ``ok``: the
+        first n in one round trip, the next ones only when some were refused. Serving and its preview share
+        it, so a preview leaves out exactly what serving would."""
         served: list[Served] = []
         queue = list(candidates)
-        now_ms = int(self.clock() * 1000)
         while queue and len(served) < n:
             batch, queue = queue[: n - len(served)], queue[n - len(served):]
             calls: list[ScriptCall] = []
-            ids = []
+            ids: list[str | None] = []
             for i, candidate in enumerate(batch):
-                pid = candidate.promotion.promotion_id
-                decision_id = new_decision_id("p", pid)
+                decision_id, script = call(candidate, len(served) + i + 1)
                 ids.append(decision_id)
-                keys_ = [keys.promotion_stats(pid), keys.promotion_cap(pid, customer_id),
-                         keys.promotion_decision(pid, decision_id)]
-                args = _serve_args(candidate.promotion, decision_id, customer_id, now_ms, self.attribution_s,
-                                   len(served) + i + 1)
-                calls.append((SERVE, keys_, args))
+                calls.append(script)
             results = run_scripts(client, calls)
             for candidate, decision_id, result in zip(batch, ids, results, strict=True):
                 outcome = as_text(result)

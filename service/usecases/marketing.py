@@ -160,18 +160,20 @@ class Marketing:
     def customer_promotions(self, customer_id: str, n: int, *, preview: bool = False) -> dict[str, Any]:
         """Live, eligible promotions within caps and budgets, best first; serving counts the impressions.
 
-        ``preview``: the ranked candidates without serving them (nothing is written)."""
+        ``preview``: exactly what serving would answer now (a promotion at its cap or budget left out), with
+        nothing written: no impression, no cap or budget use, no decision."""
         state = self.tailor.engine.serving()
         customer = self.tailor.repository.customer(customer_id, state.model.version)
         facts, history = self._facts(state, customer, embed=False)
         scores = self._scores(state, history)
         candidates = self.call(lambda: self.promotions.candidates(self.reads, facts, state.model, scores,
                                                                   state.inactive_set))
-        if preview:
-            served = [Served(candidate, None) for candidate in candidates[:n]]
+        if not candidates:
+            served: list[Served] = []
+        elif preview:
+            served = self.call(lambda: self.promotions.preview(self.writes, candidates, customer_id, n))
         else:
-            served = self.call(lambda: self.promotions.serve(self.writes, candidates, customer_id, n)) \
-                if candidates else []
+            served = self.call(lambda: self.promotions.serve(self.writes, candidates, customer_id, n))
             count_impressions(s.candidate.promotion.promotion_id for s in served)
         return {"customer_id": customer_id, "model_version": state.model.version,
                 "source": "personalized" if scores is not None else "popular",
