@@ -78,10 +78,11 @@ def _csv_rows(answer: dict[str, Any]) -> Iterator[str]:
 def build_audience(body: dict[str, Any]) -> flask.Response:
     """The customers most likely to respond, ranked by predicted affinity.
 
-    Exactly one targeting field, or a 400 naming the conflict: `items` (the model's affinity for them),
-    `categories` (summed over the category), `promotion_id` (its targets and eligibility), `lookalike`
-    (customers nearest to the seeds, seeds excluded), `due_for_reorder` (customers whose typical re-order
-    interval of an item has passed). `size` (1..100000) and/or `min_score` bound the answer.
+    One target: `items` (the model's affinity for them), `categories` (summed over the category),
+    `promotion_id` (its targets and eligibility) or `lookalike` (customers nearest to the seeds, seeds
+    excluded); `due_for_reorder: true` (customers whose typical re-order interval of an item has passed) alone
+    for any item, or with `items`, `categories` or `promotion_id` for theirs, never with `lookalike`. Any other
+    combination is a 400 naming the conflicting fields. `size` (1..100000) and/or `min_score` bound the answer.
     `Accept: text/csv` (parameters such as `charset=utf-8` allowed) streams the same rows as CSV
     (`customer_id,score,reason`): CSV whenever `text/csv` is named with a quality at least that of
     `application/json` (`text/csv, */*`); JSON without an `Accept` header, for `*/*` alone or when JSON is

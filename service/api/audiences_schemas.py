@@ -13,10 +13,21 @@ from service.domain import promotions
 MAX_SEEDS = 10_000
 
 
+#: The targeting rule, stated once for the schema's description (OpenAPI) and its docstring.
+TARGETING_RULE = (
+    "Targeting: exactly one of `items`, `categories`, `promotion_id`, `lookalike`; or `due_for_reorder: true` "
+    "alone (re-orders of any item); or `due_for_reorder: true` with exactly one of `items`, `categories`, "
+    "`promotion_id` (re-orders of those items only; a promotion's eligibility applies too). `due_for_reorder` "
+    "never combines with `lookalike`, and `false` is the same as leaving it out. Any other combination is a "
+    "400 naming the conflicting fields. Plus `size` and/or `min_score`; `eligibility` combines with all.")
+
+
 class AudienceBody(ma.Schema):
-    """Exactly one targeting field (`items`, `categories`, `promotion_id`, `lookalike`, `due_for_reorder`;
-    `due_for_reorder` may be combined with `items`, `categories` or `promotion_id` to restrict the re-ordered
-    items), plus `size` and/or `min_score`."""
+    """The targeting of an audience (``TARGETING_RULE``: one kind of target, which `due_for_reorder` may
+    restrict to re-orders), plus `size` and/or `min_score`."""
+
+    class Meta:
+        description = TARGETING_RULE
 
     items = fields.List(IdField(), load_default=None, allow_none=True,
                         validate=validate.Length(1, promotions.MAX_ITEMS),
@@ -30,8 +41,12 @@ class AudienceBody(ma.Schema):
                             metadata={"description": "seed customers: the customers who buy most like them "
                                                      "(cosine of item-embedding profiles), seeds excluded"})
     due_for_reorder = fields.Boolean(load_default=False, metadata={
-        "description": "customers whose typical re-order interval of an item has passed; the reason names the "
-                       "item and the days overdue"})
+        "description": "customers whose typical re-order interval of an item has passed: of any item alone, of "
+                       "the targeted items with `items`, `categories` or `promotion_id` (never with "
+                       "`lookalike`); the reason names the item and the days overdue. The interval is estimated "
+                       "from the published history, which keeps the latest purchase day per item: (latest "
+                       "purchase of the item - the customer's first purchase of anything) / (orders of it - 1), "
+                       "so a customer who took up an item long after their first purchase is due later"})
     eligibility = fields.Nested(EligibilitySchema, load_default=None, allow_none=True, metadata={
         "description": "the same rules as promotions (journey_stages, countries, min_orders, min_spend, customers)"})
     size = fields.Integer(load_default=None, allow_none=True, strict=True, validate=validate.Range(1, MAX_SIZE),
