@@ -53,6 +53,9 @@ def test_scopes_and_errors_are_documented(spec: dict):
     assert {} in recs["security"], "read endpoints may be public"
     patch = spec["paths"]["/v1/items/{item_id}"]["patch"]
     assert {} not in patch["security"] and "Scope: `admin`" in patch["description"]
+    audiences = spec["paths"]["/v1/audiences"]["post"]["description"]
+    assert "`due_for_reorder: true`" in audiences and audiences.endswith("Scope: `marketing`."), \
+        "the docstring's description is kept beside the scope"
     error = spec["components"]["schemas"]["Error"]
     assert error["properties"]["error"]["$ref"].endswith("ErrorBody")
     path_params = spec["paths"]["/v1/customers/{customer_id}/recommendations"].get("parameters", [])

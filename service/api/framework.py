@@ -27,6 +27,7 @@ import marshmallow as ma
 import orjson
 from flask_smorest import Api
 from flask_smorest import Blueprint as SmorestBlueprint
+from flask_smorest.utils import load_info_from_docstring
 from webargs import core
 from webargs.flaskparser import FlaskParser, abort, is_json_request
 from webargs.multidictproxy import MultiDictProxy
@@ -172,7 +173,10 @@ class Blueprint(SmorestBlueprint):
             manual["security"] = [{"bearerAuth": []}, {"apiKeyHeader": []}]
             if scope == "read":
                 manual["security"].append({})
-            manual["description"] = (manual.get("description", "") + f"\n\nScope: `{scope}`.").strip()
+            # The manual doc replaces the one flask-smorest reads from the docstring: keep the docstring's text.
+            described = manual.get("description") or load_info_from_docstring(
+                view.__doc__ or "", delimiter=self.DOCSTRING_INFO_DELIMITER).get("description", "")
+            manual["description"] = (described + f"\n\nScope: `{scope}`.").strip()
             return wrapper
 
         return decorator
