@@ -31,15 +31,19 @@ from service.domain.targeting import (
 from service.infrastructure.definitions import DefinitionStore
 from service.infrastructure.scripts import Lua, ScriptCall, run_scripts
 
-SERVE = Lua("""
--- KEYS: stats, cap, decision
--- ARGV: now_ms, cap_k (-1 none), window_ms, budget_impressions (-1), budget_redemptions (-1),
---       decision_id, customer_id, ttl_s, position
+#: Lua shared by ``SERVE`` and ``PEEK`` (KEYS[1] stats; ARGV: now_ms, cap_k (-1 none), window_ms,
+#: budget_impressions (-1), budget_redemptions (-1)): 'budget' when a budget is spent; sets ``now`` and ``k``.
+_BUDGET = """
 local now = tonumber(ARGV[1])
 local bi, br = tonumber(ARGV[4]), tonumber(ARGV[5])
 if bi >= 0 and tonumber(redis.call('HGET', KEYS[1], 'impressions') or '0') >= bi then return 'budget' end
 if br >= 0 and tonumber(redis.call('HGET', KEYS[1], 'redemptions') or '0') >= br then return 'budget' end
 local k = tonumber(ARGV[2])
+"""
+
+#: Serve one promotion to one customer if its budget and the customer's cap allow. KEYS: stats, cap,
+#: decision; ARGV: ``_BUDGET``'s five, then decision_id, customer_id, ttl_s, position.
+SERVE = Lua(_BUDGET + """
 if k >= 0 then
   local window = tonumber(ARGV[3])
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
@@ -54,16 +58,10 @@ redis.call('EXPIRE', KEYS[3], tonumber(ARGV[8]))
 return 'ok'
 """)
 
-#: ``SERVE``'s checks without its writes: what it would answer now (a preview). The cap window holds the
-#: decisions served after ``now - window``, exactly those ``SERVE`` keeps after trimming.
-PEEK = Lua("""
--- KEYS: stats, cap
--- ARGV: now_ms, cap_k (-1 none), window_ms, budget_impressions (-1), budget_redemptions (-1)
-local now = tonumber(ARGV[1])
-local bi, br = tonumber(ARGV[4]), tonumber(ARGV[5])
-if bi >= 0 and tonumber(redis.call('HGET', KEYS[1], 'impressions') or '0') >= bi then return 'budget' end
-if br >= 0 and tonumber(redis.call('HGET', KEYS[1], 'redemptions') or '0') >= br then return 'budget' end
-local k = tonumber(ARGV[2])
+#: ``SERVE``'s checks without its writes: what it would answer now (a preview). KEYS: stats, cap; ARGV:
+#: ``_BUDGET``'s five. The cap window holds the decisions served after ``now - window``, exactly those
+#: ``SERVE`` keeps after trimming.
+PEEK = Lua(_BUDGET + """
 if k >= 0 then
   local since = string.format('(%d', now - tonumber(ARGV[3]))
   if redis.call('ZCOUNT', KEYS[2], since, '+inf') >= k then return 'cap' end
