@@ -37,7 +37,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from typing import Any
 
 import redis
@@ -216,6 +216,17 @@ class CustomerCache:
                             "them dropped", len(gone), dropped)
 
     # -- invalidations ----------------------------------------------------------------------------------
+    def forget(self, customer_ids: Iterable[str]) -> None:
+        """Drop these customers now, as their invalidation would (fills read before are refused): this process
+        just wrote their data. Redis may flush the writer's reply before the invalidation it sends the
+        subscriber, so without this a request that follows the write in this process could still read the
+        old value (seen as a rare stale answer under load)."""
+        with self._lock:
+            self._sequence += 1
+            for customer in customer_ids:
+                self._entries.pop(customer, None)
+                self._stamps[customer] = self._sequence
+
     def _invalidate(self, names: list[bytes] | None) -> None:
         with self._lock:
             self._sequence += 1

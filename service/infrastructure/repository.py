@@ -132,8 +132,13 @@ class Repository:
 
     # -- events ---------------------------------------------------------------------------------------
     def ingest(self, events: Sequence[Event]) -> IngestResult:
-        """Store a batch of events exactly once (``EventWriter.ingest``)."""
-        return self.events.ingest(events)
+        """Store a batch of events exactly once (``EventWriter.ingest``); this process's cached copies of the
+        batch's customers are dropped whatever happened (a failed batch may have written part of it)."""
+        try:
+            return self.events.ingest(events)
+        finally:
+            if self.customers.enabled:
+                self.customers.forget({event.customer_id for event in events})
 
     # -- items ----------------------------------------------------------------------------------------
     def set_item_override(self, item_id: str, active: bool) -> dict[str, Any]:
