@@ -233,16 +233,23 @@ def test_a_redis_that_refuses_tracking_is_named_once_and_bypassed(tmp_path, capl
         server.stop()
 
 
+def answer_from_the_cache(api: ApiClient, customer: str) -> tuple[str, list[str], CustomerCache]:
+    """(url, items, cache) of the customer's discovery recommendations, once their answer is served from the
+    worker's customer cache."""
+    url = f"/v1/customers/{customer}/recommendations?n=5&exclude_purchased=true"
+    before = item_ids(api.get(url))
+    cache = api.app.extensions["tailor"].repository.customers
+    wait_for(lambda: cache.ready, timeout=5)
+    assert item_ids(api.get(url)) == before  # read and stored
+    assert item_ids(api.get(url)) == before and cache.hits >= 1  # served from the cache
+    return url, before, cache
+
+
 def test_an_event_via_one_worker_changes_the_next_answer_of_another(make_app: Callable[..., Flask],
                                                                     retail: TrainedModel) -> None:
     worker_a, worker_b = ApiClient(make_app()), ApiClient(make_app())
     customer = retail.busiest_customer()
-    url = f"/v1/customers/{customer}/recommendations?n=5&exclude_purchased=true"
-    before = item_ids(worker_a.get(url))
-    cache = worker_a.app.extensions["tailor"].repository.customers
-    wait_for(lambda: cache.ready, timeout=5)
-    assert item_ids(worker_a.get(url)) == before  # read and stored
-    assert item_ids(worker_a.get(url)) == before and cache.hits >= 1  # served from the cache
+    url, before, _ = answer_from_the_cache(worker_a, customer)
     started = time.monotonic()
     response = worker_b.post("/v1/events", json={"events": [event("buy-x", customer, "purchase", before[0])]},
                              key=KEYS["read"])
@@ -257,12 +264,7 @@ def test_an_event_changes_the_next_answer_of_its_own_worker_before_the_invalidat
     wrote the events must not wait for it (the invalidation is held back here, as under load)."""
     api = ApiClient(make_app())
     customer = retail.busiest_customer()
-    url = f"/v1/customers/{customer}/recommendations?n=5&exclude_purchased=true"
-    before = item_ids(api.get(url))
-    cache = api.app.extensions["tailor"].repository.customers
-    wait_for(lambda: cache.ready, timeout=5)
-    assert item_ids(api.get(url)) == before  # read and stored
-    assert item_ids(api.get(url)) == before and cache.hits >= 1  # served from the cache
+    url, before, cache = answer_from_the_cache(api, customer)
     monkeypatch.setattr(cache, "_drain", lambda: None)  # the subscriber has not received it yet
     response = api.post("/v1/events", json={"events": [event("buy-own", customer, "purchase", before[0])]},
                         key=KEYS["read"])

@@ -57,14 +57,13 @@ def _run(deadline: float, target: Callable[..., None], arguments: str, on_messag
             left = deadline - time.monotonic()
             if left <= 0 or not wait([receiving, child.sentinel], timeout=left):
                 return False
-            if not receiving.poll():  # the child is gone and left nothing to read: it died
+            try:  # ready with nothing to read: the child is gone (its sentinel) and left no message
+                kind, payload = receiving.recv() if receiving.poll() else ("died", None)
+            except EOFError:
+                kind, payload = "died", None
+            if kind == "died":
                 child.join()
                 raise ChildFailed(f"the bounded process ended without a result (exit code {child.exitcode})")
-            try:
-                kind, payload = receiving.recv()
-            except EOFError:
-                child.join()
-                raise ChildFailed(f"the bounded process ended without a result (exit code {child.exitcode})") from None
             if kind == "done":
                 return True
             if kind == "error":

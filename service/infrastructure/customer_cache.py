@@ -223,9 +223,7 @@ class CustomerCache:
         old value (seen as a rare stale answer under load)."""
         with self._lock:
             self._sequence += 1
-            for customer in customer_ids:
-                self._entries.pop(customer, None)
-                self._stamps[customer] = self._sequence
+            self._forget_locked(customer_ids)
 
     def _invalidate(self, names: list[bytes] | None) -> None:
         with self._lock:
@@ -233,18 +231,27 @@ class CustomerCache:
             if names is None:  # FLUSHALL / FLUSHDB
                 self._reset_locked()
                 return
-            customer_of, entries, stamps, sequence = self._customer_of, self._entries, self._stamps, self._sequence
+            customer_of = self._customer_of
+            customers = []
             for raw in names:
                 customer = customer_of.get(raw, _UNSEEN)
                 if customer is _UNSEEN:
                     customer = customer_of[raw] = keys.customer_of_tracked_key(raw.decode("utf-8", "replace"))
                 if customer is not None:
-                    entries.pop(customer, None)
-                    stamps[customer] = sequence
-            if len(stamps) > 4 * max(self.max_entries, 1024):
+                    customers.append(customer)
+            self._forget_locked(customers)
+            if len(self._stamps) > 4 * max(self.max_entries, 1024):
                 self._reset_locked()
             if len(customer_of) > 8 * max(self.max_entries, 1024):
                 customer_of.clear()
+
+    def _forget_locked(self, customers: Iterable[str]) -> None:
+        """Drop ``customers`` and stamp them with the current sequence number, so that fills read before are
+        refused (caller holds ``_lock`` and has just advanced the sequence)."""
+        entries, stamps, sequence = self._entries, self._stamps, self._sequence
+        for customer in customers:
+            entries.pop(customer, None)
+            stamps[customer] = sequence
 
     def _drop_read_by_locked(self, readers: set[Reader]) -> int:
         """Forget the customers read through ``readers`` (caller holds ``_lock``); how many. A scan, since a

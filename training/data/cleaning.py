@@ -359,14 +359,14 @@ def _hint(what: str, value: object, time_format: str | None, count: int, n: int,
         flag = HINTS[what].removeprefix("wrong ").rstrip("?")
         return (f"not the Online Retail layout? Read other files with --format generic and {flag}" if retail
                 else HINTS[what])
-    column = "" if retail else "wrong --time-col, or "
+    or_time_col = "" if retail else "wrong --time-col, or "  # the Online Retail layout's column is fixed
     if time_format is not None:
-        return f"{column}does --time-format {time_format!r} not match?"
+        return f"{or_time_col}does --time-format {time_format!r} not match?"
     text = "" if pd.isna(value) else str(value).strip()
     if text and text.replace(".", "", 1).lstrip("-").isdigit():
         return f"{'' if retail else 'wrong --time-col? '}Unix times need --time-format epoch or --time-format epoch-ms"
     if 2 * count > n or retail:  # most rows (or a fixed layout): the dates are written in another layout
-        return f"{column}give the layout with --time-format (strftime, e.g. '%d.%m.%Y %H:%M')?"
+        return f"{or_time_col}give the layout with --time-format (strftime, e.g. '%d.%m.%Y %H:%M')?"
     return HINTS[what]
 
 
