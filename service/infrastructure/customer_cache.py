@@ -43,6 +43,7 @@ from typing import Any
 import redis
 
 from redis_state import keys
+from service.infrastructure.tracked_connections import TrackedPool, tracked_class
 
 log = logging.getLogger("tailor.customer_cache")
 
@@ -112,7 +113,7 @@ class CustomerCache:
     def tracked_client(self, base: redis.Redis) -> redis.Redis:
         """A client like ``base`` (same server and timeouts) whose connections Redis tracks for this cache: read
         what ``put`` stores through it, after taking the ``token``, and take the ``reader`` right after."""
-        pool = _TrackedPool(self, connection_class=_tracked_class(base.connection_pool.connection_class, self),
+        pool = TrackedPool(self, connection_class=tracked_class(base.connection_pool.connection_class, self),
                             **base.connection_pool.connection_kwargs)
         self._pools.append(pool)
         return redis.Redis(connection_pool=pool)
@@ -374,47 +375,3 @@ class CustomerCache:
             self._thread.join(timeout=2.0)
         for pool in self._pools:
             pool.disconnect()
-
-
-def _tracked_class(base: type[redis.connection.AbstractConnection],
-                   cache: CustomerCache) -> type[redis.connection.AbstractConnection]:
-    """``base`` (TCP, unix socket or TLS) whose instances register with ``cache`` on connect and report
-    being closed."""
-
-    class TrackedConnection(base):  # type: ignore[valid-type, misc]
-        tracked_as: int | None = None  # the cache generation whose subscriber this connection redirects to
-
-        def on_connect_check_health(self, *args: Any, **kwargs: Any) -> None:
-            super().on_connect_check_health(*args, **kwargs)
-            cache._track(self)
-
-        def disconnect(self, *args: Any, **kwargs: Any) -> None:
-            connected = self._sock is not None
-            super().disconnect(*args, **kwargs)
-            if connected:
-                cache._lost(self)
-
-    return TrackedConnection
-
-
-class _TrackedPool(redis.ConnectionPool):
-    """Connections that Redis tracks for one ``CustomerCache``; one registered under an older subscriber is
-    reconnected (and so registered again) when checked out."""
-
-    def __init__(self, cache: CustomerCache, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.customer_cache = cache
-
-    def get_connection(self, *args: Any, **kwargs: Any) -> redis.connection.AbstractConnection:
-        cache = self.customer_cache
-        connection = super().get_connection(*args, **kwargs)
-        if connection.tracked_as != cache._generation and cache.ready:  # type: ignore[attr-defined]
-            try:
-                connection.disconnect()
-                connection.connect()
-            except BaseException:
-                self.release(connection)
-                raise
-        client_id = cache._tracked.get(id(connection))
-        cache._local.reader = None if client_id is None else (id(connection), client_id)
-        return connection
