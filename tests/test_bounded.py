@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -56,3 +59,26 @@ def test_a_child_that_dies_is_reported_at_once_not_at_the_deadline() -> None:
     with pytest.raises(ChildFailed, match="exit code 3"):
         run_until(began + 300, exits, (3,), lambda _message: None)
     assert time.monotonic() - began < 120
+
+
+def draws_a_progress_bar(send: Send, steps: int) -> None:
+    from tqdm import tqdm
+
+    for step in tqdm(range(steps), disable=False):
+        send(step)
+
+
+def test_progress_bars_in_the_child_leave_no_semaphore_behind(tmp_path) -> None:
+    """A child's tqdm bar used to leave a named semaphore: "leaked semaphore objects" at exit, on stderr."""
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import time\n"
+        "from tests.test_bounded import draws_a_progress_bar\n"
+        "from training.bounded import run_until\n"
+        "if __name__ == '__main__':\n"
+        "    assert run_until(time.monotonic() + 120, draws_a_progress_bar, (3,), lambda _m: None)\n")
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, str(script)], cwd=root, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(root)})
+    assert done.returncode == 0, done.stderr
+    assert "resource_tracker" not in done.stderr, done.stderr

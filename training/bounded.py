@@ -16,6 +16,7 @@ import multiprocessing
 import os
 import pickle
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -77,6 +78,7 @@ def _run(deadline: float, target: Callable[..., None], arguments: str, on_messag
 
 
 def _child(sending: Connection, target: Callable[..., None], arguments: str) -> None:
+    _thread_only_progress_lock()
     try:
         with open(arguments, "rb") as source:
             args = pickle.load(source)
@@ -88,3 +90,12 @@ def _child(sending: Connection, target: Callable[..., None], arguments: str) -> 
         sending.send(("error", traceback.format_exc()))
     finally:
         sending.close()
+
+
+def _thread_only_progress_lock() -> None:
+    """tqdm (implicit's fits draw their bars with it) guards bars with a multiprocessing lock by default: a
+    named semaphore that a child never releases, so the resource tracker warned of a "leaked semaphore" at
+    the end of every tuned ``tailor train``. One process draws the child's bars: a thread lock is enough."""
+    from tqdm import tqdm
+
+    tqdm.set_lock(threading.RLock())
