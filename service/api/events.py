@@ -7,8 +7,8 @@ from typing import Any
 
 import flask
 
-from service.api.events_schemas import EventBatch, IngestResultSchema
-from service.api.framework import Blueprint, json_response
+from service.api.events_schemas import EventBatch, IngestResultSchema, fast_batch
+from service.api.framework import Blueprint, json_response, plain_body
 from service.domain.errors import InvalidInput
 from service.infrastructure.metrics import count_events
 
@@ -16,6 +16,7 @@ blp = Blueprint("events", __name__, url_prefix="/v1/events", description="Behavi
 
 
 @blp.route("", methods=["POST"])
+@plain_body(fast_batch)
 @blp.requires("read")
 @blp.arguments(EventBatch())
 @blp.response(200, IngestResultSchema)

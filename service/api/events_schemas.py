@@ -67,10 +67,16 @@ class EventBatch(ma.Schema):
         """Valid batches skip marshmallow's per-field machinery (about 70 us per event); anything the fast
         check does not accept is loaded by the schema itself, which produces the precise error messages."""
         if not many and not partial:
-            events = fast_events(data)
-            if events is not None:
-                return {"events": events}
+            body = fast_batch(data)
+            if body is not None:
+                return body
         return super().load(data, many=many, partial=partial, unknown=unknown)
+
+
+def fast_batch(data: Any) -> dict[str, list[Event]] | None:
+    """What ``EventBatch`` loads from a batch that ``fast_events`` accepts; None for anything else."""
+    events = fast_events(data)
+    return None if events is None else {"events": events}
 
 
 _EVENT_FIELDS = frozenset(EventSchema().fields)

@@ -7,7 +7,7 @@ from typing import Any
 import flask
 
 from service.api.common_schemas import RecommendationsSchema, path_id
-from service.api.framework import Blueprint, json_response
+from service.api.framework import Blueprint, json_response, plain_body
 from service.api.recommendations_schemas import (
     BasketRequest,
     CustomerRecommendationsQuery,
@@ -16,6 +16,8 @@ from service.api.recommendations_schemas import (
     RankRequest,
     TrendingQuery,
     TrendingSchema,
+    fast_basket,
+    fast_rank,
 )
 from service.usecases.engine import Engine
 
@@ -42,6 +44,7 @@ def customer_recommendations(customer_id: str, **args: Any) -> flask.Response:
 
 
 @blp.route("/recommendations", methods=["POST"])
+@plain_body(fast_basket, as_kwargs=True)
 @blp.requires("read")
 @blp.arguments(BasketRequest(), as_kwargs=True)
 @blp.response(200, RecommendationsSchema)
@@ -78,6 +81,7 @@ def trending(**args: Any) -> flask.Response:
 
 
 @blp.route("/customers/<customer_id>/rank", methods=["POST"])
+@plain_body(fast_rank, as_kwargs=True)
 @blp.requires("read")
 @blp.arguments(RankRequest(), as_kwargs=True)
 @blp.response(200, RankedItemsSchema)
