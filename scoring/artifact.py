@@ -5,7 +5,8 @@ Layout (no pickle anywhere; every array is loaded with ``allow_pickle=False``)::
     DIR/manifest.json     version, created_at, algorithm + params, data fingerprint, counts,
                           data-quality report, evaluation metrics, library versions, file checksums
     DIR/model.npz         the fitted model's arrays (Recommender.arrays())
-    DIR/history.npz       customers x items purchase history (orders, quantity, last_day) + now_day
+    DIR/history.npz       customers x items purchase history (orders, quantity, last_day, first_day) + now_day;
+                          first_day (per pair) is absent in older artifacts
     DIR/customer_ids.npy  row index -> customer id (unicode)
     DIR/item_ids.npy      column index -> item id (unicode)
     DIR/customers.npz     per-customer profile: orders, spend, first/last purchase day, country index,
@@ -104,8 +105,8 @@ def library_versions() -> dict[str, str]:
 
 
 def history_arrays(history: PurchaseHistory) -> dict[str, np.ndarray]:
-    """A history as plain arrays; the three matrices share one sparsity structure, stored once."""
-    return {
+    """A history as plain arrays; the matrices share one sparsity structure, stored once."""
+    arrays = {
         "indptr": history.orders.indptr,
         "indices": history.orders.indices,
         "orders": history.orders.data,
@@ -114,6 +115,9 @@ def history_arrays(history: PurchaseHistory) -> dict[str, np.ndarray]:
         "shape": np.asarray(history.shape, dtype=np.int64),
         "now_day": np.asarray([history.now_day], dtype=np.float64),
     }
+    if history.first_day is not None:
+        arrays["first_day"] = history.first_day.data
+    return arrays
 
 
 def customers_latest_first(model_dir: str | os.PathLike) -> list[str]:
@@ -136,14 +140,17 @@ def latest_first(ids: np.ndarray, indptr: np.ndarray, last_day: np.ndarray) -> n
 
 
 def history_from_arrays(arrays: Any) -> PurchaseHistory:
+    """The history of ``history_arrays``; without ``first_day`` (artifacts written before it was kept) the
+    first purchase day per pair stays unknown (None) and audiences fall back to the customer's first day."""
     shape = tuple(int(x) for x in arrays["shape"])
     indptr, indices = arrays["indptr"], arrays["indices"]
 
     def mat(values: np.ndarray) -> sp.csr_matrix:
         return sp.csr_matrix((values, indices, indptr), shape=shape)
 
+    first = mat(arrays["first_day"]) if "first_day" in arrays else None
     return PurchaseHistory(
-        mat(arrays["orders"]), mat(arrays["quantity"]), mat(arrays["last_day"]), float(arrays["now_day"][0])
+        mat(arrays["orders"]), mat(arrays["quantity"]), mat(arrays["last_day"]), float(arrays["now_day"][0]), first
     )
 
 

@@ -1,9 +1,10 @@
 """The purchase-history matrices every model, the evaluator, the batch export and the service share.
 
-A customer's history is kept as three sparse matrices with identical sparsity (customer x item):
-the number of distinct orders containing the item, the units bought, and the day of the latest purchase.
-Frequency and recency are what re-buying depends on, so they travel with the history instead of being
-collapsed into one confidence number too early.
+A customer's history is kept as sparse matrices with identical sparsity (customer x item): the number of
+distinct orders containing the item, the units bought, the day of the latest purchase and the day of the first
+one. Frequency and recency are what re-buying depends on, so they travel with the history instead of being
+collapsed into one confidence number too early; the first day dates a re-order interval from when the
+customer took the item up (audiences), and is None in histories read from models written before it was kept.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class PurchaseHistory:
     quantity: sp.csr_matrix
     last_day: sp.csr_matrix
     now_day: float
+    first_day: sp.csr_matrix | None = None  # float64: day of the first purchase (None: not kept, older models)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -38,7 +40,8 @@ class PurchaseHistory:
 
     def rows(self, index: np.ndarray | slice) -> PurchaseHistory:
         """The histories of a subset of customers (same item index, same reference time)."""
-        return PurchaseHistory(self.orders[index], self.quantity[index], self.last_day[index], self.now_day)
+        first = self.first_day[index] if self.first_day is not None else None
+        return PurchaseHistory(self.orders[index], self.quantity[index], self.last_day[index], self.now_day, first)
 
     def items_of(self, row: int) -> np.ndarray:
         """Item indices a customer has bought."""
@@ -55,6 +58,7 @@ class PurchaseHistory:
         last_day: np.ndarray,
         shape: tuple[int, int],
         now_day: float,
+        first_day: np.ndarray | None = None,
     ) -> PurchaseHistory:
         """Build from one entry per (customer, item) pair; pairs must be unique."""
         def mat(values: np.ndarray) -> sp.csr_matrix:
@@ -62,12 +66,13 @@ class PurchaseHistory:
             m.sort_indices()
             return m
 
-        return cls(mat(orders), mat(quantity), mat(last_day.astype(np.float64)), float(now_day))
+        first = mat(np.asarray(first_day)) if first_day is not None else None
+        return cls(mat(orders), mat(quantity), mat(last_day.astype(np.float64)), float(now_day), first)
 
     @classmethod
     def empty(cls, n_rows: int, n_items: int, now_day: float) -> PurchaseHistory:
         z = sp.csr_matrix((n_rows, n_items), dtype=np.float32)
-        return cls(z, z.copy(), z.copy(), float(now_day))
+        return cls(z, z.copy(), z.copy(), float(now_day), z.copy())
 
 
 @dataclass(frozen=True)

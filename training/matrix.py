@@ -1,9 +1,9 @@
 """Purchase log -> ``PurchaseHistory``: one vectorized pass, no Python loop over rows.
 
 Every (customer, item) pair becomes one entry carrying the number of distinct orders that contained the
-item, the units bought and the day of the latest purchase. Customers and items get sorted indices so the
-same log always yields the same matrix, and ``history_for`` re-uses an existing index (a fitted model's),
-which is how the evaluator builds the held-out truth and how the service aligns a live history.
+item, the units bought and the days of the latest and of the first purchase. Customers and items get sorted
+indices so the same log always yields the same matrix, and ``history_for`` re-uses an existing index (a fitted
+model's), which is how the evaluator builds the held-out truth and how the service aligns a live history.
 """
 
 from __future__ import annotations
@@ -66,7 +66,9 @@ def _aggregate(
 
     orders = np.add.reduceat(new_order.astype(np.int64), starts)
     quantity = np.add.reduceat(interactions["quantity"].to_numpy(dtype=np.float64)[perm], starts)
-    last_day = np.maximum.reduceat(to_day(interactions["timestamp"])[perm], starts)
+    days = to_day(interactions["timestamp"])[perm]
+    last_day = np.maximum.reduceat(days, starts)
+    first_day = np.minimum.reduceat(days, starts)
 
     keys = pair[starts]
     entry_rows, entry_cols = keys // shape[1], (keys % shape[1]).astype(np.int32)
@@ -79,7 +81,7 @@ def _aggregate(
         return m
 
     return PurchaseHistory(csr(orders, np.float32), csr(quantity, np.float32), csr(last_day, np.float64),
-                           now_day)
+                           now_day, csr(first_day, np.float64))
 
 
 def build_history(
