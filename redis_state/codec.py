@@ -8,7 +8,13 @@ so the service fetches everything about a customer with a single GET:
 
 A version trained with segment columns (``--segment-col``) writes ``TLC2`` records instead: the same header
 with magic b"TLC2", then ``<I`` k and int32[k] segment value indices (one per segment column, -1 unknown),
-then the same body. Both are read, so versions published before segments existed stay servable.
+then the same body.
+
+Records of models that keep each item's first purchase day (audiences date a re-order interval from it) end
+with ``float64[n]`` first purchase day per item after the body: magic b"TLC3" for a TLC1 layout, b"TLC4"
+for a TLC2 one. Everything before that tail keeps its offset, so the request path reads these records as
+cheaply as before and leaves the tail unread unless asked (``first_days=True``). Every magic is read, so
+versions published before stay servable (their records have no first days: None).
 """
 
 from __future__ import annotations
@@ -21,6 +27,12 @@ import numpy as np
 
 CUSTOMER_MAGIC = b"TLC1"
 SEGMENTED_MAGIC = b"TLC2"
+DATED_MAGIC = b"TLC3"
+SEGMENTED_DATED_MAGIC = b"TLC4"
+#: magic -> (has segments, ends with the first purchase day per item)
+_LAYOUTS = {CUSTOMER_MAGIC: (False, False), SEGMENTED_MAGIC: (True, False), DATED_MAGIC: (False, True),
+            SEGMENTED_DATED_MAGIC: (True, True)}
+_MAGICS = {layout: magic for magic, layout in _LAYOUTS.items()}
 _HEADER = struct.Struct("<4sIdddii")
 _COUNT = struct.Struct("<I")
 
@@ -39,35 +51,46 @@ class CustomerRecord:
     order_count: int
     country: int
     segments: tuple[int, ...] = ()  # value index per segment column of the version (-1 unknown)
+    item_first_day: np.ndarray | None = None  # float64 per item: first purchase day; None: not kept / not read
 
 
 def pack_customer(record: CustomerRecord) -> bytes:
     n = len(record.items)
-    magic = SEGMENTED_MAGIC if record.segments else CUSTOMER_MAGIC
+    dated = record.item_first_day is not None
+    magic = _MAGICS[bool(record.segments), dated]
     header = _HEADER.pack(magic, n, record.spend, record.first_day, record.last_purchase_day,
                           record.order_count, record.country)
     if record.segments:
         header += _COUNT.pack(len(record.segments)) + np.asarray(record.segments, dtype="<i4").tobytes()
-    return b"".join((
+    parts = [
         header,
         np.asarray(record.items, dtype="<i4").tobytes(),
         np.asarray(record.orders, dtype="<f4").tobytes(),
         np.asarray(record.quantity, dtype="<f4").tobytes(),
         np.asarray(record.last_day, dtype="<f8").tobytes(),
-    ))
+    ]
+    if dated:
+        first = np.asarray(record.item_first_day, dtype="<f8")
+        if len(first) != n:
+            raise ValueError(f"{len(first)} first purchase days for {n} items")
+        parts.append(first.tobytes())
+    return b"".join(parts)
 
 
-def unpack_customer(blob: bytes) -> CustomerRecord:
+def unpack_customer(blob: bytes, *, first_days: bool = False) -> CustomerRecord:
+    """The record of ``blob`` (any magic). ``first_days``: also read the first purchase day per item (None when
+    the record has none); left unread by default, so the request path pays nothing for the tail."""
     magic, n, spend, first_day, last_day, orders, country = _HEADER.unpack_from(blob)
+    layout = _LAYOUTS.get(magic)
+    if layout is None:
+        raise ValueError("not a customer record")
     offset = _HEADER.size
     segments: tuple[int, ...] = ()
-    if magic == SEGMENTED_MAGIC:
+    if layout[0]:
         (k,) = _COUNT.unpack_from(blob, offset)
         offset += _COUNT.size
         segments = tuple(int(v) for v in np.frombuffer(blob, dtype="<i4", count=k, offset=offset))
         offset += 4 * k
-    elif magic != CUSTOMER_MAGIC:
-        raise ValueError("not a customer record")
     items = np.frombuffer(blob, dtype="<i4", count=n, offset=offset)
     offset += 4 * n
     order_counts = np.frombuffer(blob, dtype="<f4", count=n, offset=offset)
@@ -75,8 +98,11 @@ def unpack_customer(blob: bytes) -> CustomerRecord:
     quantity = np.frombuffer(blob, dtype="<f4", count=n, offset=offset)
     offset += 4 * n
     last_days = np.frombuffer(blob, dtype="<f8", count=n, offset=offset)
+    item_first = None
+    if first_days and layout[1]:
+        item_first = np.frombuffer(blob, dtype="<f8", count=n, offset=offset + 8 * n)
     return CustomerRecord(items, order_counts, quantity, last_days, spend, first_day, last_day, orders, country,
-                          segments)
+                          segments, item_first)
 
 
 def array_to_bytes(array: np.ndarray) -> bytes:

@@ -129,7 +129,7 @@ def test_models_without_segments_keep_their_profile_and_country(models: Models, 
     body = api.get(f"/v1/customers/{customer}/profile").get_json()
     assert body["segments"] == {} and body["country"] == "United Kingdom"
     history = redis_client.get(keys.customer_history(models.retail.version, customer))
-    assert history[:4] == b"TLC1"  # the record format of a model without segments is unchanged
+    assert history[:4] == b"TLC3"  # without segments: the TLC1 layout, then the first purchase day per item
     uk = api.get("/v1/popular?n=3&segment=country:United%20Kingdom").get_json()
     assert uk["segment"] == "country:United Kingdom"
     assert uk["items"] == api.get("/v1/popular?n=3&country=United%20Kingdom").get_json()["items"]

@@ -27,9 +27,11 @@ PIPELINE_BATCH = 2_000
 
 
 def customer_records(artifact: Artifact) -> Iterator[tuple[str, bytes]]:
-    """(customer id, packed record) for every customer of the artifact."""
+    """(customer id, packed record) for every customer of the artifact. The first purchase day per item is
+    carried when the artifact has it; one written before it was kept publishes records without it, as then."""
     h = artifact.history
     indptr, indices = h.orders.indptr, h.orders.indices
+    first = h.first_day.data if h.first_day is not None else None
     c = artifact.customers
     segment = segment_matrix(c).tolist()
     for row, customer_id in enumerate(artifact.customer_ids):
@@ -38,7 +40,7 @@ def customer_records(artifact: Artifact) -> Iterator[tuple[str, bytes]]:
             items=indices[lo:hi], orders=h.orders.data[lo:hi], quantity=h.quantity.data[lo:hi],
             last_day=h.last_day.data[lo:hi], spend=float(c.spend[row]), first_day=float(c.first_day[row]),
             last_purchase_day=float(c.last_day[row]), order_count=int(c.orders[row]), country=int(c.country[row]),
-            segments=tuple(segment[row]),
+            segments=tuple(segment[row]), item_first_day=first[lo:hi] if first is not None else None,
         ))
 
 

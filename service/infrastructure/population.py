@@ -43,7 +43,7 @@ def load_population(client: redis.Redis, version: str, n_items: int, now_day: fl
             if blob is None:
                 continue
             try:
-                records.append(unpack_customer(blob))
+                records.append(unpack_customer(blob, first_days=True))
             except (ValueError, struct.error):  # a corrupt record is skipped, not fatal
                 continue
             ids.append(customer)
@@ -63,19 +63,26 @@ def load_population(client: redis.Redis, version: str, n_items: int, now_day: fl
     items = cat("items", np.int32)
     valid = (items >= 0) & (items < n_items)
     shape = (len(records), n_items)
+    if not valid.all():  # entries of items outside the version's index are dropped, whatever their values
+        rows = np.repeat(np.arange(len(records)), lengths)[valid]
+        np.cumsum(np.bincount(rows, minlength=len(records)), out=indptr[1:])
 
     def mat(values: np.ndarray) -> sp.csr_matrix:
-        m = sp.csr_matrix((values, items.copy(), indptr.copy()), shape=shape)
+        """One per-entry value as a matrix; every one gets the same sparsity, whatever its values (0, NaN)."""
         if not valid.all():
-            m.data[~valid] = 0
-            m.indices[~valid] = 0
-            m.eliminate_zeros()
+            values = values[valid]
+        m = sp.csr_matrix((values, items[valid], indptr.copy()), shape=shape)
         m.sort_indices()
         m.sum_duplicates()
         return m
 
+    # First purchase day per item: NaN for records published without it (older versions), which
+    # ``scoring.audience.due_for_reorder`` replaces by the customer's first purchase day.
+    item_first = [r.item_first_day if r.item_first_day is not None else np.full(len(r.items), np.nan)
+                  for r in records]
+    first_days = np.concatenate(item_first).astype(np.float64) if item_first else np.empty(0, dtype=np.float64)
     history = PurchaseHistory(mat(cat("orders", np.float32)), mat(cat("quantity", np.float32)),
-                              mat(cat("last_day", np.float64)), float(now_day))
+                              mat(cat("last_day", np.float64)), float(now_day), mat(first_days))
     orders = np.asarray([r.order_count for r in records], dtype=np.int64)
     first = np.asarray([r.first_day if r.order_count > 0 else np.inf for r in records], dtype=np.float64)
     last = np.asarray([r.last_purchase_day if r.order_count > 0 else -np.inf for r in records], dtype=np.float64)
