@@ -400,3 +400,19 @@ def test_dense_row_sum_is_the_batch_product_bit_for_bit(monkeypatch: pytest.Monk
     assert np.array_equal(weighting.dense_row_sum(matrix, rows, values), batch)
     assert np.array_equal(weighting.dense_row_sum(np.asfortranarray(matrix), rows, values), batch)
     assert not weighting.dense_row_sum(matrix, rows[:0], values[:0]).any()
+
+
+def test_discovery_paths_score_and_explain_items_outside_the_history_as_the_full_row(
+        fitted: Recommender, history: PurchaseHistory) -> None:
+    """A basket's answer (``discovery_row`` / ``explain_discovery``) equals ``score_row`` / ``explain_row`` bit for
+    bit on every item outside the history: the only items the caller keeps."""
+    customers = [history.rows([row]) for row in range(0, history.shape[0], 9)] + [
+        single([3, 12], [4.0, 1.0]), single([5]), single([])]
+    for customer in customers:
+        row = CustomerRow.of(customer, 0)
+        outside = np.setdiff1d(np.arange(N_ITEMS), row.items)
+        expected = fitted.score_row(row)[outside]
+        found = fitted.discovery_row(row)[outside]
+        assert found.dtype == np.float32
+        assert found.view(np.uint32).tolist() == expected.view(np.uint32).tolist()
+        assert fitted.explain_discovery(row, outside) == fitted.explain_row(row, outside)

@@ -93,6 +93,16 @@ class Recommender(ABC):
         """``explain_many`` for one customer given as a ``CustomerRow``."""
         return self.explain_many(row.as_history(), 0, items)
 
+    def discovery_row(self, row: CustomerRow) -> np.ndarray:
+        """``score_row`` for a caller that filters out the items of ``row``'s history (a basket's own items,
+        discovery only): equal to it bit for bit outside the history, anything on it. Models with terms that
+        score only history items (the hybrid's rebuy) skip them."""
+        return self.score_row(row)
+
+    def explain_discovery(self, row: CustomerRow, items: np.ndarray) -> list[Reason | None]:
+        """``explain_row`` of ``items`` that are not in ``row``'s history (no repeat-purchase test needed)."""
+        return self.explain_row(row, items)
+
     def score_items(self, row: CustomerRow, items: np.ndarray, row_constants: Any = None) -> ItemScores:
         """``score_row(row)[items]`` and ``explain_row(row, items)`` together (re-ranking a page of items).
 

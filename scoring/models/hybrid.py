@@ -195,6 +195,14 @@ class HybridRecommender(TunableRecommender):
         scores += self._weighted_popularity()
         return scores
 
+    def discovery_row(self, row: CustomerRow) -> np.ndarray:
+        """``score_row`` without the rebuy term, which adds to history items only (the same float operations
+        on every other item)."""
+        scores = minmax_row(self._cf().score_row(row))
+        scores *= np.float32(self.params["cf_weight"])
+        scores += self._weighted_popularity()
+        return scores
+
     def _rebuy_row(self, row: CustomerRow) -> np.ndarray:
         """The weighted rebuy term of each of the customer's history items."""
         rebuy = self.rebuy.apply_row(row)
@@ -208,6 +216,9 @@ class HybridRecommender(TunableRecommender):
     def explain_row(self, row: CustomerRow, items: np.ndarray) -> list[Reason | None]:
         reasons = repeat_reasons_then(row, items, lambda rest: self._cf().explain_row(row, rest))
         return [POPULAR if reason is None else reason for reason in reasons]
+
+    def explain_discovery(self, row: CustomerRow, items: np.ndarray) -> list[Reason | None]:
+        return [POPULAR if reason is None else reason for reason in self._cf().explain_row(row, items)]
 
     def score_items(self, row: CustomerRow, items: np.ndarray, row_constants: Any = None) -> ItemScores:
         """With a CF part that sums weighted rows of one matrix (EASE, dense or sparse; item-kNN), one gather of

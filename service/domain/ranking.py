@@ -110,6 +110,12 @@ def rank_list(items: np.ndarray, scores: np.ndarray, n: int, filters: Filters, c
     return items[keep][:n], scores[keep][:n]
 
 
+def answer_scores(scores: np.ndarray) -> list[float]:
+    """Scores as answers show them, rounded to 6 decimals in one step as the batch export rounds them
+    (``training.batch``); Python's ``round`` item by item cost a page of 20 items some 5 µs."""
+    return np.round(np.asarray(scores, dtype=np.float64), 6).tolist()
+
+
 def period_phrase(days: float) -> str:
     """'about every month' reads better than 'every 29.5 days'."""
     for low, high, phrase in ((0, 1.5, "about every day"), (5.5, 8.5, "about every week"),

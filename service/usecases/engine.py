@@ -26,7 +26,15 @@ from service.domain.customer import CustomerState, basket_history, purchase_hist
 from service.domain.errors import NoActiveModel, NotFound, Unavailable
 from service.domain.events import Event
 from service.domain.profile import StageRules, build_profile
-from service.domain.ranking import Filters, item_indices, rank_list, rank_scores, reason_text, resolve_filters
+from service.domain.ranking import (
+    Filters,
+    answer_scores,
+    item_indices,
+    rank_list,
+    rank_scores,
+    reason_text,
+    resolve_filters,
+)
 from service.infrastructure.answer_memo import FINGERPRINT_BYTES, Answer, AnswerMemo, SharedAnswers, encode
 from service.infrastructure.metrics import (
     OUTCOME_COMPUTED,
@@ -82,8 +90,8 @@ class Engine:
     def scored_items(model: LoadedModel, idx: np.ndarray, scores: np.ndarray,
                reason: Callable[[int], str | None] | None) -> list[dict[str, Any]]:
         meta = model.item_meta
-        return [{**meta[i], "score": round(s, 6), "reason": reason(i) if reason else None}
-                for i, s in zip(idx.tolist(), scores.tolist(), strict=True)]
+        return [{**meta[i], "score": s, "reason": reason(i) if reason else None}
+                for i, s in zip(idx.tolist(), answer_scores(scores), strict=True)]
 
     def filters(self, state: ServingState, exclude: Sequence[str], category: str | None,
                  exclude_category: str | None) -> Filters:
@@ -112,11 +120,14 @@ class Engine:
                 "items": self.scored_items(m, idx, scores, lambda _i: text)}
 
     def _scored(self, state: ServingState, history: CustomerRow, n: int, filters: Filters,
-                phrase: Callable[[int], str]) -> list[dict[str, Any]]:
+                phrase: Callable[[int], str], *, discovery: bool = False) -> list[dict[str, Any]]:
+        """The top ``n`` items of ``history``'s score row that pass ``filters``, with reasons; ``discovery``
+        says that the filters block every item of the history (the model may skip what scores only those)."""
         m = state.model
-        scores = m.model.score_row(history)
+        model = m.model
+        scores = model.discovery_row(history) if discovery else model.score_row(history)
         idx, values = rank_scores(scores, n, filters, m.category_codes)
-        reasons = m.model.explain_row(history, idx)
+        reasons = model.explain_discovery(history, idx) if discovery else model.explain_row(history, idx)
         labels = self.item_labels(m)
         texts = {int(i): reason_text(r, labels, phrase) for i, r in zip(idx.tolist(), reasons, strict=True)}
         return self.scored_items(m, idx, values, texts.__getitem__)
@@ -208,7 +219,7 @@ class Engine:
             phrase = _you_ordered
         if exclude_purchased and len(bought):
             filters = filters.with_blocked(bought)
-        items = self._scored(state, history, n, filters, phrase)
+        items = self._scored(state, history, n, filters, phrase, discovery=exclude_purchased and not session)
         return {"customer_id": customer_id, "model_version": m.version,
                 "source": SOURCE_SESSION if session else SOURCE_PERSONALIZED, "items": items}
 
@@ -235,7 +246,7 @@ class Engine:
         if not len(basket):
             return self._popular_answer(state, n, filters, SOURCE_POPULAR)
         history = basket_history(basket, m.n_items, self.now_day(m))
-        answer = self._scored(state, history, n, filters, _in_your_basket)
+        answer = self._scored(state, history, n, filters, _in_your_basket, discovery=True)
         return {"model_version": m.version, "source": SOURCE_BASKET, "items": answer}
 
     def rank_items(self, customer_id: str, items: Sequence[str]) -> dict[str, Any]:
@@ -280,8 +291,8 @@ class Engine:
             order = np.argsort(-scores, kind="stable")
             idx, scores = idx[order], scores[order]
             texts = ["popular right now" if s > 0 else None for s in scores.tolist()]
-        answer = [{**m.item_meta[i], "score": round(s, 6), "reason": t}
-                  for i, s, t in zip(idx.tolist(), scores.tolist(), texts, strict=True)]
+        answer = [{**m.item_meta[i], "score": s, "reason": t}
+                  for i, s, t in zip(idx.tolist(), answer_scores(scores), texts, strict=True)]
         answer += [{"item_id": i, "title": None, "price": None, "category": None, "score": None,
                     "reason": "not in the model's catalogue: kept in the given order"} for i in unknown]
         return {"customer_id": customer_id, "model_version": m.version, "source": source, "items": answer}
