@@ -143,9 +143,13 @@ def lookalike(item_embeddings: np.ndarray, population: Population, seeds: np.nda
 def due_for_reorder(population: Population, now_day: float, targets: np.ndarray | None = None) -> Scored:
     """Customers whose typical re-order interval of an item (``targets``, else any) has passed.
 
-    Interval = (latest purchase of the item - the customer's first purchase) / (orders of it - 1), for items
-    bought in at least two orders. Per customer the item with the highest ``orders / (1 + overdue /
-    interval)`` counts: frequent re-orders just past their time first, long-forgotten ones last.
+    Interval = (latest purchase of the item - the customer's first purchase of that item) / (orders of it - 1),
+    for items bought in at least two orders: dated from when the customer took the item up, so one who started
+    buying it long after their first order is due on its own rhythm. Histories without the first day per item
+    (models and versions published before it was kept; NaN entries) fall back to the customer's first purchase
+    of anything, which overstates the interval of items taken up later. Per customer the item with the highest
+    ``orders / (1 + overdue / interval)`` counts: frequent re-orders just past their time first, long-forgotten
+    ones last.
     """
     history = population.history
     n = len(population)
@@ -155,6 +159,9 @@ def due_for_reorder(population: Population, now_day: float, targets: np.ndarray 
     count = orders.data.astype(np.float64)
     last = history.last_day.data.astype(np.float64)
     first = np.where(np.isfinite(population.first_day), population.first_day, now_day)[rows]
+    if history.first_day is not None:
+        item_first = history.first_day.data.astype(np.float64)
+        first = np.where(np.isnan(item_first), first, item_first)
     period = np.where(count >= 2, (last - first) / np.maximum(count - 1, 1), 0.0)
     overdue = now_day - last - period
     keep = (period > 0) & (overdue > 0)
