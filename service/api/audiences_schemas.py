@@ -43,10 +43,10 @@ class AudienceBody(ma.Schema):
     due_for_reorder = fields.Boolean(load_default=False, metadata={
         "description": "customers whose typical re-order interval of an item has passed: of any item alone, of "
                        "the targeted items with `items`, `categories` or `promotion_id` (never with "
-                       "`lookalike`); the reason names the item and the days overdue. The interval is estimated "
-                       "from the published history, which keeps the latest purchase day per item: (latest "
-                       "purchase of the item - the customer's first purchase of anything) / (orders of it - 1), "
-                       "so a customer who took up an item long after their first purchase is due later"})
+                       "`lookalike`); the reason names the item and the days overdue. The interval is (latest "
+                       "purchase of the item - first purchase of the item) / (orders of it - 1), for items "
+                       "bought in at least two orders; for a model published before the first purchase day "
+                       "of each item was kept, the customer's first purchase of anything stands in for it"})
     eligibility = fields.Nested(EligibilitySchema, load_default=None, allow_none=True, metadata={
         "description": "the same rules as promotions (journey_stages, countries, min_orders, min_spend, customers)"})
     size = fields.Integer(load_default=None, allow_none=True, strict=True, validate=validate.Range(1, MAX_SIZE),
