@@ -254,9 +254,8 @@ class HybridRecommender(TunableRecommender):
         # Items not bought before: "bought with" from the block already gathered (each column on its own, so
         # the bought items' columns, whose answers are not used, need not be taken out first).
         related, contribution = contributions_block(row.items, values, block, items, bought=False)
-        for k, (item, part) in enumerate(zip(related.tolist(), contribution.tolist(), strict=True)):
-            if reasons[k] is None:
-                reasons[k] = bought_with_reason(item) if part > 0 else POPULAR
+        reasons = [reason if reason is not None else bought_with_reason(item) if part > 0 else POPULAR
+                   for reason, item, part in zip(reasons, related.tolist(), contribution.tolist(), strict=True)]
         return ItemScores(scores, reasons, parts)
 
 

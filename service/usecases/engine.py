@@ -255,9 +255,9 @@ class Engine:
         state = self.serving()
         m = state.model
         ids = list(dict.fromkeys(items))
-        known = [i for i in ids if i in m.item_index]
-        unknown = [i for i in ids if i not in m.item_index]
-        idx = np.asarray([m.item_index[i] for i in known], dtype=np.int64)
+        found_at = list(map(m.item_index.get, ids))
+        unknown = [i for i, at in zip(ids, found_at, strict=True) if at is None]
+        idx = np.asarray([at for at in found_at if at is not None] if unknown else found_at, dtype=np.int64)
         source, seen = SOURCE_PERSONALIZED, None
         try:
             customer, seen, _ = self.repository.customer_read(customer_id, m.version, fingerprinted=self.memoise)
@@ -284,14 +284,15 @@ class Engine:
             order = np.argsort(-scores, kind="stable")
             idx, scores = idx[order], scores[order]
             phrase = _you_ordered if customer.known else _you_viewed
-            labels = self.item_labels(m)
-            texts = [reason_text(found.reasons[k], labels, phrase) for k in order.tolist()]
+            labels, reasons = self.item_labels(m), found.reasons
+            texts = [reason_text(reasons[k], labels, phrase) for k in order.tolist()]
         else:
             scores = self.popular_scores(m)[idx]
             order = np.argsort(-scores, kind="stable")
             idx, scores = idx[order], scores[order]
             texts = ["popular right now" if s > 0 else None for s in scores.tolist()]
-        answer = [{**m.item_meta[i], "score": s, "reason": t}
+        meta = m.item_meta
+        answer = [{**meta[i], "score": s, "reason": t}
                   for i, s, t in zip(idx.tolist(), answer_scores(scores), texts, strict=True)]
         answer += [{"item_id": i, "title": None, "price": None, "category": None, "score": None,
                     "reason": "not in the model's catalogue: kept in the given order"} for i in unknown]
