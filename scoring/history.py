@@ -4,7 +4,8 @@ A customer's history is kept as sparse matrices with identical sparsity (custome
 distinct orders containing the item, the units bought, the day of the latest purchase and the day of the first
 one. Frequency and recency are what re-buying depends on, so they travel with the history instead of being
 collapsed into one confidence number too early; the first day dates a re-order interval from when the
-customer took the item up (audiences), and is None in histories read from models written before it was kept.
+customer took the item up (audiences, repeat-purchase reasons), and is None in histories read from models
+written before it was kept.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ class PurchaseHistory:
     quantity: sp.csr_matrix
     last_day: sp.csr_matrix
     now_day: float
-    first_day: sp.csr_matrix | None = None  # float64: day of the first purchase (None: not kept, older models)
+    # float64: day of the first purchase, same sparsity as ``orders`` (None: not kept, older models)
+    first_day: sp.csr_matrix | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -90,14 +92,18 @@ class CustomerRow:
     last_day: np.ndarray  # float64: day of the latest purchase
     now_day: float
     n_items: int
+    # float64: day of the first purchase of each item, which dates its repeat-purchase period; None where it is
+    # unknown (a model or a published record from before it was kept), for the whole row
+    first_day: np.ndarray | None = None
 
     @classmethod
     def of(cls, history: PurchaseHistory, row: int) -> CustomerRow:
         """Row ``row`` of a batch history (views of its arrays, no copy)."""
         start, end = history.orders.indptr[row], history.orders.indptr[row + 1]
+        first = history.first_day.data[start:end] if history.first_day is not None else None
         return cls(history.orders.indices[start:end], history.orders.data[start:end],
                    history.quantity.data[start:end], history.last_day.data[start:end], history.now_day,
-                   history.shape[1])
+                   history.shape[1], first)
 
     def as_history(self) -> PurchaseHistory:
         """The 1 x n_items batch form (for models without a single-row fast path)."""
@@ -108,5 +114,6 @@ class CustomerRow:
             return sp.csr_matrix((np.asarray(values, dtype=dtype), np.asarray(self.items, dtype=np.int32), indptr),
                                  shape=shape)
 
+        first = mat(self.first_day, np.float64) if self.first_day is not None else None
         return PurchaseHistory(mat(self.orders, np.float32), mat(self.quantity, np.float32),
-                               mat(self.last_day, np.float64), float(self.now_day))
+                               mat(self.last_day, np.float64), float(self.now_day), first)

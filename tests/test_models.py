@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -61,8 +62,9 @@ def make_history(n_customers: int = 120, seed: int = 7) -> PurchaseHistory:
     rows_a, cols_a = np.asarray(rows), np.asarray(cols)
     orders = rng.integers(1, 6, len(rows_a)).astype(float)
     last_day = NOW - rng.integers(0, 200, len(rows_a))
+    first_day = last_day - (orders - 1) * rng.integers(1, 40, len(rows_a))  # repeat reasons dated per item
     return PurchaseHistory.from_entries(
-        rows_a, cols_a, orders, orders * 3, last_day, (n_customers, N_ITEMS), NOW
+        rows_a, cols_a, orders, orders * 3, last_day, (n_customers, N_ITEMS), NOW, first_day
     )
 
 
@@ -350,12 +352,16 @@ def test_score_row_matches_score(fitted: Recommender, history: PurchaseHistory) 
 def test_score_items_is_score_row_and_explain_row_bit_for_bit(fitted: Recommender, history: PurchaseHistory) -> None:
     """Re-ranking a page (``score_items``) scores and explains exactly like the full row, whether the model
     derives its per-customer values now or is given those of an earlier call for another page or those
-    computed ahead of any page (``row_constants``)."""
+    computed ahead of any page (``row_constants``); with the first purchase day per item (``history``) and
+    without it (``single``, and the sampled customers as a model from before it was kept reads them)."""
     rng = np.random.default_rng(3)
-    customers = [history.rows([row]) for row in range(0, history.shape[0], 7)] + [
-        single([]), single([3, 12], [4.0, 1.0]), single([5])]
+    sampled = [history.rows([row]) for row in range(0, history.shape[0], 7)]
+    assert all(customer.first_day is not None for customer in sampled)
+    customers = [*sampled, *(replace(customer, first_day=None) for customer in sampled[:4]),
+                 single([]), single([3, 12], [4.0, 1.0]), single([5])]
     for customer in customers:
         row = CustomerRow.of(customer, 0)
+        assert (row.first_day is None) == (customer.first_day is None)
         own = row.items.astype(np.int64).tolist()
         pages = [rng.choice(N_ITEMS, 12, replace=False), np.asarray([*own[:3], 39, 0, 21], dtype=np.int64),
                  np.arange(N_ITEMS), np.empty(0, dtype=np.int64)]

@@ -26,23 +26,27 @@ def rebuy_scores(history: PurchaseHistory, weighting: Weighting) -> np.ndarray:
 
 
 def reorder_period(history: PurchaseHistory, row: int, item: int) -> float | None:
-    """The customer's typical days between two orders of ``item``, or None below two orders.
-
-    The history keeps only the latest day per item, so the span starts at the customer's earliest
-    recorded purchase (the oldest "latest day" over their items) - an estimate that is exact for
-    customers who bought the item on their first visit and short otherwise.
-    """
+    """The customer's typical days between two orders of ``item``, or None below two orders (``period_of``)."""
     start, end = history.orders.indptr[row], history.orders.indptr[row + 1]
-    cols = history.orders.indices[start:end]
-    hit = np.flatnonzero(cols == item)
+    hit = np.flatnonzero(history.orders.indices[start:end] == item)
     if not len(hit):
         return None
-    orders = float(history.orders.data[start + hit[0]])
-    if orders < 2:
-        return None
+    at = int(hit[0])
     days = history.last_day.data[start:end]
-    span = float(days[hit[0]] - days.min())
-    return round(span / (orders - 1), 1) if span > 0 else None
+    began = days.min() if history.first_day is None else history.first_day.data[start + at]
+    return period_of(float(history.orders.data[start + at]), float(days[at] - began))
+
+
+def period_of(orders: float, span: float) -> float | None:
+    """Days per re-order: ``span`` (first to latest purchase of the item) over the ``orders - 1`` gaps in it.
+
+    The span starts at the customer's first purchase of the item where the history keeps it, so one who took
+    the item up late is read on its own rhythm. Histories without it (models and records from before it was
+    kept) start it at their oldest "latest day" over all items, as those versions did: exact for items bought
+    on the customer's first visit, too long for items taken up later, too short when every item was bought
+    recently.
+    """
+    return round(span / (orders - 1), 1) if orders >= 2 and span > 0 else None
 
 
 def repeat_reason(history: PurchaseHistory, row: int, item: int) -> Reason | None:
@@ -68,14 +72,12 @@ def repeat_reasons_matched(row: CustomerRow, items: np.ndarray, match: np.ndarra
     found = np.flatnonzero(match.any(axis=0) if bought is None else bought)
     if not len(found):
         return out
-    first = match.argmax(axis=0)
-    days = row.last_day
-    earliest = days.min()
+    position = match.argmax(axis=0)
+    days, began = row.last_day, row.first_day
+    earliest = days.min() if began is None else None  # the old estimate, for rows without first days
     for k in found.tolist():
-        at = int(first[k])
-        count = float(row.orders[at])
-        span = float(days[at] - earliest)
-        period = round(span / (count - 1), 1) if count >= 2 and span > 0 else None
+        at = int(position[k])
+        period = period_of(float(row.orders[at]), float(days[at] - (earliest if began is None else began[at])))
         out[k] = Reason("repeat-purchase", related_item=int(items[k]), period_days=period)
     return out
 

@@ -11,8 +11,8 @@ approximate basket sequence from those fields, the same way at fit time and at s
 * the number of baskets is estimated as ``max over items (rank + orders)``: an item bought ``c`` times
   whose last purchase is at position ``p`` needs ``c`` baskets at positions ``>= p`` (a lower bound);
 * the ``c - 1`` earlier purchases of an item are spread evenly between its last purchase and the
-  customer's first basket (the assumption ``buy_again.reorder_period`` makes too: a staple bought since
-  the first visit). Exact for one-off purchases and for items bought in every basket.
+  customer's first basket (a staple bought since the first visit, as repeat-purchase reasons assumed before
+  the first purchase day per item was kept). Exact for one-off purchases and for items bought in every basket.
 
 Neighbours are found among the training customers' vectors, stored as CSR arrays, with an exact,
 deterministic top-k (ties go to the lower training row) so that the batch and the single-customer paths
