@@ -71,7 +71,7 @@ def decode_record(blob: bytes | None) -> CustomerRecord | None:
     if not blob:
         return None
     try:
-        return unpack_customer(blob)
+        return unpack_customer(blob, first_days=True)  # one view more: the tail dates repeat-purchase reasons
     except (ValueError, struct.error):
         return None
 
@@ -116,39 +116,49 @@ def purchase_history(state: CustomerState, item_index: dict[str, int], n_items: 
     """The customer's history aligned with the model's items: record + newer live purchases (+ session).
 
     Session items count as a single order each, so a visitor's views steer item-to-item models the way a
-    first purchase would; they are only mixed in for customers the model does not know.
+    first purchase would; they are only mixed in for customers the model does not know. The first purchase day
+    of an item is the record's, or for an item the record lacks the day of its first live purchase (session
+    item); a record without first days (published before they were kept) leaves the row without them, so its
+    repeat-purchase reasons stay those of the versions before.
     """
     record = state.record
     live = state.live_after(data_end_day)
     if record is not None and not live and not include_session:
         valid = (record.items >= 0) & (record.items < n_items)
         if valid.all():
+            first = record.item_first_day
             return CustomerRow(np.asarray(record.items, dtype=np.int32), np.asarray(record.orders, dtype=np.float32),
                                np.asarray(record.quantity, dtype=np.float32),
-                               np.asarray(record.last_day, dtype=np.float64), float(now_day), n_items)
+                               np.asarray(record.last_day, dtype=np.float64), float(now_day), n_items,
+                               None if first is None else np.asarray(first, dtype=np.float64))
     entries: dict[int, list[float]] = {}
+    dated = record is None or record.item_first_day is not None
     if record is not None:
-        for col, orders, quantity, day in zip(record.items.tolist(), record.orders.tolist(),
-                                              record.quantity.tolist(), record.last_day.tolist(), strict=True):
+        # Without first days the fourth column is a placeholder the row leaves out (``dated``).
+        firsts = (record.item_first_day if record.item_first_day is not None else record.last_day).tolist()
+        for col, orders, quantity, day, first in zip(record.items.tolist(), record.orders.tolist(),
+                                                     record.quantity.tolist(), record.last_day.tolist(), firsts,
+                                                     strict=True):
             if 0 <= col < n_items:
-                entries[col] = [orders, quantity, day]
+                entries[col] = [orders, quantity, day, first]
     for purchase in live:
         col = item_index.get(purchase.item_id)
         if col is None:
             continue
-        entry = entries.setdefault(col, [0.0, 0.0, purchase.day])
+        entry = entries.setdefault(col, [0.0, 0.0, purchase.day, purchase.day])
         entry[0] += 1.0
         entry[1] += purchase.quantity
         entry[2] = max(entry[2], purchase.day)
+        entry[3] = min(entry[3], purchase.day)
     if include_session:
         for item in state.session:
             col = item_index.get(item.item_id)
             if col is not None and col not in entries:
-                entries[col] = [1.0, 1.0, item.day]
+                entries[col] = [1.0, 1.0, item.day, item.day]
     cols = np.asarray(sorted(entries), dtype=np.int32)
-    values = np.asarray([entries[c] for c in cols.tolist()], dtype=np.float64).reshape(-1, 3)
+    values = np.asarray([entries[c] for c in cols.tolist()], dtype=np.float64).reshape(-1, 4)
     return CustomerRow(cols, values[:, 0].astype(np.float32), values[:, 1].astype(np.float32), values[:, 2].copy(),
-                       float(now_day), n_items)
+                       float(now_day), n_items, values[:, 3].copy() if dated else None)
 
 
 def basket_history(items: np.ndarray, n_items: int, now_day: float) -> CustomerRow:
