@@ -10,11 +10,11 @@ A version trained with segment columns (``--segment-col``) writes ``TLC2`` recor
 with magic b"TLC2", then ``<I`` k and int32[k] segment value indices (one per segment column, -1 unknown),
 then the same body.
 
-Records of models that keep each item's first purchase day (audiences date a re-order interval from it) end
-with ``float64[n]`` first purchase day per item after the body: magic b"TLC3" for a TLC1 layout, b"TLC4"
-for a TLC2 one. Everything before that tail keeps its offset, so the request path reads these records as
-cheaply as before and leaves the tail unread unless asked (``first_days=True``). Every magic is read, so
-versions published before stay servable (their records have no first days: None).
+Records of models that keep each item's first purchase day (audiences date a re-order interval from it,
+repeat-purchase reasons their period) end with ``float64[n]`` first purchase day per item after the body:
+magic b"TLC3" for a TLC1 layout, b"TLC4" for a TLC2 one. Everything before that tail keeps its offset, and
+the tail is one more view, read only when asked (``first_days=True``: the request path and audiences). Every
+magic is read, so versions published before stay servable (their records have no first days: None).
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def pack_customer(record: CustomerRecord) -> bytes:
 
 def unpack_customer(blob: bytes, *, first_days: bool = False) -> CustomerRecord:
     """The record of ``blob`` (any magic). ``first_days``: also read the first purchase day per item (None when
-    the record has none); left unread by default, so the request path pays nothing for the tail."""
+    the record has none); left unread by default, for readers that need no first days."""
     magic, n, spend, first_day, last_day, orders, country = _HEADER.unpack_from(blob)
     layout = _LAYOUTS.get(magic)
     if layout is None:

@@ -151,7 +151,7 @@ def test_records_with_first_days_round_trip_and_old_records_still_read() -> None
     back = unpack_customer(blob, first_days=True)
     assert back.item_first_day is not None and back.item_first_day.tolist() == [150.25, 300.0]
     assert back.items.tolist() == [3, 9] and back.last_day.tolist() == [250.0, 300.0]
-    assert unpack_customer(blob).item_first_day is None  # the request path leaves the tail unread
+    assert unpack_customer(blob).item_first_day is None  # left unread unless asked for
     with pytest.raises(ValueError):
         unpack_customer(blob[:-1], first_days=True)
 
