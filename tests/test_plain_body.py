@@ -7,7 +7,10 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from service.api.common_schemas import are_plain_ids, is_plain_id
 from service.api.events_schemas import EventBatch
 from service.api.recommendations_schemas import BasketRequest, RankRequest
 from tests.service_helpers import KEYS, ApiClient, TrainedModel, assert_error
@@ -95,3 +98,10 @@ def test_the_key_is_checked_before_a_plain_body_is_read(make_app: Any, retail: T
     assert_error(private.post("/v1/recommendations", json={"items": [retail.popular_items()[0]]}), 401)
     assert_error(private.post("/v1/events", data=b"{", content_type="application/json"), 401)
     assert schema_loads == []
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.one_of(st.text(max_size=300), st.integers(), st.none(), st.just(" \t"), st.just("")),
+                max_size=8))
+def test_are_plain_ids_is_is_plain_id_of_every_value(values: list[Any]) -> None:
+    assert are_plain_ids(values) == all(is_plain_id(value) for value in values)

@@ -43,6 +43,17 @@ def is_plain_id(value: Any) -> bool:
     return type(value) is str and 0 < len(value) <= MAX_ID_LENGTH and not value.isspace()
 
 
+def are_plain_ids(values: list[Any]) -> bool:
+    """``all(is_plain_id(v) for v in values)`` with the loops in C: a rank page checks 20 to 500 ids, and a
+    Python call per id cost it several µs."""
+    if not values:
+        return True
+    if set(map(type, values)) != {str}:
+        return False
+    lengths = list(map(len, values))
+    return min(lengths) > 0 and max(lengths) <= MAX_ID_LENGTH and not any(map(str.isspace, values))
+
+
 def has_bad_id_chars(text: str) -> bool:
     """Whether ``text`` has a character no id may contain (one search over many ids joined)."""
     return _BAD_ID_CHARS.search(text) is not None

@@ -14,9 +14,9 @@ from service.api.common_schemas import (
     IdField,
     QueryFiltersSchema,
     RecommendedItemSchema,
+    are_plain_ids,
     category_field,
     has_bad_id_chars,
-    is_plain_id,
     n_field,
 )
 
@@ -60,7 +60,7 @@ def _ids(value: Any, limit: int) -> list[str] | None:
     """``value`` as a list of valid ids, or None; the control-character test runs once over all of them."""
     if type(value) is not list or len(value) > limit:
         return None
-    if not all(is_plain_id(item) for item in value) or has_bad_id_chars("".join(value)):
+    if not are_plain_ids(value) or has_bad_id_chars("".join(value)):
         return None
     return list(value)
 
