@@ -1,6 +1,7 @@
 """CPU cost of one request per endpoint, in process (no HTTP server, no load generator), next to /healthz.
 
-    python bench/hot_path.py --model MODEL_DIR [--requests 3000] [--profile customer] [--events-per-batch 10]
+    python bench/hot_path.py --model MODEL_DIR [--requests 3000] [--profile customer [--sort tottime]]
+        [--events-per-batch 10]
         [--steady] [--rounds 3] [--only rank,basket]
 
 Publishes MODEL_DIR to a private Redis, builds the app with ``create_app`` and drives it through a WSGI
@@ -64,6 +65,8 @@ def main() -> None:
     p.add_argument("--model", required=True)
     p.add_argument("--requests", type=int, default=3000)
     p.add_argument("--profile", choices=["healthz", "customer", "similar", "basket", "rank", "events"])
+    p.add_argument("--sort", choices=["cumulative", "tottime"], default="cumulative",
+                   help="order of --profile's table: time under each function, or in its own code")
     p.add_argument("--events-per-batch", type=int, default=10, help="events per POST /v1/events")
     p.add_argument("--steady", action="store_true", help="read every customer once before measuring")
     p.add_argument("--rounds", type=int, default=1, help="rounds over the endpoints; each keeps its lowest")
@@ -94,7 +97,7 @@ def main() -> None:
                     profiler.enable()
                     cpu_per_request(app, make, args.requests)
                     profiler.disable()
-                    pstats.Stats(profiler).sort_stats("cumulative").print_stats(45)
+                    pstats.Stats(profiler).sort_stats(args.sort).print_stats(45)
                     return
                 best: dict[str, tuple[float, float]] = {}
                 for _ in range(args.rounds):
