@@ -1,9 +1,14 @@
-"""What the purchase-log tests share: a file written from text, a small generic log, the Online Retail header
-and the report's counters."""
+"""What the purchase-log tests share: a file written from text, a small generic log, the Online Retail header,
+the report's counters, and a model directory as the code before first purchase days per item wrote it."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import shutil
 from pathlib import Path
+
+import numpy as np
 
 from training.data import DataQualityReport
 
@@ -31,3 +36,16 @@ def counts(report: DataQualityReport) -> dict[str, int]:
     d.pop("unparseable_by_column")
     d.pop("events_from_stream")
     return d
+
+
+def without_first_days(model_dir: Path, out: Path) -> Path:
+    """A copy of ``model_dir`` at ``out`` as the code before first purchase days per item wrote it: no
+    ``first_day`` in history.npz (and the manifest's checksum of that file to match)."""
+    shutil.copytree(model_dir, out)
+    with np.load(out / "history.npz") as arrays:
+        kept = {name: arrays[name] for name in arrays.files if name != "first_day"}
+    np.savez(out / "history.npz", **kept)
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["files"]["history.npz"] = hashlib.sha256((out / "history.npz").read_bytes()).hexdigest()
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    return out

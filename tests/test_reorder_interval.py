@@ -4,9 +4,6 @@ from the purchase log through the artifact and the published records to ``POST /
 
 from __future__ import annotations
 
-import hashlib
-import json
-import shutil
 import struct
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +18,7 @@ from redis_state.codec import CustomerRecord, pack_customer, unpack_customer
 from scoring.artifact import read_artifact
 from scoring.history import to_day
 from tailor.cli import main
-from tests.data_helpers import write
+from tests.data_helpers import without_first_days, write
 from tests.service_helpers import KEYS
 from training.publish import publish_model
 
@@ -59,15 +56,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def old_model_dir(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The same model as the previous code wrote it: no first purchase day per item in history.npz."""
-    old = tmp_path_factory.mktemp("reorder-old") / "model"
-    shutil.copytree(model_dir, old)
-    with np.load(old / "history.npz") as arrays:
-        kept = {name: arrays[name] for name in arrays.files if name != "first_day"}
-    np.savez(old / "history.npz", **kept)
-    manifest = json.loads((old / "manifest.json").read_text())
-    manifest["files"]["history.npz"] = hashlib.sha256((old / "history.npz").read_bytes()).hexdigest()
-    (old / "manifest.json").write_text(json.dumps(manifest))
-    return old
+    return without_first_days(model_dir, tmp_path_factory.mktemp("reorder-old") / "model")
 
 
 def api_due(make_app: Callable[..., Flask], body: dict) -> list[tuple[str, float, str]]:

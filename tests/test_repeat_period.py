@@ -5,9 +5,6 @@ Models and records from before the first day per item was kept answer exactly as
 
 from __future__ import annotations
 
-import hashlib
-import json
-import shutil
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -25,7 +22,7 @@ from scoring.models import Reason, Recommender
 from scoring.models.buy_again import repeat_reasons_row
 from service.domain.customer import CustomerState, LivePurchase, purchase_history
 from tailor.cli import main
-from tests.data_helpers import write
+from tests.data_helpers import without_first_days, write
 from tests.service_helpers import ApiClient, event
 from training.publish import publish_model
 
@@ -64,15 +61,7 @@ def model_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def old_model_dir(model_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The hybrid as the code before first purchase days per item wrote it: no ``first_day`` in history.npz."""
-    old = tmp_path_factory.mktemp("repeat-period-old") / "model"
-    shutil.copytree(model_dirs["hybrid"], old)
-    with np.load(old / "history.npz") as arrays:
-        kept = {name: arrays[name] for name in arrays.files if name != "first_day"}
-    np.savez(old / "history.npz", **kept)
-    manifest = json.loads((old / "manifest.json").read_text())
-    manifest["files"]["history.npz"] = hashlib.sha256((old / "history.npz").read_bytes()).hexdigest()
-    (old / "manifest.json").write_text(json.dumps(manifest))
-    return old
+    return without_first_days(model_dirs["hybrid"], tmp_path_factory.mktemp("repeat-period-old") / "model")
 
 
 def periods_of_every_path(model: Recommender, history: PurchaseHistory, row: int, items: np.ndarray) -> list:

@@ -188,18 +188,18 @@ class HybridRecommender(TunableRecommender):
 
     def score_row(self, row: CustomerRow) -> np.ndarray:
         """``score`` of one customer, the same arithmetic in the same order without the matrices."""
-        scores = minmax_row(self._cf().score_row(row))
-        scores *= np.float32(self.params["cf_weight"])
-        if len(row.items):
-            scores[row.items] += self._rebuy_row(row)
-        scores += self._weighted_popularity()
-        return scores
+        return self._blend_row(row, rebuy=True)
 
     def discovery_row(self, row: CustomerRow) -> np.ndarray:
         """``score_row`` without the rebuy term, which adds to history items only (the same float operations
         on every other item)."""
+        return self._blend_row(row, rebuy=False)
+
+    def _blend_row(self, row: CustomerRow, *, rebuy: bool) -> np.ndarray:
         scores = minmax_row(self._cf().score_row(row))
         scores *= np.float32(self.params["cf_weight"])
+        if rebuy and len(row.items):
+            scores[row.items] += self._rebuy_row(row)
         scores += self._weighted_popularity()
         return scores
 
@@ -214,11 +214,10 @@ class HybridRecommender(TunableRecommender):
         return rebuy
 
     def explain_row(self, row: CustomerRow, items: np.ndarray) -> list[Reason | None]:
-        reasons = repeat_reasons_then(row, items, lambda rest: self._cf().explain_row(row, rest))
-        return [POPULAR if reason is None else reason for reason in reasons]
+        return _or_popular(repeat_reasons_then(row, items, lambda rest: self._cf().explain_row(row, rest)))
 
     def explain_discovery(self, row: CustomerRow, items: np.ndarray) -> list[Reason | None]:
-        return [POPULAR if reason is None else reason for reason in self._cf().explain_row(row, items)]
+        return _or_popular(self._cf().explain_row(row, items))
 
     def score_items(self, row: CustomerRow, items: np.ndarray, row_constants: Any = None) -> ItemScores:
         """With a CF part that sums weighted rows of one matrix (EASE, dense or sparse; item-kNN), one gather of
@@ -257,6 +256,11 @@ class HybridRecommender(TunableRecommender):
         reasons = [reason if reason is not None else bought_with_reason(item) if part > 0 else POPULAR
                    for reason, item, part in zip(reasons, related.tolist(), contribution.tolist(), strict=True)]
         return ItemScores(scores, reasons, parts)
+
+
+def _or_popular(reasons: list[Reason | None]) -> list[Reason | None]:
+    """The hybrid's popularity term ranks every item: where nothing else explains one, popularity does."""
+    return [POPULAR if reason is None else reason for reason in reasons]
 
 
 @dataclass(frozen=True)
