@@ -8,10 +8,13 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tailor.errors import CliError
 from tailor.outputs import output
+
+if TYPE_CHECKING:
+    from scoring.artifact import Artifact
 
 
 def cmd_audience(args: argparse.Namespace) -> int:
@@ -26,13 +29,13 @@ def cmd_audience(args: argparse.Namespace) -> int:
     eligibility = _eligibility(args.eligibility) if args.eligibility is not None else None
     stage_rules, now_day = _audience_clock()
     artifact = read_artifact(args.model)
-    promotion = _promotion(args.promotion_id, args.redis_url) if args.promotion_id else None
+    promotion, inactive = _promotion(artifact, args.promotion_id, args.redis_url) if args.promotion_id else (None, ())
     with output(args.output) as out:
         try:
             counts = export_audience(artifact, out, items=args.items or (), categories=args.categories or (),
                                      lookalike=args.lookalike or (), due_for_reorder=args.due_for_reorder,
                                      promotion=promotion, eligibility=eligibility, stage_rules=stage_rules,
-                                     now_day=now_day, size=args.size, min_score=args.min_score)
+                                     now_day=now_day, size=args.size, min_score=args.min_score, inactive=inactive)
         except AudienceError as exc:
             raise CliError(str(exc)) from None
     if not args.quiet:
@@ -93,12 +96,16 @@ def _audience_clock() -> tuple[Any, float | None]:
     return rules, time.time() / SECONDS_PER_DAY if wall else None
 
 
-def _promotion(promotion_id: str, redis_url: str | None) -> dict[str, Any]:
-    """The promotion's stored definition, read from Redis as the API reads it (deleted ones are unknown)."""
+def _promotion(artifact: Artifact, promotion_id: str, redis_url: str | None) -> tuple[dict[str, Any], set[int]]:
+    """The promotion's stored definition, read from Redis as the API reads it (deleted ones are unknown), and
+    the items the API would never target: the catalogue's inactive ones and those deactivated in that Redis
+    (``PATCH /v1/items/{id}``)."""
     import redis
 
+    from redis_state import keys
     from redis_state.versions import connect
     from service.domain.errors import NotFound
+    from service.infrastructure.model_store import inactive_items, parse_overrides
     from service.infrastructure.promotion_book import PromotionBook
     from settings import DEFAULT_REDIS_URL, mask_url
 
@@ -106,10 +113,13 @@ def _promotion(promotion_id: str, redis_url: str | None) -> dict[str, Any]:
     client = connect(redis_url)
     try:
         promotion, _ = PromotionBook().get(client, promotion_id)
+        overrides = parse_overrides(client.hgetall(keys.ITEM_OVERRIDES))
     except NotFound:
         raise CliError(f"--promotion-id {promotion_id}: no such promotion in {url}") from None
     except (redis.RedisError, ValueError) as exc:
         raise CliError(f"--promotion-id {promotion_id}: cannot read it from {url}: {exc}") from None
     finally:
         client.close()
-    return promotion.to_document()
+    catalogue = (k for k, item in enumerate(artifact.items) if item.get("active") is False)
+    index = {str(item_id): k for k, item_id in enumerate(artifact.item_ids)}
+    return promotion.to_document(), inactive_items(catalogue, overrides, index)

@@ -148,8 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     aud.add_argument("--categories", nargs="+", metavar="CATEGORY", help="target categories: summed affinity")
     aud.add_argument("--promotion-id", metavar="ID",
                      help="a promotion defined in Redis (PUT /v1/promotions/ID; see --redis-url): its items and "
-                          "categories are the targets (none: every item, site-wide) and its eligibility applies, "
-                          "each rule replaced by the same rule of --eligibility where given")
+                          "categories are the targets (none: every item, site-wide; items deactivated in that Redis "
+                          "with PATCH /v1/items/ID left out, as the API does) and its eligibility applies, each rule "
+                          "replaced by the same rule of --eligibility where given")
     aud.add_argument("--lookalike", nargs="+", metavar="CUSTOMER", help="seed customers: the most similar others")
     aud.add_argument("--due-for-reorder", action="store_true",
                      help="customers past their typical re-order interval of an item (of --items, --categories or "

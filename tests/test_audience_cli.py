@@ -14,6 +14,7 @@ import pytest
 
 from scoring.artifact import read_artifact
 from tailor.cli import main
+from tests.service_helpers import assert_error
 
 if TYPE_CHECKING:
     from tests.marketing_support import Service
@@ -148,6 +149,35 @@ def test_promotion_equals_the_api(service: Service, sample_model: Path, tmp_path
         got = cli_audience(sample_model, tmp_path / "a.csv", "--promotion-id", "everything", "--size", "25",
                            *extra, *redis)
         assert got == expected and got, extra
+
+
+def test_promotion_leaves_out_deactivated_items_as_the_api(service: Service, sample_model: Path, tmp_path: Path,
+                                                           redis_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Items deactivated in Redis (PATCH /v1/items/{id}) are never targets, in the API and in the CLI alike."""
+    targets = service.items[:3]
+    put_promotion(service, "trio", items=targets)
+    redis = ["--redis-url", redis_url]
+    before = cli_audience(sample_model, tmp_path / "a.csv", "--promotion-id", "trio", "--size", "40", *redis)
+
+    def deactivate(item: str) -> None:
+        answer = service.client.patch(f"/v1/items/{item}", json={"active": False}, headers=service.headers("admin"))
+        assert answer.status_code == 200, answer.get_data(as_text=True)
+
+    deactivate(targets[0])
+    after = cli_audience(sample_model, tmp_path / "a.csv", "--promotion-id", "trio", "--size", "40", *redis)
+    assert after == api_audience(service, {"promotion_id": "trio", "size": 40})
+    assert after and after != before
+    due = cli_audience(sample_model, tmp_path / "a.csv", "--promotion-id", "trio", "--due-for-reorder", "--size", "40",
+                       *redis)
+    assert due == api_audience(service, {"promotion_id": "trio", "due_for_reorder": True, "size": 40})
+    for item in targets[1:]:
+        deactivate(item)
+    answer = service.client.post("/v1/audiences", json={"promotion_id": "trio", "size": 40},
+                                 headers=service.headers("marketing"))
+    assert "no active target item" in assert_error(answer, 400, "invalid_input")["message"]
+    assert main(["audience", "--model", str(sample_model), "--promotion-id", "trio", "--size", "40", *redis,
+                 "--output", str(tmp_path / "a.csv")]) == 2
+    assert "no active target item" in capsys.readouterr().err
 
 
 def test_eligibility_and_promotion_errors(sample_model: Path, tmp_path: Path, redis_url: str,

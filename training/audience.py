@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, TextIO
 
 import numpy as np
@@ -56,12 +56,13 @@ def export_audience(artifact: Artifact, out: TextIO, *, items: Sequence[str] = (
                     lookalike: Sequence[str] = (), due_for_reorder: bool = False,
                     promotion: Mapping[str, Any] | None = None, eligibility: Mapping[str, Any] | None = None,
                     stage_rules: StageRules | None = None, now_day: float | None = None, size: int | None = None,
-                    min_score: float | None = None) -> dict[str, float]:
+                    min_score: float | None = None, inactive: Collection[int] = ()) -> dict[str, float]:
     """Write ``customer_id,score,reason`` rows, best first; return counts and customers/s.
 
     ``promotion``: a stored promotion definition (``items``, ``categories``, ``eligibility``);
     ``eligibility``: rules already checked by ``scoring.audience.check_eligibility``; ``now_day``: "now" for
-    re-orders and journey stages (default: the end of the model's data, the API's default clock).
+    re-orders and journey stages (default: the end of the model's data, the API's default clock);
+    ``inactive``: item indices never targeted (the service's deactivated items), as the API leaves them out.
     """
     pop = population(artifact)
     now = artifact.history.now_day if now_day is None else now_day
@@ -89,6 +90,10 @@ def export_audience(artifact: Artifact, out: TextIO, *, items: Sequence[str] = (
             raise AudienceError(f"unknown categor(ies) in model {artifact.version}: {', '.join(missing[:10])}")
         targets = np.asarray([k for k, c in enumerate(cats) if c in wanted], dtype=np.int64)
         aggregate = "sum"
+    if targets is not None and len(inactive):
+        targets = targets[~np.isin(targets, np.fromiter(inactive, dtype=np.int64, count=len(inactive)))]
+        if not len(targets) and not due_for_reorder:
+            raise AudienceError(f"no active target item in model {artifact.version}: every target is deactivated")
     if lookalike:
         rows = {str(c): k for k, c in enumerate(pop.customer_ids)}
         seeds = [rows[c] for c in dict.fromkeys(lookalike) if c in rows]

@@ -15,7 +15,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -155,16 +155,24 @@ class ServingState:
 
 def build_state(model: LoadedModel, overrides: dict[str, dict[str, Any]], rev: int) -> ServingState:
     """Combine the catalogue's active flags with the admin overrides (the override wins)."""
-    inactive = set(model.catalogue_inactive)
+    inactive = inactive_items(model.catalogue_inactive, overrides, model.item_index)
+    return ServingState(model, np.asarray(sorted(inactive), dtype=np.int64), frozenset(inactive), overrides, rev)
+
+
+def inactive_items(catalogue_inactive: Iterable[int], overrides: Mapping[str, Mapping[str, Any]],
+                   item_index: Mapping[str, int]) -> set[int]:
+    """Item indices never to answer: the catalogue's inactive ones, then each admin override (``PATCH
+    /v1/items/{id}``) of an item the model knows, which wins. ``tailor audience`` applies the same rule."""
+    inactive = set(catalogue_inactive)
     for item_id, override in overrides.items():
-        index = model.item_index.get(item_id)
+        index = item_index.get(item_id)
         if index is None or "active" not in override:
             continue
         if override["active"]:
             inactive.discard(index)
         else:
             inactive.add(index)
-    return ServingState(model, np.asarray(sorted(inactive), dtype=np.int64), frozenset(inactive), overrides, rev)
+    return inactive
 
 
 def _popular(entry: dict[str, Any] | None, n_items: int) -> PopularList:
