@@ -104,8 +104,8 @@ def _promotion(artifact: Artifact, promotion_id: str, redis_url: str | None) -> 
 
     from redis_state import keys
     from redis_state.versions import connect
+    from service.domain.deactivations import inactive_items, parse_overrides
     from service.domain.errors import NotFound
-    from service.infrastructure.model_store import inactive_items, parse_overrides
     from service.infrastructure.promotion_book import PromotionBook
     from settings import DEFAULT_REDIS_URL, mask_url
 

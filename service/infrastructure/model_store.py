@@ -15,7 +15,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -28,6 +28,7 @@ from redis_state.codec import array_from_bytes
 from redis_state.versions import iso_time
 from scoring.history import SECONDS_PER_DAY
 from scoring.models.base import Recommender
+from service.domain.deactivations import inactive_items, parse_overrides
 from service.infrastructure.model_files import share_arrays
 from service.infrastructure.redis_client import OUTAGE_ERRORS, RedisGateway
 
@@ -159,21 +160,6 @@ def build_state(model: LoadedModel, overrides: dict[str, dict[str, Any]], rev: i
     return ServingState(model, np.asarray(sorted(inactive), dtype=np.int64), frozenset(inactive), overrides, rev)
 
 
-def inactive_items(catalogue_inactive: Iterable[int], overrides: Mapping[str, Mapping[str, Any]],
-                   item_index: Mapping[str, int]) -> set[int]:
-    """Item indices never to answer: the catalogue's inactive ones, then each admin override (``PATCH
-    /v1/items/{id}``) of an item the model knows, which wins. ``tailor audience`` applies the same rule."""
-    inactive = set(catalogue_inactive)
-    for item_id, override in overrides.items():
-        index = item_index.get(item_id)
-        if index is None or "active" not in override:
-            continue
-        if override["active"]:
-            inactive.discard(index)
-        else:
-            inactive.add(index)
-    return inactive
-
 
 def _popular(entry: dict[str, Any] | None, n_items: int) -> PopularList:
     entry = entry or {}
@@ -251,18 +237,6 @@ def assemble(version: str, manifest: dict[str, Any], model: Recommender, item_id
         popular_by_segment=by_segment,
     )
 
-
-def parse_overrides(raw: dict[bytes, bytes]) -> dict[str, dict[str, Any]]:
-    """The overrides hash, skipping entries that are not JSON objects (never fail the poll on one bad value)."""
-    out: dict[str, dict[str, Any]] = {}
-    for key, value in raw.items():
-        try:
-            parsed = json.loads(value)
-        except ValueError:
-            continue
-        if isinstance(parsed, dict):
-            out[key.decode("utf-8", "replace")] = parsed
-    return out
 
 
 class ModelStore:
