@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scoring.threads import limit_blas_threads, pin_env_threads
 from settings import unrecognised_variables
@@ -20,6 +20,12 @@ from tailor.errors import EXIT_REJECTED, EXIT_USAGE, CliError
 from tailor.outputs import open_output, output
 from tailor.parser import build_parser, hyperparameter_flags
 from tailor.versions_cli import cmd_models, cmd_publish, publish_dir
+
+if TYPE_CHECKING:
+    from training.data import PurchaseLog
+    from training.evaluate import EvaluationResult
+    from training.pipeline import PhaseTimer
+    from training.spark_als import SparkALSRecommender
 
 
 def _hyperparameters(args: argparse.Namespace) -> dict[str, Any]:
@@ -47,7 +53,7 @@ def _hyperparameters(args: argparse.Namespace) -> dict[str, Any]:
     return given
 
 
-def _load_log(args: argparse.Namespace):
+def _load_log(args: argparse.Namespace) -> PurchaseLog:
     from training.data import ColumnNames, load_purchase_log, parse_until
 
     until = parse_until(args.until) if args.until else None
@@ -64,7 +70,7 @@ def _load_log(args: argparse.Namespace):
     return log
 
 
-def _read_phase(args: argparse.Namespace, timer):
+def _read_phase(args: argparse.Namespace, timer: PhaseTimer) -> PurchaseLog:
     with timer.phase("read") as info:
         log = _load_log(args)
         info["detail"] = f"{log.report.rows_read:,} rows read, {log.report.rows_kept:,} kept"
@@ -73,7 +79,8 @@ def _read_phase(args: argparse.Namespace, timer):
     return log
 
 
-def _choose_model(args: argparse.Namespace, log, timer) -> tuple[str, dict[str, Any], dict[str, Any] | None]:
+def _choose_model(args: argparse.Namespace, log: PurchaseLog,
+                  timer: PhaseTimer) -> tuple[str, dict[str, Any], dict[str, Any] | None]:
     """(algorithm, params, tuning report): forced by --algorithm or model flags, else chosen on validation
     folds that end where the evaluation holdout starts (``training.tuning``)."""
     from scoring.models import DEFAULT_ALGORITHM
@@ -100,7 +107,7 @@ def _choose_model(args: argparse.Namespace, log, timer) -> tuple[str, dict[str, 
     return result.algorithm, result.params, result.to_dict()
 
 
-def _spark_model(args: argparse.Namespace, params: dict[str, Any]):
+def _spark_model(args: argparse.Namespace, params: dict[str, Any]) -> SparkALSRecommender | None:
     """An unfitted ALS whose fit runs on Spark (``--engine spark``), or None for the default engine."""
     if getattr(args, "engine", "local") != "spark":
         return None
@@ -119,7 +126,8 @@ def _check_spark_algorithm(args: argparse.Namespace) -> None:
         _spark_model(args, {})
 
 
-def _evaluate(args: argparse.Namespace, log, algorithm: str, params: dict[str, Any], timer):
+def _evaluate(args: argparse.Namespace, log: PurchaseLog, algorithm: str, params: dict[str, Any],
+              timer: PhaseTimer) -> EvaluationResult:
     from training.evaluate import evaluate
 
     with timer.phase("evaluate") as info, limit_blas_threads():

@@ -29,7 +29,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -38,6 +38,9 @@ import scipy.sparse as sp
 from scoring.history import PurchaseHistory
 from scoring.models.factorization import SEED, ALSRecommender
 from scoring.models.weighting import Weighting
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 DEFAULT_MASTER = "local[*]"
 REG_MAPPINGS = ("customer", "item")
@@ -55,7 +58,7 @@ def java_binary() -> str | None:
     return shutil.which("java")
 
 
-def spark_session(master: str = DEFAULT_MASTER, app: str = "tailor"):
+def spark_session(master: str = DEFAULT_MASTER, app: str = "tailor") -> SparkSession:
     """A SparkSession on ``master`` (``local[*]``, ``local[2]``, ``spark://HOST:7077``, ``yarn``, ...)."""
     if java_binary() is None:
         raise SparkError("--engine spark needs a Java runtime (17+): install openjdk-17-jre-headless or set "
