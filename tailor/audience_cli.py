@@ -29,7 +29,10 @@ def cmd_audience(args: argparse.Namespace) -> int:
     eligibility = _eligibility(args.eligibility) if args.eligibility is not None else None
     stage_rules, now_day = _audience_clock()
     artifact = read_artifact(args.model)
-    promotion, inactive = _promotion(artifact, args.promotion_id, args.redis_url) if args.promotion_id else (None, ())
+    promotion: dict[str, Any] | None = None
+    inactive: set[int] = set()
+    if args.promotion_id or args.redis_url:  # the model directory alone otherwise: no Redis is read
+        promotion, inactive = _from_redis(artifact, args.promotion_id, args.redis_url)
     with output(args.output) as out:
         try:
             counts = export_audience(artifact, out, items=args.items or (), categories=args.categories or (),
@@ -96,10 +99,11 @@ def _audience_clock() -> tuple[Any, float | None]:
     return rules, time.time() / SECONDS_PER_DAY if wall else None
 
 
-def _promotion(artifact: Artifact, promotion_id: str, redis_url: str | None) -> tuple[dict[str, Any], set[int]]:
-    """The promotion's stored definition, read from Redis as the API reads it (deleted ones are unknown), and
-    the items the API would never target: the catalogue's inactive ones and those deactivated in that Redis
-    (``PATCH /v1/items/{id}``)."""
+def _from_redis(artifact: Artifact, promotion_id: str | None,
+                redis_url: str | None) -> tuple[dict[str, Any] | None, set[int]]:
+    """The promotion's stored definition if one is named, read from Redis as the API reads it (deleted ones
+    are unknown), and the items the API would never target: the catalogue's inactive ones and those
+    deactivated in that Redis (``PATCH /v1/items/{id}``)."""
     import redis
 
     from redis_state import keys
@@ -112,14 +116,16 @@ def _promotion(artifact: Artifact, promotion_id: str, redis_url: str | None) -> 
     url = mask_url(redis_url or os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL)
     client = connect(redis_url)
     try:
-        promotion, _ = PromotionBook().get(client, promotion_id)
+        promotion = PromotionBook().get(client, promotion_id)[0].to_document() if promotion_id else None
         overrides = parse_overrides(client.hgetall(keys.ITEM_OVERRIDES))
     except NotFound:
         raise CliError(f"--promotion-id {promotion_id}: no such promotion in {url}") from None
     except (redis.RedisError, ValueError) as exc:
-        raise CliError(f"--promotion-id {promotion_id}: cannot read it from {url}: {exc}") from None
+        what = f"--promotion-id {promotion_id}" if promotion_id else "--redis-url"
+        raise CliError(f"{what}: cannot read {'it' if promotion_id else 'item deactivations'} from {url}: "
+                       f"{exc}") from None
     finally:
         client.close()
     catalogue = (k for k, item in enumerate(artifact.items) if item.get("active") is False)
     index = {str(item_id): k for k, item_id in enumerate(artifact.item_ids)}
-    return promotion.to_document(), inactive_items(catalogue, overrides, index)
+    return promotion, inactive_items(catalogue, overrides, index)

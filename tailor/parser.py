@@ -164,7 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
     aud.add_argument("--size", type=int, default=None, metavar="N", help="at most N customers (1..100000)")
     aud.add_argument("--min-score", type=float, default=None, metavar="X", help="only customers scoring >= X")
     aud.add_argument("--output", required=True, metavar="OUT.csv", help="- for stdout")
-    _add_redis_arg(aud)
+    aud.add_argument("--redis-url", default=None, metavar="URL",
+                     help="the Redis of --promotion-id (default: $REDIS_URL, else redis://127.0.0.1:6379/0); given, "
+                          "or with --promotion-id, the items deactivated there (PATCH /v1/items/ID) are never "
+                          "targets, as in the API; otherwise only the model directory is read")
 
     publish = sub.add_parser("publish", help="copy a model directory into Redis and activate it")
     publish.add_argument("--model", required=True, metavar="DIR")

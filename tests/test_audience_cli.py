@@ -151,9 +151,10 @@ def test_promotion_equals_the_api(service: Service, sample_model: Path, tmp_path
         assert got == expected and got, extra
 
 
-def test_promotion_leaves_out_deactivated_items_as_the_api(service: Service, sample_model: Path, tmp_path: Path,
+def test_deactivated_items_are_left_out_as_in_the_api(service: Service, sample_model: Path, tmp_path: Path,
                                                            redis_url: str, capsys: pytest.CaptureFixture[str]) -> None:
-    """Items deactivated in Redis (PATCH /v1/items/{id}) are never targets, in the API and in the CLI alike."""
+    """Items deactivated in Redis (PATCH /v1/items/{id}) are never targets, in the API and in the CLI alike (the CLI
+    reads them from the Redis of --promotion-id or --redis-url; with neither, the model directory alone)."""
     targets = service.items[:3]
     put_promotion(service, "trio", items=targets)
     redis = ["--redis-url", redis_url]
@@ -170,6 +171,11 @@ def test_promotion_leaves_out_deactivated_items_as_the_api(service: Service, sam
     due = cli_audience(sample_model, tmp_path / "a.csv", "--promotion-id", "trio", "--due-for-reorder", "--size", "40",
                        *redis)
     assert due == api_audience(service, {"promotion_id": "trio", "due_for_reorder": True, "size": 40})
+    # items named on the command line: Redis's deactivations apply once --redis-url names it, as in the API
+    by_items = cli_audience(sample_model, tmp_path / "a.csv", "--items", *targets, "--size", "40", *redis)
+    assert by_items == api_audience(service, {"items": targets, "size": 40}) == after
+    model_only = cli_audience(sample_model, tmp_path / "a.csv", "--items", *targets, "--size", "40")
+    assert model_only == before != after
     for item in targets[1:]:
         deactivate(item)
     answer = service.client.post("/v1/audiences", json={"promotion_id": "trio", "size": 40},
@@ -195,6 +201,7 @@ def test_eligibility_and_promotion_errors(sample_model: Path, tmp_path: Path, re
         (["--items", "x", "--eligibility", f"@{tmp_path / 'bad.json'}"], "not valid JSON"),
         (["--items", "x", "--eligibility", f"@{tmp_path / 'missing.json'}"], "cannot read"),
         (["--promotion-id", "nope", "--redis-url", redis_url], "--promotion-id nope: no such promotion"),
+        (["--items", "x", "--redis-url", "redis://127.0.0.1:1/0"], "cannot reach Redis at redis://127.0.0.1:1/0"),
         (["--promotion-id", "p", "--items", "x"], "--items and --promotion-id"),
         (["--promotion-id", "p", "--lookalike", "c", "--redis-url", redis_url], "--promotion-id and --lookalike"),
     ]
