@@ -12,8 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 from tailor.errors import CliError
 from tailor.outputs import output
+from tailor.served_state import deactivated_items, read_redis
 
 if TYPE_CHECKING:
+    import redis
+
     from scoring.artifact import Artifact
 
 
@@ -102,30 +105,19 @@ def _audience_clock() -> tuple[Any, float | None]:
 def _from_redis(artifact: Artifact, promotion_id: str | None,
                 redis_url: str | None) -> tuple[dict[str, Any] | None, set[int]]:
     """The promotion's stored definition if one is named, read from Redis as the API reads it (deleted ones
-    are unknown), and the items the API would never target: the catalogue's inactive ones and those
-    deactivated in that Redis (``PATCH /v1/items/{id}``)."""
-    import redis
-
-    from redis_state import keys
-    from redis_state.versions import connect
-    from service.domain.deactivations import inactive_items, parse_overrides
+    are unknown), and the items the API would never target (``served_state.deactivated_items``)."""
     from service.domain.errors import NotFound
     from service.infrastructure.promotion_book import PromotionBook
     from settings import DEFAULT_REDIS_URL, mask_url
 
-    url = mask_url(redis_url or os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL)
-    client = connect(redis_url)
-    try:
-        promotion = PromotionBook().get(client, promotion_id)[0].to_document() if promotion_id else None
-        overrides = parse_overrides(client.hgetall(keys.ITEM_OVERRIDES))
-    except NotFound:
-        raise CliError(f"--promotion-id {promotion_id}: no such promotion in {url}") from None
-    except (redis.RedisError, ValueError) as exc:
-        what = f"--promotion-id {promotion_id}" if promotion_id else "--redis-url"
-        raise CliError(f"{what}: cannot read {'it' if promotion_id else 'item deactivations'} from {url}: "
-                       f"{exc}") from None
-    finally:
-        client.close()
-    catalogue = (k for k, item in enumerate(artifact.items) if item.get("active") is False)
-    index = {str(item_id): k for k, item_id in enumerate(artifact.item_ids)}
-    return promotion, inactive_items(catalogue, overrides, index)
+    def read(client: redis.Redis) -> tuple[dict[str, Any] | None, set[int]]:
+        if not promotion_id:
+            return None, deactivated_items(artifact, client)
+        try:
+            promotion = PromotionBook().get(client, promotion_id)[0].to_document()
+        except NotFound:
+            url = mask_url(redis_url or os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL)
+            raise CliError(f"--promotion-id {promotion_id}: no such promotion in {url}") from None
+        return promotion, deactivated_items(artifact, client)
+
+    return read_redis(redis_url, f"--promotion-id {promotion_id}" if promotion_id else "--redis-url", read)

@@ -19,6 +19,7 @@ from tailor.audience_cli import cmd_audience
 from tailor.errors import EXIT_REJECTED, EXIT_USAGE, CliError
 from tailor.outputs import open_output, output
 from tailor.parser import build_parser, hyperparameter_flags
+from tailor.served_state import deactivated_items, read_redis
 from tailor.versions_cli import cmd_models, cmd_publish, publish_dir
 
 if TYPE_CHECKING:
@@ -202,6 +203,8 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     finally:
         if lines is not sys.stdin:
             lines.close()
+    inactive = read_redis(args.redis_url, "--redis-url", lambda client: deactivated_items(artifact, client)) \
+        if args.redis_url else set()
     if args.engine == "spark":
         from training.spark_als import export_recommendations_spark
 
@@ -209,11 +212,11 @@ def cmd_recommend(args: argparse.Namespace) -> int:
             raise CliError("--engine spark writes a file: give --output OUT.csv")
         open_output(args.output).close()  # an unwritable path fails before Spark starts
         counts = export_recommendations_spark(args.model, customer_ids, args.n, args.exclude_purchased,
-                                              args.output, master=args.spark_master)
+                                              args.output, master=args.spark_master, inactive=inactive)
     else:
         with output(args.output) as out:
             counts = export_recommendations(artifact, customer_ids, args.n, args.exclude_purchased, out,
-                                            progress=not args.quiet and args.output != "-")
+                                            progress=not args.quiet and args.output != "-", inactive=inactive)
     if not args.quiet:
         print(f"{counts['rows']:,} rows for {counts['customers']:,} customers "
               f"({counts['fallback']:,} unknown -> popular fallback) written to {args.output}", file=sys.stderr)

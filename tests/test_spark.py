@@ -8,13 +8,16 @@ instead, because CI installs both (``.ci/run``, the ``dev`` extra).
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import redis
 
+from redis_state import keys
 from scoring.artifact import read_artifact
 from tests.service_helpers import RETAIL_CSV, ApiClient, item_ids
 from training.publish import publish_model
@@ -71,7 +74,8 @@ def test_spark_model_is_served_by_the_api(spark_model: Path, make_app, redis_cli
     assert response.get_json()["model_version"] == artifact.version
 
 
-def test_spark_batch_export_keeps_the_csv_contract(spark_model: Path, tmp_path: Path) -> None:
+def test_spark_batch_export_keeps_the_csv_contract(spark_model: Path, tmp_path: Path, redis_url: str,
+                                                   redis_client: redis.Redis) -> None:
     from tailor.cli import main
 
     artifact = read_artifact(spark_model)
@@ -91,6 +95,15 @@ def test_spark_batch_export_keeps_the_csv_contract(spark_model: Path, tmp_path: 
     expected = list(csv.reader(local.open()))
     assert [r[:3] + r[4:] for r in rows] == [r[:3] + r[4:] for r in expected]
     assert all(abs(float(a[3]) - float(b[3])) <= 2e-6 for a, b in zip(rows[1:], expected[1:], strict=True))
+    # the service's deactivated items (--redis-url) are left out on the executors as in one process
+    victim = rows[1][2]
+    redis_client.hset(keys.ITEM_OVERRIDES, victim, json.dumps({"active": False}))
+    with_redis = [*base, "--redis-url", redis_url]
+    assert main([*with_redis, "--output", str(local)]) == 0
+    assert main([*with_redis, "--output", str(spark), "--engine", "spark", "--spark-master", "local[2]"]) == 0
+    rows, expected = list(csv.reader(spark.open())), list(csv.reader(local.open()))
+    assert [r[:3] + r[4:] for r in rows] == [r[:3] + r[4:] for r in expected]
+    assert victim not in {r[2] for r in rows} and [r[0] for r in rows[1::5]] == customers
 
 
 def test_no_java_is_one_line_and_exit_2(tmp_path: Path) -> None:

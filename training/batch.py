@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from typing import TextIO
 
 import numpy as np
@@ -42,16 +42,19 @@ def mask_purchased(scores: np.ndarray, history: PurchaseHistory) -> None:
 
 
 def recommend_known(
-    artifact: Artifact, rows: np.ndarray, n: int, exclude_purchased: bool
+    artifact: Artifact, rows: np.ndarray, n: int, exclude_purchased: bool, inactive: Collection[int] = ()
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Yield (row positions into ``rows``, top items, scores) chunk by chunk."""
+    """Yield (row positions into ``rows``, top items, scores) chunk by chunk; ``inactive`` items never."""
     chunk_rows = max(1, CHUNK_CELLS // max(1, len(artifact.item_ids)))
+    never = np.fromiter(inactive, dtype=np.int64, count=len(inactive))
     for start in range(0, len(rows), chunk_rows):
         chunk = rows[start:start + chunk_rows]
         history = artifact.history.rows(chunk)
         scores = artifact.model.score(history).astype(np.float32, copy=False)
         if exclude_purchased:
             mask_purchased(scores, history)
+        if len(never):
+            scores[:, never] = -np.inf
         items = top_k(scores, n)
         yield np.arange(start, start + len(chunk)), items, np.take_along_axis(scores, items, axis=1)
 
@@ -87,18 +90,19 @@ def _fallback_frame(customer_ids: np.ndarray, positions: np.ndarray, fallback: p
 
 def export_recommendations(
     artifact: Artifact, customer_ids: list[str], n: int, exclude_purchased: bool, out: TextIO,
-    progress: bool = False,
+    progress: bool = False, inactive: Collection[int] = (),
 ) -> dict[str, int]:
     """Write ``customer_id,rank,item_id,score,source`` rows in the order customers were given; return counts.
 
     Known customers are ranked in chunks; the unknown ones get the popularity fallback at their place in the
-    input, also when they sit between known customers of one chunk.
+    input, also when they sit between known customers of one chunk. ``inactive`` item indices (the service's
+    deactivated items) are in no list, as the API never answers them.
     """
     from tqdm import tqdm
 
     index = pd.Index(artifact.customer_ids)
     positions = index.get_indexer(pd.Index(customer_ids, dtype=object))
-    fallback = _fallback(artifact, n)
+    fallback = _fallback(artifact, n, inactive)
     ids = np.asarray(customer_ids, dtype=object)
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(HEADER)
@@ -107,7 +111,7 @@ def export_recommendations(
     rows_written = 0
     bar = tqdm(total=len(customer_ids), unit="customer", disable=not progress, file=sys.stderr)
     cursor = 0
-    for local, items, scores in recommend_known(artifact, positions[known], n, exclude_purchased):
+    for local, items, scores in recommend_known(artifact, positions[known], n, exclude_purchased, inactive):
         block = known[local]
         end = int(block[-1]) + 1
         rows_written += _write(out, _known_frame(ids[block], block, items, scores, artifact.item_ids),
@@ -128,11 +132,12 @@ def _write(out: TextIO, *frames: pd.DataFrame) -> int:
     return len(frame)
 
 
-def _fallback(artifact: Artifact, n: int) -> pd.DataFrame:
+def _fallback(artifact: Artifact, n: int, inactive: Collection[int] = ()) -> pd.DataFrame:
     popular = artifact.popular["global"]
-    top = popular["items"][:n]
+    keep = [k for k, item in enumerate(popular["items"]) if item not in inactive][:n]
+    top = np.asarray(popular["items"], dtype=np.int64)[keep]
     return pd.DataFrame({"rank": np.arange(1, len(top) + 1), "item_id": np.asarray(artifact.item_ids)[top],
-                         "score": np.asarray(popular["recent_buyers"][:n], dtype=np.float64)})
+                         "score": np.asarray(popular["recent_buyers"], dtype=np.float64)[keep]})
 
 
 def open_lines(path: str) -> Iterable[str]:

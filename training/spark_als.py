@@ -28,6 +28,7 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -178,16 +179,18 @@ class SparkALSRecommender(ALSRecommender):
 
 def export_recommendations_spark(model_dir: str | Path, customer_ids: list[str], n: int, exclude_purchased: bool,
                                  out_path: str, master: str = DEFAULT_MASTER,
-                                 partitions: int | None = None) -> dict[str, int]:
+                                 partitions: int | None = None, inactive: Collection[int] = ()) -> dict[str, int]:
     """``tailor recommend`` for many customers in parallel: the customer list split into partitions, each
     scored by the same ``training.batch.export_recommendations`` on a Spark executor (reading the model
     directory, which executors must see: a shared path on a cluster) into a part file, then the parts
-    concatenated in order into ``out_path`` under one header - the same CSV as the one-process export."""
+    concatenated in order into ``out_path`` under one header - the same CSV as the one-process export
+    (``inactive`` items left out as there)."""
     spark = spark_session(master, "tailor-recommend")
     sc = spark.sparkContext
     partitions = partitions or max(sc.defaultParallelism, 1)
     model_dir = str(Path(model_dir).resolve())
     parts_dir = Path(tempfile.mkdtemp(prefix="tailor-recs-", dir=Path(out_path).resolve().parent))
+    never = sorted(int(item) for item in inactive)  # shipped to the executors with the function
     chunks = [customer_ids[len(customer_ids) * p // partitions: len(customer_ids) * (p + 1) // partitions]
               for p in range(partitions)]
 
@@ -199,7 +202,8 @@ def export_recommendations_spark(model_dir: str | Path, customer_ids: list[str],
         ids = [row for chunk in rows for row in chunk]
         path = parts_dir / f"part-{index:05d}.csv"
         with limit_blas_threads(), open(path, "w", encoding="utf-8", newline="") as out:
-            counts = export_recommendations(read_artifact(model_dir), ids, n, exclude_purchased, out)
+            counts = export_recommendations(read_artifact(model_dir), ids, n, exclude_purchased, out,
+                                            inactive=set(never))
         yield (index, counts)
 
     try:
