@@ -25,7 +25,7 @@ import scipy.sparse as sp
 
 from scoring.history import PurchaseHistory
 from scoring.models import BASELINE_ALGORITHM, DEFAULT_ALGORITHM, create
-from scoring.models.base import Recommender
+from scoring.models.base import Recommender, ranked_pick
 from training.matrix import build_history, history_for
 
 CELLS_PER_CHUNK = 1 << 23  # scores materialized at once (rows x items), ~32 MB of float32
@@ -223,13 +223,14 @@ def _hits(ranked: np.ndarray, truth: sp.csr_matrix) -> np.ndarray:
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Row-wise indices of the k highest scores, best first (ties inside the top k: lower index first).
+    """Row-wise indices of the k highest scores, best first, equal scores by index (also at the cut: the
+    lowest indices of the items tied with the k-th best, as the API ranks; ``ranked_pick``).
 
     On wide catalogues a full-row partition dominates the evaluation, so the search is first narrowed to
     the k blocks with the highest maxima (they must hold the top k) plus the ragged tail.
     """
     k = min(k, scores.shape[1])
-    cols = None
+    full, cols = scores, None
     if scores.shape[1] >= 8 * k * BLOCK:
         cols = _candidates(scores, k)
         scores = np.take_along_axis(scores, cols, axis=1)
@@ -237,7 +238,14 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     part.sort(axis=1)
     order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
     best = np.take_along_axis(part, order, axis=1)
-    return best if cols is None else np.take_along_axis(cols, best, axis=1)
+    if cols is not None:
+        best = np.take_along_axis(cols, best, axis=1)
+    if k:  # rows where more items tie with the k-th best score than the list kept (rare: few scored items)
+        kth = np.take_along_axis(full, best[:, -1:], axis=1)
+        kept = np.count_nonzero(np.take_along_axis(full, best, axis=1) == kth, axis=1)
+        for r in np.flatnonzero(np.count_nonzero(full == kth, axis=1) > kept):
+            best[r] = ranked_pick(full[r], best[r])
+    return best
 
 
 def _candidates(scores: np.ndarray, k: int) -> np.ndarray:

@@ -119,13 +119,32 @@ class Recommender(ABC):
 
 
 def top_n(scores: np.ndarray, n: int, exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Indices and scores of the n best items of one score row, best first, skipping ``exclude``."""
+    """Indices and scores of the n best items of one score row, best first (equal scores by index),
+    skipping ``exclude``."""
     row = scores.astype(np.float32, copy=True)
     if exclude is not None and len(exclude):
         row[exclude] = -np.inf
     n = min(n, int(np.isfinite(row).sum()))
     if n <= 0:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
-    part = np.argpartition(-row, n - 1)[:n]
-    order = part[np.argsort(-row[part], kind="stable")]
+    order = ranked_pick(row, np.argpartition(-row, n - 1)[:n])
     return order, row[order]
+
+
+def ranked_pick(row: np.ndarray, pick: np.ndarray) -> np.ndarray:
+    """The k = len(pick) best indices of ``row``, best first, equal scores by index, given ``pick``: k indices
+    holding k best scores, as an ``argpartition`` returns them.
+
+    Exact also at the cut: an ``argpartition`` keeps an arbitrary few of the items tied with the k-th best
+    score, so which of them made the list could differ between two ways of ranking the same scores (the API
+    and the batch export); the lowest indices take those places here, as everywhere else in a ranking.
+    """
+    pick = np.sort(pick)
+    order = pick[np.argsort(-row[pick], kind="stable")]
+    if not len(order):
+        return order
+    kth = row[order[-1]]
+    if np.isnan(kth) or np.count_nonzero(row == kth) == np.count_nonzero(row[order] == kth):
+        return order
+    above = order[row[order] > kth]
+    return np.concatenate([above, np.flatnonzero(row == kth)[:len(order) - len(above)]])
