@@ -127,24 +127,34 @@ def top_n(scores: np.ndarray, n: int, exclude: np.ndarray | None = None) -> tupl
     n = min(n, int(np.isfinite(row).sum()))
     if n <= 0:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
-    order = ranked_pick(row, np.argpartition(-row, n - 1)[:n])
+    order = ranked_pick(row, partition_top(row, n), n)
     return order, row[order]
 
 
-def ranked_pick(row: np.ndarray, pick: np.ndarray) -> np.ndarray:
-    """The k = len(pick) best indices of ``row``, best first, equal scores by index, given ``pick``: k indices
-    holding k best scores, as an ``argpartition`` returns them.
+def partition_top(row: np.ndarray, k: int) -> np.ndarray:
+    """An ``argpartition`` of ``-row`` around place k: its first k entries hold k best scores, and where the
+    row is longer, entry k holds the next best, which tells ``ranked_pick`` at no cost whether ties cross the
+    cut."""
+    return np.argpartition(-row, min(k, len(row) - 1))[:k + 1]
+
+
+def ranked_pick(row: np.ndarray, pick: np.ndarray, k: int | None = None) -> np.ndarray:
+    """The k best indices of ``row``, best first, equal scores by index, given ``pick``: k indices holding k
+    best scores, as an ``argpartition`` returns them (or ``partition_top``'s k + 1, the last the next best).
 
     Exact also at the cut: an ``argpartition`` keeps an arbitrary few of the items tied with the k-th best
     score, so which of them made the list could differ between two ways of ranking the same scores (the API
     and the batch export); the lowest indices take those places here, as everywhere else in a ranking.
     """
-    pick = np.sort(pick)
+    k = len(pick) if k is None else k
+    runner_up = row[pick[k]] if len(pick) > k else None
+    pick = np.sort(pick[:k])
     order = pick[np.argsort(-row[pick], kind="stable")]
     if not len(order):
         return order
     kth = row[order[-1]]
-    if np.isnan(kth) or np.count_nonzero(row == kth) == np.count_nonzero(row[order] == kth):
+    if np.isnan(kth) or (runner_up != kth if runner_up is not None
+                         else np.count_nonzero(row == kth) == np.count_nonzero(row[order] == kth)):
         return order
     above = order[row[order] > kth]
     return np.concatenate([above, np.flatnonzero(row == kth)[:len(order) - len(above)]])

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from scoring.models.base import Reason, ranked_pick
+from scoring.models.base import Reason, partition_top, ranked_pick
 
 EMPTY = np.empty(0, dtype=np.int64)
 #: Items in an answer when the request does not say (the API's ``n`` default; answers warmed ahead of
@@ -91,9 +91,9 @@ def top_indices(row: np.ndarray, k: int) -> np.ndarray:
         candidates = np.flatnonzero(row >= bound)
         if len(candidates) >= k and not np.isnan(bound):
             return candidates[np.argsort(-row[candidates], kind="stable")[:k]]
-    negated = -row  # argpartition selects the k smallest quickly; from the top end, ties make it crawl
-    # numpy orders NaN after every number, so a NaN is picked only when fewer than k others remain.
-    return ranked_pick(row, np.argpartition(negated, k - 1)[:k])
+    # argpartition of the negated row (partition_top) selects the k smallest quickly; from the top end, ties
+    # make it crawl. numpy orders NaN after every number, so a NaN is picked only when fewer than k others remain.
+    return ranked_pick(row, partition_top(row, k), k)
 
 
 def rank_list(items: np.ndarray, scores: np.ndarray, n: int, filters: Filters, category_codes: np.ndarray
