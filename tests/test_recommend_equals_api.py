@@ -1,5 +1,6 @@
-"""`tailor recommend` answers what the API answers: every customer of the sample, the same items in the same
-order and the same scores as GET /v1/customers/{id}/recommendations, with and without exclude_purchased."""
+"""`tailor recommend` answers what the API answers: every customer of the sample and an unknown one, the same
+items in the same order and the same scores as GET /v1/customers/{id}/recommendations, with and without
+exclude_purchased."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ pytest_plugins = ["tests.marketing_support"]
 @pytest.mark.parametrize("exclude", [False, True])
 def test_every_customer_as_the_api(service: Service, sample_model: Path, tmp_path: Path, exclude: bool) -> None:
     artifact = read_artifact(sample_model)
-    customers = [str(c) for c in artifact.customer_ids]
+    customers = [str(c) for c in artifact.customer_ids] + ["nobody-we-know"]  # the last: the popular fallback
     (tmp_path / "ids.txt").write_text("\n".join(customers) + "\n")
     out = tmp_path / "recs.csv"
     assert main(["-q", "recommend", "--model", str(sample_model), "--customers", str(tmp_path / "ids.txt"),
