@@ -203,8 +203,9 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     finally:
         if lines is not sys.stdin:
             lines.close()
-    inactive = read_redis(args.redis_url, "--redis-url", lambda client: deactivated_items(artifact, client)) \
-        if args.redis_url else set()
+    inactive: set[int] = set()
+    if args.redis_url:  # the service's deactivated items; without the flag no Redis is read
+        inactive = read_redis(args.redis_url, "--redis-url", lambda client: deactivated_items(artifact, client))
     if args.engine == "spark":
         from training.spark_als import export_recommendations_spark
 
