@@ -29,7 +29,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.api_bench import WRK, parse_wrk, start  # noqa: E402
+from bench.api_bench import WRK, start, wrk  # noqa: E402
 from bench.train_bench import machine  # noqa: E402
 from service.app.runner import stop_server  # noqa: E402
 from service.infrastructure.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
@@ -85,7 +85,7 @@ def main() -> None:
         (tmp / "items.txt").write_text("\n".join(np.load(model / "item_ids.npy")) + "\n")
         subprocess.run([*tailor, "publish", "--model", str(model), "--redis-url", redis_server.url, "--warm"],
                        check=True, cwd=ROOT, env={**os.environ, "TAILOR_LOG_LEVEL": "warning"})
-        load = {**os.environ, "TAILOR_BENCH_IDS": str(tmp / "ids.txt"), "TAILOR_BENCH_ITEMS": str(tmp / "items.txt"),
+        load = {"TAILOR_BENCH_IDS": str(tmp / "ids.txt"), "TAILOR_BENCH_ITEMS": str(tmp / "items.txt"),
                 "TAILOR_BENCH_BATCH": str(args.batch)}
         if args.script in ("basket.lua", "customers.lua"):
             load["TAILOR_BENCH_IDS"] = str(tmp / ("items.txt" if args.script == "basket.lua" else "ids.txt"))
@@ -99,13 +99,17 @@ def main() -> None:
                 server = start([*tailor, "serve", "--bind", base.removeprefix("http://")], server_env, base,
                                ready_path="/readyz")
                 servers.append((name, base, server))
+            def run(base: str, rate: int, duration: int) -> dict[str, float]:
+                delay_ms = 1000.0 * args.connections / rate if rate > 0 else 0.0
+                return wrk(base + "/", WRK / args.script, duration, args.connections, load, delay_ms=delay_ms)
+
             for _, base, _ in servers:  # warm-up of the endpoint
-                wrk(base, args, load, 0, 3)
+                run(base, 0, 3)
             for round_number in range(1, args.rounds + 1):
                 for rate in rates:
                     for name, base, _ in servers:
                         before = in_app_buckets(base, ENDPOINTS[args.script])
-                        result = wrk(base, args, load, rate, args.duration)
+                        result = run(base, rate, args.duration)
                         after = in_app_buckets(base, ENDPOINTS[args.script])
                         total = after.get("+Inf", 0.0) - before.get("+Inf", 0.0)
                         fast = after.get(IN_APP_LIMIT, 0.0) - before.get(IN_APP_LIMIT, 0.0)
@@ -116,15 +120,6 @@ def main() -> None:
         finally:
             for _, _, server in servers:
                 stop_server(server)
-
-
-def wrk(base: str, args: argparse.Namespace, load: dict[str, str], rate: int, duration: int) -> dict[str, float]:
-    env = dict(load)
-    if rate > 0:
-        env["TAILOR_BENCH_DELAY_MS"] = f"{1000.0 * args.connections / rate:.3f}"
-    command = ["wrk", "-t1", f"-c{args.connections}", f"-d{duration}s", "--latency", "-s", str(WRK / args.script),
-               base + "/"]
-    return parse_wrk(subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout)
 
 
 if __name__ == "__main__":

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tailor.errors import CliError
 from tailor.outputs import output
-from tailor.served_state import deactivated_items, read_redis
+from tailor.served_state import deactivated_items, read_redis, redis_label
 
 if TYPE_CHECKING:
     import redis
@@ -108,16 +107,15 @@ def _from_redis(artifact: Artifact, promotion_id: str | None,
     are unknown), and the items the API would never target (``served_state.deactivated_items``)."""
     from service.domain.errors import NotFound
     from service.infrastructure.promotion_book import PromotionBook
-    from settings import DEFAULT_REDIS_URL, mask_url
 
     def read(client: redis.Redis) -> tuple[dict[str, Any] | None, set[int]]:
-        if not promotion_id:
-            return None, deactivated_items(artifact, client)
-        try:
-            promotion = PromotionBook().get(client, promotion_id)[0].to_document()
-        except NotFound:
-            url = mask_url(redis_url or os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL)
-            raise CliError(f"--promotion-id {promotion_id}: no such promotion in {url}") from None
+        promotion = None
+        if promotion_id:
+            try:
+                promotion = PromotionBook().get(client, promotion_id)[0].to_document()
+            except NotFound:
+                raise CliError(f"--promotion-id {promotion_id}: no such promotion in "
+                               f"{redis_label(redis_url)}") from None
         return promotion, deactivated_items(artifact, client)
 
     return read_redis(redis_url, f"--promotion-id {promotion_id}" if promotion_id else "--redis-url", read)

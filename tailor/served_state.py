@@ -23,16 +23,21 @@ def read_redis(redis_url: str | None, flag: str, read: Callable[[redis.Redis], T
     import redis
 
     from redis_state.versions import connect
-    from settings import DEFAULT_REDIS_URL, mask_url
 
-    url = mask_url(redis_url or os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL)
     client = connect(redis_url)
     try:
         return read(client)
     except (redis.RedisError, ValueError) as exc:
-        raise CliError(f"{flag}: cannot read from {url}: {exc}") from None
+        raise CliError(f"{flag}: cannot read from {redis_label(redis_url)}: {exc}") from None
     finally:
         client.close()
+
+
+def redis_label(redis_url: str | None) -> str:
+    """The URL that ``redis_url`` resolves to, password masked, for messages."""
+    from settings import DEFAULT_REDIS_URL, mask_url
+
+    return mask_url(redis_url or os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL)
 
 
 def deactivated_items(artifact: Artifact, client: redis.Redis) -> set[int]:

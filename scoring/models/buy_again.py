@@ -25,18 +25,6 @@ def rebuy_scores(history: PurchaseHistory, weighting: Weighting) -> np.ndarray:
     return dense.astype(np.float32, copy=False)
 
 
-def reorder_period(history: PurchaseHistory, row: int, item: int) -> float | None:
-    """The customer's typical days between two orders of ``item``, or None below two orders (``period_of``)."""
-    start, end = history.orders.indptr[row], history.orders.indptr[row + 1]
-    hit = np.flatnonzero(history.orders.indices[start:end] == item)
-    if not len(hit):
-        return None
-    at = int(hit[0])
-    days = history.last_day.data[start:end]
-    began = days.min() if history.first_day is None else history.first_day.data[start + at]
-    return period_of(float(history.orders.data[start + at]), float(days[at] - began))
-
-
 def period_of(orders: float, span: float) -> float | None:
     """Days per re-order: ``span`` (first to latest purchase of the item) over the ``orders - 1`` gaps in it.
 
@@ -50,10 +38,8 @@ def period_of(orders: float, span: float) -> float | None:
 
 
 def repeat_reason(history: PurchaseHistory, row: int, item: int) -> Reason | None:
-    """A repeat-purchase reason when the customer has bought ``item`` before."""
-    if item not in history.items_of(row):
-        return None
-    return Reason("repeat-purchase", related_item=item, period_days=reorder_period(history, row, item))
+    """A repeat-purchase reason when the customer has bought ``item`` before (``repeat_reasons_row``)."""
+    return repeat_reasons_row(CustomerRow.of(history, row), np.asarray([item]))[0]
 
 
 def repeat_reasons_row(row: CustomerRow, items: np.ndarray) -> list[Reason | None]:

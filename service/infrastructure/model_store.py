@@ -160,7 +160,6 @@ def build_state(model: LoadedModel, overrides: dict[str, dict[str, Any]], rev: i
     return ServingState(model, np.asarray(sorted(inactive), dtype=np.int64), frozenset(inactive), overrides, rev)
 
 
-
 def _popular(entry: dict[str, Any] | None, n_items: int) -> PopularList:
     entry = entry or {}
     items = np.asarray(entry.get("items", []), dtype=np.int64)
@@ -236,7 +235,6 @@ def assemble(version: str, manifest: dict[str, Any], model: Recommender, item_id
         segments={str(name): [str(v) for v in values] for name, values in (segments or {}).items()},
         popular_by_segment=by_segment,
     )
-
 
 
 class ModelStore:
