@@ -54,11 +54,10 @@ sys.path.insert(0, str(ROOT))
 
 from bench.bandit_report import TARGET_DECISIONS, markdown  # noqa: E402
 from bench.train_bench import machine  # noqa: E402
-from scoring.artifact import read_artifact  # noqa: E402
+from scoring.artifact import iso_to_day, read_artifact  # noqa: E402
 from scoring.embeddings import customer_embedding  # noqa: E402
 from service.domain.profile import StageRules, journey_stage  # noqa: E402
 from service.infrastructure.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
-from service.infrastructure.model_store import iso_to_day  # noqa: E402
 
 TAILOR = [sys.executable, "-m", "tailor.cli"]
 TONES = ("value", "quality", "emotional", "urgency")

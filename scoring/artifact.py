@@ -38,7 +38,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from scoring import models
-from scoring.history import PurchaseHistory
+from scoring.history import SECONDS_PER_DAY, PurchaseHistory
 from scoring.models.base import Recommender
 
 FORMAT_VERSION = 1
@@ -289,3 +289,23 @@ def item_label(meta: dict[str, Any], item_id: str | None = None) -> str:
     item_id = str(meta.get("item_id", item_id))
     title = str(meta.get("title") or "").strip()
     return f"{title} ({item_id})" if title else item_id
+
+
+def iso_to_day(text: str | None) -> float | None:
+    """ISO 8601 timestamp -> float days since the epoch (naive timestamps are UTC, like the training data)."""
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp() / SECONDS_PER_DAY
+
+
+def data_end_day(manifest: dict[str, Any]) -> float:
+    """The day a version's data ends (its last purchase, else its creation): the service's "data" clock, and
+    where its live purchases start to count (``service.domain.customer``)."""
+    data = manifest.get("data") or {}
+    return iso_to_day(data.get("last_timestamp")) or iso_to_day(manifest.get("created_at")) or 0.0

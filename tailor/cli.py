@@ -19,10 +19,11 @@ from tailor.audience_cli import cmd_audience
 from tailor.errors import EXIT_REJECTED, EXIT_USAGE, CliError
 from tailor.outputs import open_output, output
 from tailor.parser import build_parser, hyperparameter_flags
-from tailor.served_state import deactivated_items, read_redis
+from tailor.served_state import deactivated_items, live_rows, read_redis
 from tailor.versions_cli import cmd_models, cmd_publish, publish_dir
 
 if TYPE_CHECKING:
+    from training.batch import LiveRow
     from training.data import PurchaseLog
     from training.evaluate import EvaluationResult
     from training.pipeline import PhaseTimer
@@ -204,8 +205,11 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         if lines is not sys.stdin:
             lines.close()
     inactive: set[int] = set()
-    if args.redis_url:  # the service's deactivated items; without the flag no Redis is read
-        inactive = read_redis(args.redis_url, "--redis-url", lambda client: deactivated_items(artifact, client))
+    live: dict[str, LiveRow] = {}
+    if args.redis_url:  # the service's deactivated items and events; without the flag no Redis is read
+        inactive, live = read_redis(args.redis_url, "--redis-url", lambda client: (
+            deactivated_items(artifact, client),
+            live_rows(artifact, client, customer_ids, args.exclude_purchased, _session_max_items())))
     if args.engine == "spark":
         from training.spark_als import export_recommendations_spark
 
@@ -213,15 +217,28 @@ def cmd_recommend(args: argparse.Namespace) -> int:
             raise CliError("--engine spark writes a file: give --output OUT.csv")
         open_output(args.output).close()  # an unwritable path fails before Spark starts
         counts = export_recommendations_spark(args.model, customer_ids, args.n, args.exclude_purchased,
-                                              args.output, master=args.spark_master, inactive=inactive)
+                                              args.output, master=args.spark_master, inactive=inactive, live=live)
     else:
         with output(args.output) as out:
             counts = export_recommendations(artifact, customer_ids, args.n, args.exclude_purchased, out,
-                                            progress=not args.quiet and args.output != "-", inactive=inactive)
+                                            progress=not args.quiet and args.output != "-", inactive=inactive,
+                                            live=live)
     if not args.quiet:
+        events = f", {counts['live']:,} scored with their events since training" if args.redis_url else ""
         print(f"{counts['rows']:,} rows for {counts['customers']:,} customers "
-              f"({counts['fallback']:,} unknown -> popular fallback) written to {args.output}", file=sys.stderr)
+              f"({counts['fallback']:,} unknown -> popular fallback{events}) written to {args.output}",
+              file=sys.stderr)
     return 0
+
+
+def _session_max_items() -> int:
+    """The service's ``TAILOR_SESSION_MAX_ITEMS``: how much of a session it scores."""
+    from settings import ConfigError, setting_value
+
+    try:
+        return int(setting_value("TAILOR_SESSION_MAX_ITEMS"))
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:

@@ -134,8 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--exclude-purchased", action="store_true", help="never recommend what was bought")
     rec.add_argument("--output", required=True, metavar="OUT.csv", help="- for stdout")
     rec.add_argument("--redis-url", default=None, metavar="URL",
-                     help="the service's Redis: the items deactivated there (PATCH /v1/items/ID) are in no list, as "
-                          "in the API's answers (default: none read, the model directory alone)")
+                     help="the service's Redis, so that each list is the API's answer now: the items deactivated "
+                          "there (PATCH /v1/items/ID) are in no list, and customers with events since training "
+                          "(purchases, views, carts, clicks) are scored with them, as GET "
+                          "/v1/customers/ID/recommendations does (source `session` for one the model does not "
+                          "know) (default: none read, the model directory alone)")
     _add_engine_args(rec, "score the customers in parallel partitions, merged into OUT.csv")
 
     aud = sub.add_parser("audience", help="the customers to target (POST /v1/audiences in batch) as CSV "

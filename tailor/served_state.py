@@ -1,10 +1,11 @@
 """What the running service knows beyond a model directory, read from its Redis by the batch commands
-(``tailor audience``, ``tailor recommend``) so that their answers leave out what the API leaves out."""
+(``tailor audience``, ``tailor recommend``) so that their answers are the API's: without the items it has
+deactivated, and (``tailor recommend``) with the purchases and views it received since training."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, TypeVar
 
 from tailor.errors import CliError
@@ -13,8 +14,11 @@ if TYPE_CHECKING:
     import redis
 
     from scoring.artifact import Artifact
+    from training.batch import LiveRow
 
 T = TypeVar("T")
+#: Customers whose live and session hashes one pipeline reads.
+LIVE_READ_BATCH = 1_000
 
 
 def read_redis(redis_url: str | None, flag: str, read: Callable[[redis.Redis], T]) -> T:
@@ -50,3 +54,45 @@ def deactivated_items(artifact: Artifact, client: redis.Redis) -> set[int]:
     catalogue = (k for k, item in enumerate(artifact.items) if item.get("active") is False)
     index = {str(item_id): k for k, item_id in enumerate(artifact.item_ids)}
     return inactive_items(catalogue, overrides, index)
+
+
+def live_rows(artifact: Artifact, client: redis.Redis, customer_ids: Iterable[str], exclude_purchased: bool,
+              session_max_items: int) -> dict[str, LiveRow]:
+    """The customers of ``customer_ids`` the service heard from (purchase, view, cart or click events kept in
+    their live and session hashes), each as the API would score them now: published history plus newer
+    purchases, or for a customer the model does not know their purchases and session (``answer_basis``),
+    with "now" at their latest event (the service's default ``data`` clock). Customers without events are
+    left to the model directory's own rows."""
+    from redis_state import keys
+    from scoring.artifact import data_end_day
+    from service.domain.customer import CustomerState, answer_basis, parse_live, parse_session
+    from training.batch import LiveRow
+    from training.publish import customer_record
+
+    end_day = data_end_day(artifact.manifest)
+    rows = {str(customer_id): row for row, customer_id in enumerate(artifact.customer_ids)}
+    item_index = {str(item_id): k for k, item_id in enumerate(artifact.item_ids)}
+    n_items = len(artifact.item_ids)
+    unique = list(dict.fromkeys(customer_ids))
+    found: dict[str, LiveRow] = {}
+    for start in range(0, len(unique), LIVE_READ_BATCH):
+        chunk = unique[start:start + LIVE_READ_BATCH]
+        pipe = client.pipeline(transaction=False)
+        for customer_id in chunk:
+            pipe.hgetall(keys.customer_live(customer_id))
+            pipe.hgetall(keys.customer_session(customer_id))
+        replies = pipe.execute()
+        for k, customer_id in enumerate(chunk):
+            live, session = replies[2 * k], replies[2 * k + 1]
+            if not live and not session:
+                continue
+            row = rows.get(customer_id)
+            state = CustomerState(customer_id, None if row is None else customer_record(artifact, row),
+                                  parse_live(live), parse_session(session, session_max_items))
+            if not state.has_events:  # only unreadable values
+                continue
+            basis = answer_basis(state, item_index, n_items, end_day, max(end_day, state.latest_day() or 0.0),
+                                 exclude_purchased)
+            found[customer_id] = LiveRow(basis.history, basis.blocked,
+                                         "session" if basis.session else "personalized")
+    return found

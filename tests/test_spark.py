@@ -18,7 +18,8 @@ import pytest
 import redis
 
 from redis_state import keys
-from scoring.artifact import read_artifact
+from scoring.artifact import data_end_day, read_artifact
+from service.domain.customer import live_value, session_value
 from tests.service_helpers import RETAIL_CSV, ApiClient, item_ids
 from training.publish import publish_model
 from training.spark_als import java_binary
@@ -95,15 +96,21 @@ def test_spark_batch_export_keeps_the_csv_contract(spark_model: Path, tmp_path: 
     expected = list(csv.reader(local.open()))
     assert [r[:3] + r[4:] for r in rows] == [r[:3] + r[4:] for r in expected]
     assert all(abs(float(a[3]) - float(b[3])) <= 2e-6 for a, b in zip(rows[1:], expected[1:], strict=True))
-    # the service's deactivated items (--redis-url) are left out on the executors as in one process
-    victim = rows[1][2]
+    # the service's deactivated items and its customers' events since training (--redis-url) are taken into
+    # account on the executors as in one process
+    victim, bought = rows[1][2], rows[7][2]
     redis_client.hset(keys.ITEM_OVERRIDES, victim, json.dumps({"active": False}))
+    day = data_end_day(artifact.manifest) + 1
+    redis_client.hset(keys.customer_live(customers[1]), "e1", live_value(bought, day, 1.0, None))
+    redis_client.hset(keys.customer_session("nobody"), bought, session_value(day, "view"))
     with_redis = [*base, "--redis-url", redis_url]
     assert main([*with_redis, "--output", str(local)]) == 0
     assert main([*with_redis, "--output", str(spark), "--engine", "spark", "--spark-master", "local[2]"]) == 0
     rows, expected = list(csv.reader(spark.open())), list(csv.reader(local.open()))
     assert [r[:3] + r[4:] for r in rows] == [r[:3] + r[4:] for r in expected]
     assert victim not in {r[2] for r in rows} and [r[0] for r in rows[1::5]] == customers
+    assert bought not in {r[2] for r in rows if r[0] in {customers[1], "nobody"}}
+    assert {r[4] for r in rows if r[0] == "nobody"} == {"session"}
 
 
 def test_no_java_is_one_line_and_exit_2(tmp_path: Path) -> None:

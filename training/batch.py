@@ -9,14 +9,15 @@ from __future__ import annotations
 import csv
 import io
 import sys
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import TextIO
 
 import numpy as np
 import pandas as pd
 
 from scoring.artifact import Artifact
-from scoring.history import PurchaseHistory
+from scoring.history import CustomerRow, PurchaseHistory
 from training.evaluate import top_k
 
 CHUNK_CELLS = 1 << 23  # scores materialised at once (rows x items): ~32 MB of float32, whatever the catalogue
@@ -24,6 +25,16 @@ HEADER = ("customer_id", "rank", "item_id", "score", "source")
 #: ``source`` of a row: the customer's own ranking, or the popular list for a customer the model does not know.
 SOURCE_PERSONALIZED = "personalized"
 SOURCE_FALLBACK = "popular-fallback"
+
+
+@dataclass(frozen=True)
+class LiveRow:
+    """A customer scored from a row built beyond the model directory: what the service received since training
+    (``tailor recommend --redis-url``), as the API would score it."""
+
+    history: CustomerRow
+    blocked: np.ndarray  # item indices left out of this customer's list
+    source: str  # "personalized", or "session" for a customer the model does not know
 
 
 def read_customer_ids(lines: Iterable[str]) -> list[str]:
@@ -60,7 +71,7 @@ def recommend_known(
 
 
 def _known_frame(customers: np.ndarray, positions: np.ndarray, items: np.ndarray, scores: np.ndarray,
-                 item_ids: np.ndarray) -> pd.DataFrame:
+                 item_ids: np.ndarray, sources: str | np.ndarray = SOURCE_PERSONALIZED) -> pd.DataFrame:
     """Rows of ranked known customers; ``positions`` (their place in the input) orders the output."""
     n = items.shape[1]
     valid = np.isfinite(scores)
@@ -71,8 +82,29 @@ def _known_frame(customers: np.ndarray, positions: np.ndarray, items: np.ndarray
         "rank": ranks[valid],
         "item_id": item_ids[items[valid]],
         "score": np.round(scores[valid].astype(np.float64), 6),
-        "source": SOURCE_PERSONALIZED,
+        "source": np.repeat(sources, n)[valid.ravel()] if isinstance(sources, np.ndarray) else sources,
     })
+
+
+def _live_frame(artifact: Artifact, customer_ids: np.ndarray, positions: np.ndarray, live: Mapping[str, LiveRow],
+                n: int, never: np.ndarray) -> pd.DataFrame:
+    """Rows of the customers at ``positions``, each scored from their ``LiveRow`` one at a time (they are few:
+    the customers the service heard from since training)."""
+    if not len(positions):
+        return _known_frame(customer_ids[positions], positions, np.empty((0, n), dtype=np.int64),
+                            np.empty((0, n), dtype=np.float32), artifact.item_ids)
+    width = min(n, len(artifact.item_ids))
+    items = np.empty((len(positions), width), dtype=np.int64)
+    scores = np.empty((len(positions), width), dtype=np.float32)
+    for k, position in enumerate(positions.tolist()):
+        row = live[customer_ids[position]]
+        scored = np.array(artifact.model.score_row(row.history), dtype=np.float32).reshape(1, -1)
+        scored[0, row.blocked] = -np.inf
+        scored[0, never] = -np.inf
+        items[k] = top_k(scored, width)[0]
+        scores[k] = scored[0, items[k]]
+    sources = np.asarray([live[customer_ids[p]].source for p in positions.tolist()], dtype=object)
+    return _known_frame(customer_ids[positions], positions, items, scores, artifact.item_ids, sources)
 
 
 def _fallback_frame(customer_ids: np.ndarray, positions: np.ndarray, fallback: pd.DataFrame) -> pd.DataFrame:
@@ -90,24 +122,29 @@ def _fallback_frame(customer_ids: np.ndarray, positions: np.ndarray, fallback: p
 
 def export_recommendations(
     artifact: Artifact, customer_ids: list[str], n: int, exclude_purchased: bool, out: TextIO,
-    progress: bool = False, inactive: Collection[int] = (),
+    progress: bool = False, inactive: Collection[int] = (), live: Mapping[str, LiveRow] | None = None,
 ) -> dict[str, int]:
     """Write ``customer_id,rank,item_id,score,source`` rows in the order customers were given; return counts.
 
     Known customers are ranked in chunks; the unknown ones get the popularity fallback at their place in the
     input, also when they sit between known customers of one chunk. ``inactive`` item indices (the service's
-    deactivated items) are in no list, as the API never answers them.
+    deactivated items) are in no list, as the API never answers them. Customers in ``live`` are scored from
+    their ``LiveRow`` instead (the exclusion of purchases is in its ``blocked``).
     """
     from tqdm import tqdm
 
+    live = live or {}
     index = pd.Index(artifact.customer_ids)
     positions = index.get_indexer(pd.Index(customer_ids, dtype=object))
     fallback = _fallback(artifact, n, inactive)
     ids = np.asarray(customer_ids, dtype=object)
+    from_live = np.fromiter((i in live for i in customer_ids), dtype=bool, count=len(customer_ids))
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(HEADER)
-    known = np.flatnonzero(positions >= 0)
-    unknown = np.flatnonzero(positions < 0)
+    known = np.flatnonzero((positions >= 0) & ~from_live)
+    unknown = np.flatnonzero((positions < 0) & ~from_live)
+    scored_live = np.flatnonzero(from_live)
+    never = np.fromiter(inactive, dtype=np.int64, count=len(inactive))
     rows_written = 0
     bar = tqdm(total=len(customer_ids), unit="customer", disable=not progress, file=sys.stderr)
     cursor = 0
@@ -115,14 +152,17 @@ def export_recommendations(
         block = known[local]
         end = int(block[-1]) + 1
         rows_written += _write(out, _known_frame(ids[block], block, items, scores, artifact.item_ids),
-                               _fallback_frame(ids, unknown[(unknown >= cursor) & (unknown < end)], fallback))
+                               _fallback_frame(ids, unknown[(unknown >= cursor) & (unknown < end)], fallback),
+                               _live_frame(artifact, ids, scored_live[(scored_live >= cursor) & (scored_live < end)],
+                                           live, n, never))
         bar.update(end - cursor)
         cursor = end
-    rows_written += _write(out, _fallback_frame(ids, unknown[unknown >= cursor], fallback))
+    rows_written += _write(out, _fallback_frame(ids, unknown[unknown >= cursor], fallback),
+                           _live_frame(artifact, ids, scored_live[scored_live >= cursor], live, n, never))
     bar.update(len(customer_ids) - cursor)
     bar.close()
-    return {"customers": len(customer_ids), "known": len(known), "fallback": len(unknown),
-            "rows": rows_written}
+    return {"customers": len(customer_ids), "known": int(np.count_nonzero(positions >= 0)),
+            "fallback": len(unknown), "live": len(scored_live), "rows": rows_written}
 
 
 def _write(out: TextIO, *frames: pd.DataFrame) -> int:

@@ -29,19 +29,24 @@ PIPELINE_BATCH = 2_000
 def customer_records(artifact: Artifact) -> Iterator[tuple[str, bytes]]:
     """(customer id, packed record) for every customer of the artifact. The first purchase day per item is
     carried when the artifact has it; one written before it was kept publishes records without it, as then."""
-    h = artifact.history
-    indptr, indices = h.orders.indptr, h.orders.indices
-    first = h.first_day.data if h.first_day is not None else None
-    c = artifact.customers
-    segment = segment_matrix(c).tolist()
+    segment = segment_matrix(artifact.customers).tolist()
     for row, customer_id in enumerate(artifact.customer_ids):
-        lo, hi = indptr[row], indptr[row + 1]
-        yield str(customer_id), pack_customer(CustomerRecord(
-            items=indices[lo:hi], orders=h.orders.data[lo:hi], quantity=h.quantity.data[lo:hi],
-            last_day=h.last_day.data[lo:hi], spend=float(c.spend[row]), first_day=float(c.first_day[row]),
-            last_purchase_day=float(c.last_day[row]), order_count=int(c.orders[row]), country=int(c.country[row]),
-            segments=tuple(segment[row]), item_first_day=first[lo:hi] if first is not None else None,
-        ))
+        yield str(customer_id), pack_customer(customer_record(artifact, row, tuple(segment[row])))
+
+
+def customer_record(artifact: Artifact, row: int, segments: tuple[int, ...] | None = None) -> CustomerRecord:
+    """The record the service reads for the customer at ``row`` (``segments``: that row of
+    ``segment_matrix``, which callers packing every customer compute once)."""
+    h = artifact.history
+    lo, hi = h.orders.indptr[row], h.orders.indptr[row + 1]
+    c = artifact.customers
+    if segments is None:
+        segments = tuple(segment_matrix(c)[row].tolist())
+    return CustomerRecord(
+        items=h.orders.indices[lo:hi], orders=h.orders.data[lo:hi], quantity=h.quantity.data[lo:hi],
+        last_day=h.last_day.data[lo:hi], spend=float(c.spend[row]), first_day=float(c.first_day[row]),
+        last_purchase_day=float(c.last_day[row]), order_count=int(c.orders[row]), country=int(c.country[row]),
+        segments=segments, item_first_day=h.first_day.data[lo:hi] if h.first_day is not None else None)
 
 
 def model_blobs(artifact: Artifact) -> dict[str, bytes]:

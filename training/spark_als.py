@@ -28,7 +28,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +42,8 @@ from scoring.models.weighting import Weighting
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
+
+    from training.batch import LiveRow
 
 DEFAULT_MASTER = "local[*]"
 REG_MAPPINGS = ("customer", "item")
@@ -179,35 +181,43 @@ class SparkALSRecommender(ALSRecommender):
 
 def export_recommendations_spark(model_dir: str | Path, customer_ids: list[str], n: int, exclude_purchased: bool,
                                  out_path: str, master: str = DEFAULT_MASTER,
-                                 partitions: int | None = None, inactive: Collection[int] = ()) -> dict[str, int]:
+                                 partitions: int | None = None, inactive: Collection[int] = (),
+                                 live: Mapping[str, LiveRow] | None = None) -> dict[str, int]:
     """``tailor recommend`` for many customers in parallel: the customer list split into partitions, each
     scored by the same ``training.batch.export_recommendations`` on a Spark executor (reading the model
     directory, which executors must see: a shared path on a cluster) into a part file, then the parts
     concatenated in order into ``out_path`` under one header - the same CSV as the one-process export
-    (``inactive`` items left out as there)."""
+    (``inactive`` items left out and ``live`` customers scored from their rows as there; each partition is
+    sent the rows of its own customers)."""
     spark = spark_session(master, "tailor-recommend")
     sc = spark.sparkContext
     partitions = partitions or max(sc.defaultParallelism, 1)
     model_dir = str(Path(model_dir).resolve())
     parts_dir = Path(tempfile.mkdtemp(prefix="tailor-recs-", dir=Path(out_path).resolve().parent))
     never = sorted(int(item) for item in inactive)  # shipped to the executors with the function
+    live = live or {}
     chunks = [customer_ids[len(customer_ids) * p // partitions: len(customer_ids) * (p + 1) // partitions]
               for p in range(partitions)]
+    tasks = [(chunk, {i: live[i] for i in chunk if i in live}) for chunk in chunks]
 
     def run(index: int, rows: Any) -> Any:
         from scoring.artifact import read_artifact
         from scoring.threads import limit_blas_threads
         from training.batch import export_recommendations
 
-        ids = [row for chunk in rows for row in chunk]
+        ids: list[str] = []
+        scored_live: dict[str, LiveRow] = {}
+        for chunk, chunk_live in rows:
+            ids += chunk
+            scored_live.update(chunk_live)
         path = parts_dir / f"part-{index:05d}.csv"
         with limit_blas_threads(), open(path, "w", encoding="utf-8", newline="") as out:
             counts = export_recommendations(read_artifact(model_dir), ids, n, exclude_purchased, out,
-                                            inactive=set(never))
+                                            inactive=set(never), live=scored_live)
         yield (index, counts)
 
     try:
-        results = sorted(sc.parallelize(chunks, len(chunks)).mapPartitionsWithIndex(run).collect())
+        results = sorted(sc.parallelize(tasks, len(tasks)).mapPartitionsWithIndex(run).collect())
         with open(out_path, "w", encoding="utf-8", newline="") as out:
             for position, (index, _) in enumerate(results):
                 with open(parts_dir / f"part-{index:05d}.csv", encoding="utf-8") as part:
@@ -217,7 +227,7 @@ def export_recommendations_spark(model_dir: str | Path, customer_ids: list[str],
                     shutil.copyfileobj(part, out)
     finally:
         shutil.rmtree(parts_dir, ignore_errors=True)
-    totals = {"customers": 0, "known": 0, "fallback": 0, "rows": 0}
+    totals = {"customers": 0, "known": 0, "fallback": 0, "live": 0, "rows": 0}
     for _, counts in results:
         for name in totals:
             totals[name] += counts[name]

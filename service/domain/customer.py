@@ -16,6 +16,7 @@ import orjson
 
 from redis_state.codec import CustomerRecord, unpack_customer
 from scoring.history import CustomerRow
+from service.domain.ranking import item_indices
 
 
 @dataclass(frozen=True)
@@ -159,6 +160,36 @@ def purchase_history(state: CustomerState, item_index: dict[str, int], n_items: 
     values = np.asarray([entries[c] for c in cols.tolist()], dtype=np.float64).reshape(-1, 4)
     return CustomerRow(cols, values[:, 0].astype(np.float32), values[:, 1].astype(np.float32), values[:, 2].copy(),
                        float(now_day), n_items, values[:, 3].copy() if dated else None)
+
+
+@dataclass(frozen=True)
+class AnswerBasis:
+    """What a customer's recommendations are computed from, so that the API and the batch export
+    (``tailor recommend --redis-url``) answer alike."""
+
+    history: CustomerRow  # the row to score
+    blocked: np.ndarray  # item indices the answer leaves out (besides the request's own filters)
+    bought: np.ndarray  # item indices the customer bought (reasons say "you ordered")
+    session: bool  # not known to the model: answered from live purchases and the session
+
+
+def answer_basis(state: CustomerState, item_index: dict[str, int], n_items: int, data_end_day: float,
+                 now_day: float, exclude_purchased: bool) -> AnswerBasis:
+    """A known customer is scored on the published history with newer live purchases; one the model does not
+    know, on their live purchases and session, never shown the items they just viewed (they have seen
+    them). ``exclude_purchased`` leaves out every item bought, published or live."""
+    session = not state.known
+    history = purchase_history(state, item_index, n_items, data_end_day, now_day, include_session=session)
+    blocked = []
+    if session:
+        bought = item_indices((p.item_id for p in state.live_after(data_end_day)), item_index)
+        blocked.append(item_indices((s.item_id for s in state.session), item_index))
+    else:
+        bought = history.items.astype(np.int64)
+    if exclude_purchased and len(bought):
+        blocked.append(bought)
+    return AnswerBasis(history, np.concatenate(blocked) if blocked else np.empty(0, dtype=np.int64), bought,
+                       session)
 
 
 def basket_history(items: np.ndarray, n_items: int, now_day: float) -> CustomerRow:

@@ -17,7 +17,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -26,7 +25,6 @@ import redis
 from redis_state import keys
 from redis_state.codec import array_from_bytes
 from redis_state.versions import iso_time
-from scoring.history import SECONDS_PER_DAY
 from scoring.models.base import Recommender
 from service.domain.deactivations import inactive_items, parse_overrides
 from service.infrastructure.model_files import share_arrays
@@ -48,19 +46,6 @@ class _Arrays(dict):
     @property
     def files(self) -> list[str]:
         return list(self)
-
-
-def iso_to_day(text: str | None) -> float | None:
-    """ISO 8601 timestamp -> float days since the epoch (naive timestamps are UTC, like the training data)."""
-    if not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp() / SECONDS_PER_DAY
 
 
 @dataclass(frozen=True)
@@ -221,8 +206,9 @@ def assemble(version: str, manifest: dict[str, Any], model: Recommender, item_id
             codes[index] = categories.setdefault(str(category), len(categories))
         if item.get("active") is False:
             inactive.add(index)
-    data = manifest.get("data") or {}
-    end_day = iso_to_day(data.get("last_timestamp")) or iso_to_day(manifest.get("created_at")) or 0.0
+    from scoring.artifact import data_end_day
+
+    end_day = data_end_day(manifest)
     by_country = {str(c): _popular(entry, n) for c, entry in (popular.get("by_country") or {}).items()}
     by_segment = {str(name): {str(v): _popular(entry, n) for v, entry in (lists or {}).items()}
                   for name, lists in (popular.get("by_segment") or {}).items()}

@@ -22,14 +22,13 @@ import numpy as np
 
 from scoring.artifact import item_label
 from scoring.history import SECONDS_PER_DAY, CustomerRow
-from service.domain.customer import CustomerState, basket_history, purchase_history
+from service.domain.customer import CustomerState, answer_basis, basket_history, purchase_history
 from service.domain.errors import NoActiveModel, NotFound, Unavailable
 from service.domain.events import Event
 from service.domain.profile import StageRules, build_profile
 from service.domain.ranking import (
     Filters,
     answer_scores,
-    item_indices,
     rank_list,
     rank_scores,
     reason_text,
@@ -204,24 +203,19 @@ class Engine:
         customer_id = customer.customer_id
         if not customer.known and not customer.has_events:
             return {"customer_id": customer_id, **self._popular_answer(state, n, filters, SOURCE_POPULAR)}
-        session = not customer.known
-        now = self.now_day(m, customer)
-        history = purchase_history(customer, m.item_index, m.n_items, m.data_end_day, now,
-                                   include_session=session)
-        if session:
-            bought = item_indices((p.item_id for p in customer.live_after(m.data_end_day)), m.item_index)
-            viewed = item_indices((s.item_id for s in customer.session), m.item_index)
-            filters = filters.with_blocked(viewed)
-            bought_set = set(bought.tolist())
+        basis = answer_basis(customer, m.item_index, m.n_items, m.data_end_day, self.now_day(m, customer),
+                             exclude_purchased)
+        if basis.session:
+            bought_set = set(basis.bought.tolist())
             phrase: Callable[[int], str] = lambda i: "you ordered" if i in bought_set else "you viewed"  # noqa: E731
         else:
-            bought = history.items
             phrase = _you_ordered
-        if exclude_purchased and len(bought):
-            filters = filters.with_blocked(bought)
-        items = self._scored(state, history, n, filters, phrase, discovery=exclude_purchased and not session)
+        if len(basis.blocked):
+            filters = filters.with_blocked(basis.blocked)
+        items = self._scored(state, basis.history, n, filters, phrase,
+                             discovery=exclude_purchased and not basis.session)
         return {"customer_id": customer_id, "model_version": m.version,
-                "source": SOURCE_SESSION if session else SOURCE_PERSONALIZED, "items": items}
+                "source": SOURCE_SESSION if basis.session else SOURCE_PERSONALIZED, "items": items}
 
     def for_basket(self, items: Sequence[str], *, n: int, exclude: Sequence[str] = (),
                    category: str | None = None, exclude_category: str | None = None) -> Answer:
