@@ -19,7 +19,7 @@ from tailor.audience_cli import cmd_audience
 from tailor.errors import EXIT_REJECTED, EXIT_USAGE, CliError
 from tailor.outputs import open_output, output
 from tailor.parser import build_parser, hyperparameter_flags
-from tailor.served_state import deactivated_items, live_rows, read_redis
+from tailor.served_state import deactivated_items, live_rows, read_redis, served_version_note
 from tailor.versions_cli import cmd_models, cmd_publish, publish_dir
 
 if TYPE_CHECKING:
@@ -207,9 +207,12 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     inactive: set[int] = set()
     live: dict[str, LiveRow] = {}
     if args.redis_url:  # the service's deactivated items and events; without the flag no Redis is read
-        inactive, live = read_redis(args.redis_url, "--redis-url", lambda client: (
+        inactive, live, note = read_redis(args.redis_url, "--redis-url", lambda client: (
             deactivated_items(artifact, client),
-            live_rows(artifact, client, customer_ids, args.exclude_purchased, _session_max_items())))
+            live_rows(artifact, client, customer_ids, args.exclude_purchased, _session_max_items()),
+            served_version_note(artifact, client)))
+        if note and not args.quiet:
+            print(note, file=sys.stderr)
     if args.engine == "spark":
         from training.spark_als import export_recommendations_spark
 

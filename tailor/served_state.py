@@ -63,6 +63,8 @@ def live_rows(artifact: Artifact, client: redis.Redis, customer_ids: Iterable[st
     purchases, or for a customer the model does not know their purchases and session (``answer_basis``),
     with "now" at their latest event (the service's default ``data`` clock). Customers without events are
     left to the model directory's own rows."""
+    import pandas as pd
+
     from redis_state import keys
     from scoring.artifact import data_end_day
     from service.domain.customer import CustomerState, answer_basis, parse_live, parse_session
@@ -70,11 +72,8 @@ def live_rows(artifact: Artifact, client: redis.Redis, customer_ids: Iterable[st
     from training.publish import customer_record
 
     end_day = data_end_day(artifact.manifest)
-    rows = {str(customer_id): row for row, customer_id in enumerate(artifact.customer_ids)}
-    item_index = {str(item_id): k for k, item_id in enumerate(artifact.item_ids)}
-    n_items = len(artifact.item_ids)
+    heard: list[tuple[str, dict[bytes, bytes], dict[bytes, bytes]]] = []
     unique = list(dict.fromkeys(customer_ids))
-    found: dict[str, LiveRow] = {}
     for start in range(0, len(unique), LIVE_READ_BATCH):
         chunk = unique[start:start + LIVE_READ_BATCH]
         pipe = client.pipeline(transaction=False)
@@ -82,17 +81,32 @@ def live_rows(artifact: Artifact, client: redis.Redis, customer_ids: Iterable[st
             pipe.hgetall(keys.customer_live(customer_id))
             pipe.hgetall(keys.customer_session(customer_id))
         replies = pipe.execute()
-        for k, customer_id in enumerate(chunk):
-            live, session = replies[2 * k], replies[2 * k + 1]
-            if not live and not session:
-                continue
-            row = rows.get(customer_id)
-            state = CustomerState(customer_id, None if row is None else customer_record(artifact, row),
-                                  parse_live(live), parse_session(session, session_max_items))
-            if not state.has_events:  # only unreadable values
-                continue
-            basis = answer_basis(state, item_index, n_items, end_day, max(end_day, state.latest_day() or 0.0),
-                                 exclude_purchased)
-            found[customer_id] = LiveRow(basis.history, basis.blocked,
-                                         "session" if basis.session else "personalized")
+        heard += [(customer_id, replies[2 * k], replies[2 * k + 1]) for k, customer_id in enumerate(chunk)
+                  if replies[2 * k] or replies[2 * k + 1]]
+    if not heard:
+        return {}
+    rows = pd.Index(artifact.customer_ids).get_indexer(pd.Index([c for c, _, _ in heard], dtype=object))
+    item_index = {str(item_id): k for k, item_id in enumerate(artifact.item_ids)}
+    found: dict[str, LiveRow] = {}
+    for (customer_id, live, session), row in zip(heard, rows.tolist(), strict=True):
+        state = CustomerState(customer_id, customer_record(artifact, row) if row >= 0 else None,
+                              parse_live(live), parse_session(session, session_max_items))
+        if not state.has_events:  # only unreadable values
+            continue
+        basis = answer_basis(state, item_index, len(artifact.item_ids), end_day,
+                             max(end_day, state.latest_day() or 0.0), exclude_purchased)
+        found[customer_id] = LiveRow(basis.history, basis.blocked, "session" if basis.session else "personalized")
     return found
+
+
+def served_version_note(artifact: Artifact, client: redis.Redis) -> str | None:
+    """A warning when the Redis serves another version than ``artifact``: the API's answers then come from that
+    version, and the batch lists are not theirs."""
+    from redis_state.versions import active_version
+
+    active = active_version(client)
+    if active == artifact.version:
+        return None
+    serving = f"serves {active}" if active else "serves no model"
+    return (f"note: that Redis {serving}, not {artifact.version}: the lists are this model's, with the service's "
+            "deactivations and events, not the API's answers")

@@ -98,3 +98,13 @@ def test_customers_with_events_get_the_api_answer(service: Service, sample_model
             bought = {before[customer][1][0][0], before[customer][1][2][0]}
             assert not bought & {item for item, _ in now[customer][1]}, customer
 
+
+
+def test_a_redis_serving_another_version_is_noted(sample_model: Path, tmp_path: Path, redis_url: str,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """The lists are then the model directory's (with that Redis' deactivations and events), not the API's."""
+    (tmp_path / "ids.txt").write_text("nobody\n")
+    assert main(["recommend", "--model", str(sample_model), "--customers", str(tmp_path / "ids.txt"),
+                 "--output", str(tmp_path / "out.csv"), "--redis-url", redis_url]) == 0
+    err = capsys.readouterr().err
+    assert "note: that Redis serves no model, not " in err and "not the API's answers" in err, err
