@@ -2,8 +2,9 @@
 ``redis-server`` (``--cluster-enabled yes``, joined by ``redis-cli --cluster create``) on free loopback ports,
 plus one replica for the failover test.
 
-The HTTP contract tests, the exact-budget tests under 200 concurrent requests, events idempotency and the
-model swap under load are the single-node tests themselves, imported here: in this module the ``redis_url``
+The HTTP contract tests, the exact-budget tests under 200 concurrent requests, events idempotency, the model
+swap under load and the batch export reading the service's events are the single-node tests themselves,
+imported here: in this module the ``redis_url``
 and ``redis_client`` fixtures name the cluster, so every app, publish and assertion goes through cluster
 clients. Kept focused: one cluster per test session (per xdist worker), emptied between tests.
 """
@@ -49,6 +50,7 @@ from tests.test_api_recommendations import (  # noqa: F401
     test_unknown_customer_without_events_gets_the_popular_list,
 )
 from tests.test_api_resilience import test_hot_swap_while_requests_run  # noqa: F401
+from tests.test_recommend_live_events import test_customers_with_events_get_the_api_answer  # noqa: F401
 from training.publish import publish_model
 
 if TYPE_CHECKING:
