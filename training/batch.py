@@ -72,7 +72,8 @@ def recommend_known(
 
 def _known_frame(customers: np.ndarray, positions: np.ndarray, items: np.ndarray, scores: np.ndarray,
                  item_ids: np.ndarray, sources: str | np.ndarray = SOURCE_PERSONALIZED) -> pd.DataFrame:
-    """Rows of ranked known customers; ``positions`` (their place in the input) orders the output."""
+    """Rows of ranked customers; ``positions`` (their place in the input) orders the output; ``sources``: one
+    for all, or one per customer."""
     n = items.shape[1]
     valid = np.isfinite(scores)
     ranks = np.broadcast_to(np.arange(1, n + 1), items.shape)
