@@ -190,7 +190,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
+    import time
+
     from scoring.artifact import read_artifact
+    from scoring.history import SECONDS_PER_DAY
     from training.batch import export_recommendations, open_lines, read_customer_ids
 
     if not 1 <= args.n <= 1000:
@@ -204,12 +207,15 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     finally:
         if lines is not sys.stdin:
             lines.close()
+    # The service's clock: "now" is the end of the data (or a customer's latest event), or the system clock.
+    now_day = time.time() / SECONDS_PER_DAY if _setting("TAILOR_CLOCK") == "wall" else None
     inactive: set[int] = set()
     live: dict[str, LiveRow] = {}
     if args.redis_url:  # the service's deactivated items and events; without the flag no Redis is read
+        session_max_items = _setting("TAILOR_SESSION_MAX_ITEMS")
         inactive, live, note = read_redis(args.redis_url, "--redis-url", lambda client: (
             deactivated_items(artifact, client),
-            live_rows(artifact, client, customer_ids, args.exclude_purchased, _session_max_items()),
+            live_rows(artifact, client, customer_ids, args.exclude_purchased, session_max_items, now_day),
             served_version_note(artifact, client)))
         if note and not args.quiet:
             print(note, file=sys.stderr)
@@ -220,12 +226,13 @@ def cmd_recommend(args: argparse.Namespace) -> int:
             raise CliError("--engine spark writes a file: give --output OUT.csv")
         open_output(args.output).close()  # an unwritable path fails before Spark starts
         counts = export_recommendations_spark(args.model, customer_ids, args.n, args.exclude_purchased,
-                                              args.output, master=args.spark_master, inactive=inactive, live=live)
+                                              args.output, master=args.spark_master, inactive=inactive, live=live,
+                                              now_day=now_day)
     else:
         with output(args.output) as out:
             counts = export_recommendations(artifact, customer_ids, args.n, args.exclude_purchased, out,
                                             progress=not args.quiet and args.output != "-", inactive=inactive,
-                                            live=live)
+                                            live=live, now_day=now_day)
     if not args.quiet:
         events = f", {counts['live']:,} scored with their events since training" if args.redis_url else ""
         print(f"{counts['rows']:,} rows for {counts['customers']:,} customers "
@@ -234,12 +241,13 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     return 0
 
 
-def _session_max_items() -> int:
-    """The service's ``TAILOR_SESSION_MAX_ITEMS``: how much of a session it scores."""
+def _setting(env: str) -> Any:
+    """A setting read from the environment as the service reads it (so that, e.g., ``TAILOR_CLOCK`` shapes the
+    batch export as it shapes the API's answers); a bad value is a one-line error."""
     from settings import ConfigError, setting_value
 
     try:
-        return int(setting_value("TAILOR_SESSION_MAX_ITEMS"))
+        return setting_value(env)
     except ConfigError as exc:
         raise CliError(str(exc)) from None
 
@@ -254,15 +262,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
     # The feedback loop: unless told otherwise, learn from the events stream of the Redis we publish to.
     args.events_from = args.events_from or args.redis_url or os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
-    if args.tolerance is not None:
-        tolerance = args.tolerance
-    else:
-        from settings import ConfigError, setting_value
-
-        try:
-            tolerance = float(setting_value("TAILOR_RETRAIN_TOLERANCE"))
-        except ConfigError as exc:
-            raise CliError(str(exc)) from None
+    tolerance = args.tolerance if args.tolerance is not None else float(_setting("TAILOR_RETRAIN_TOLERANCE"))
     if not 0 <= tolerance < 1:
         raise CliError(f"--tolerance must be in [0, 1), got {tolerance}")
     _hyperparameters(args)  # a wrong model flag fails before the first run

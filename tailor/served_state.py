@@ -57,12 +57,12 @@ def deactivated_items(artifact: Artifact, client: redis.Redis) -> set[int]:
 
 
 def live_rows(artifact: Artifact, client: redis.Redis, customer_ids: Iterable[str], exclude_purchased: bool,
-              session_max_items: int) -> dict[str, LiveRow]:
+              session_max_items: int, now_day: float | None = None) -> dict[str, LiveRow]:
     """The customers of ``customer_ids`` the service heard from (purchase, view, cart or click events kept in
     their live and session hashes), each as the API would score them now: published history plus newer
     purchases, or for a customer the model does not know their purchases and session (``answer_basis``),
-    with "now" at their latest event (the service's default ``data`` clock). Customers without events are
-    left to the model directory's own rows."""
+    with "now" at their latest event (the service's default ``data`` clock) or ``now_day`` (its ``wall``
+    clock). Customers without events are left to the model directory's own rows."""
     import pandas as pd
 
     from redis_state import keys
@@ -93,8 +93,8 @@ def live_rows(artifact: Artifact, client: redis.Redis, customer_ids: Iterable[st
                               parse_live(live), parse_session(session, session_max_items))
         if not state.has_events:  # only unreadable values
             continue
-        basis = answer_basis(state, item_index, len(artifact.item_ids), end_day,
-                             max(end_day, state.latest_day() or 0.0), exclude_purchased)
+        now = now_day if now_day is not None else max(end_day, state.latest_day() or 0.0)
+        basis = answer_basis(state, item_index, len(artifact.item_ids), end_day, now, exclude_purchased)
         found[customer_id] = LiveRow(basis.history, basis.blocked, "session" if basis.session else "personalized")
     return found
 

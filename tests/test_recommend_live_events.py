@@ -108,3 +108,36 @@ def test_a_redis_serving_another_version_is_noted(sample_model: Path, tmp_path: 
                  "--output", str(tmp_path / "out.csv"), "--redis-url", redis_url]) == 0
     err = capsys.readouterr().err
     assert "note: that Redis serves no model, not " in err and "not the API's answers" in err, err
+
+
+@pytest.fixture
+def wall_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``TAILOR_CLOCK=wall`` for the app (created after this fixture) and for the CLI."""
+    monkeypatch.setenv("TAILOR_CLOCK", "wall")
+
+
+def test_the_wall_clock_shapes_the_export_as_it_shapes_the_api(wall_clock: None, service: Service,
+                                                               sample_model: Path, tmp_path: Path,
+                                                               redis_url: str) -> None:
+    """Under the service's ``wall`` clock every purchase is years old "now": the export must age them as the API
+    does. The two read the clock seconds apart, so scores may differ in the last decimal."""
+    buyer = service.customers[0]
+    answer = service.events([{"event_id": "w1", "customer_id": buyer, "type": "purchase",
+                              "item_id": service.items[1], "timestamp": "2024-05-01T10:00:00"},
+                             {"event_id": "w2", "customer_id": "walk-in", "type": "view",
+                              "item_id": service.items[2], "timestamp": "2024-05-01T10:00:00"}])
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    everyone = [*service.customers[:40], "walk-in", "nobody"]
+    now = export(sample_model, everyone, tmp_path, "wall", "--redis-url", redis_url)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("TAILOR_CLOCK", "data")
+        data_clock = export(sample_model, everyone, tmp_path, "data", "--redis-url", redis_url)
+    differ = []
+    for customer in everyone:
+        source, expected = api_list(service, customer, exclude=False)
+        sources, ranked = now[customer]
+        if (API_SOURCE[next(iter(sources))], [i for i, _ in ranked]) != (source, [i for i, _ in expected]) or any(
+                abs(a - b) > 1e-5 for (_, a), (_, b) in zip(ranked, expected, strict=True)):
+            differ.append((customer, expected[:3], ranked[:3]))
+    assert not differ, differ
+    assert any(now[c] != data_clock[c] for c in service.customers[:40])  # the clock matters here

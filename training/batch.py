@@ -10,7 +10,7 @@ import csv
 import io
 import sys
 from collections.abc import Collection, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TextIO
 
 import numpy as np
@@ -53,14 +53,18 @@ def mask_purchased(scores: np.ndarray, history: PurchaseHistory) -> None:
 
 
 def recommend_known(
-    artifact: Artifact, rows: np.ndarray, n: int, exclude_purchased: bool, inactive: Collection[int] = ()
+    artifact: Artifact, rows: np.ndarray, n: int, exclude_purchased: bool, inactive: Collection[int] = (),
+    now_day: float | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Yield (row positions into ``rows``, top items, scores) chunk by chunk; ``inactive`` items never."""
+    """Yield (row positions into ``rows``, top items, scores) chunk by chunk; ``inactive`` items never.
+    ``now_day``: "now" for recency (default: the end of the model's data, the service's ``data`` clock)."""
     chunk_rows = max(1, CHUNK_CELLS // max(1, len(artifact.item_ids)))
     never = np.fromiter(inactive, dtype=np.int64, count=len(inactive))
     for start in range(0, len(rows), chunk_rows):
         chunk = rows[start:start + chunk_rows]
         history = artifact.history.rows(chunk)
+        if now_day is not None:
+            history = replace(history, now_day=now_day)
         scores = artifact.model.score(history).astype(np.float32, copy=False)
         if exclude_purchased:
             mask_purchased(scores, history)
@@ -124,13 +128,15 @@ def _fallback_frame(customer_ids: np.ndarray, positions: np.ndarray, fallback: p
 def export_recommendations(
     artifact: Artifact, customer_ids: list[str], n: int, exclude_purchased: bool, out: TextIO,
     progress: bool = False, inactive: Collection[int] = (), live: Mapping[str, LiveRow] | None = None,
+    now_day: float | None = None,
 ) -> dict[str, int]:
     """Write ``customer_id,rank,item_id,score,source`` rows in the order customers were given; return counts.
 
     Known customers are ranked in chunks; the unknown ones get the popularity fallback at their place in the
     input, also when they sit between known customers of one chunk. ``inactive`` item indices (the service's
     deactivated items) are in no list, as the API never answers them. Customers in ``live`` are scored from
-    their ``LiveRow`` instead (the exclusion of purchases is in its ``blocked``).
+    their ``LiveRow`` instead (the exclusion of purchases is in its ``blocked``). ``now_day``: as in
+    ``recommend_known`` (the service's ``wall`` clock passes the time of the export).
     """
     from tqdm import tqdm
 
@@ -149,7 +155,8 @@ def export_recommendations(
     rows_written = 0
     bar = tqdm(total=len(customer_ids), unit="customer", disable=not progress, file=sys.stderr)
     cursor = 0
-    for local, items, scores in recommend_known(artifact, positions[known], n, exclude_purchased, inactive):
+    for local, items, scores in recommend_known(artifact, positions[known], n, exclude_purchased, inactive,
+                                                now_day):
         block = known[local]
         end = int(block[-1]) + 1
         rows_written += _write(out, _known_frame(ids[block], block, items, scores, artifact.item_ids),

@@ -182,13 +182,14 @@ class SparkALSRecommender(ALSRecommender):
 def export_recommendations_spark(model_dir: str | Path, customer_ids: list[str], n: int, exclude_purchased: bool,
                                  out_path: str, master: str = DEFAULT_MASTER,
                                  partitions: int | None = None, inactive: Collection[int] = (),
-                                 live: Mapping[str, LiveRow] | None = None) -> dict[str, int]:
+                                 live: Mapping[str, LiveRow] | None = None,
+                                 now_day: float | None = None) -> dict[str, int]:
     """``tailor recommend`` for many customers in parallel: the customer list split into partitions, each
     scored by the same ``training.batch.export_recommendations`` on a Spark executor (reading the model
     directory, which executors must see: a shared path on a cluster) into a part file, then the parts
     concatenated in order into ``out_path`` under one header - the same CSV as the one-process export
-    (``inactive`` items left out and ``live`` customers scored from their rows as there; each partition is
-    sent the rows of its own customers)."""
+    (``inactive`` items left out, ``live`` customers scored from their rows and ``now_day`` as there; each
+    partition is sent the rows of its own customers)."""
     spark = spark_session(master, "tailor-recommend")
     sc = spark.sparkContext
     partitions = partitions or max(sc.defaultParallelism, 1)
@@ -213,7 +214,7 @@ def export_recommendations_spark(model_dir: str | Path, customer_ids: list[str],
         path = parts_dir / f"part-{index:05d}.csv"
         with limit_blas_threads(), open(path, "w", encoding="utf-8", newline="") as out:
             counts = export_recommendations(read_artifact(model_dir), ids, n, exclude_purchased, out,
-                                            inactive=set(never), live=scored_live)
+                                            inactive=set(never), live=scored_live, now_day=now_day)
         yield (index, counts)
 
     try:
