@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from tailor.errors import CliError
 from tailor.outputs import output
 from tailor.served_state import deactivated_items, read_redis, redis_label
+from tailor.service_settings import clock_now_day
 
 if TYPE_CHECKING:
     import redis
@@ -87,18 +88,14 @@ def _eligibility(text: str) -> dict[str, Any]:
 def _audience_clock() -> tuple[Any, float | None]:
     """The journey stage thresholds and "now" of the API in this environment (TAILOR_LAPSED_DAYS,
     TAILOR_REPEAT_MIN_ORDERS, TAILOR_CLOCK): None = the end of the model's data."""
-    import time
-
-    from scoring.history import SECONDS_PER_DAY
     from scoring.journey import StageRules
-    from settings import ConfigError, setting_value
+    from settings import ConfigError
 
     try:
         rules = StageRules.from_settings()
-        wall = setting_value("TAILOR_CLOCK") == "wall"
     except ConfigError as exc:
         raise CliError(str(exc)) from None
-    return rules, time.time() / SECONDS_PER_DAY if wall else None
+    return rules, clock_now_day()
 
 
 def _from_redis(artifact: Artifact, promotion_id: str | None,

@@ -20,6 +20,7 @@ from tailor.errors import EXIT_REJECTED, EXIT_USAGE, CliError
 from tailor.outputs import open_output, output
 from tailor.parser import build_parser, hyperparameter_flags
 from tailor.served_state import deactivated_items, live_rows, read_redis, served_version_note
+from tailor.service_settings import clock_now_day, setting
 from tailor.versions_cli import cmd_models, cmd_publish, publish_dir
 
 if TYPE_CHECKING:
@@ -190,10 +191,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
-    import time
-
     from scoring.artifact import read_artifact
-    from scoring.history import SECONDS_PER_DAY
     from training.batch import export_recommendations, open_lines, read_customer_ids
 
     if not 1 <= args.n <= 1000:
@@ -207,12 +205,11 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     finally:
         if lines is not sys.stdin:
             lines.close()
-    # The service's clock: "now" is the end of the data (or a customer's latest event), or the system clock.
-    now_day = time.time() / SECONDS_PER_DAY if _setting("TAILOR_CLOCK") == "wall" else None
+    now_day = clock_now_day()
     inactive: set[int] = set()
     live: dict[str, LiveRow] = {}
     if args.redis_url:  # the service's deactivated items and events; without the flag no Redis is read
-        session_max_items = _setting("TAILOR_SESSION_MAX_ITEMS")
+        session_max_items = setting("TAILOR_SESSION_MAX_ITEMS")
         inactive, live, note = read_redis(args.redis_url, "--redis-url", lambda client: (
             deactivated_items(artifact, client),
             live_rows(artifact, client, customer_ids, args.exclude_purchased, session_max_items, now_day),
@@ -241,17 +238,6 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     return 0
 
 
-def _setting(env: str) -> Any:
-    """A setting read from the environment as the service reads it (so that, e.g., ``TAILOR_CLOCK`` shapes the
-    batch export as it shapes the API's answers); a bad value is a one-line error."""
-    from settings import ConfigError, setting_value
-
-    try:
-        return setting_value(env)
-    except ConfigError as exc:
-        raise CliError(str(exc)) from None
-
-
 def cmd_retrain(args: argparse.Namespace) -> int:
     import time
 
@@ -262,7 +248,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
     # The feedback loop: unless told otherwise, learn from the events stream of the Redis we publish to.
     args.events_from = args.events_from or args.redis_url or os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
-    tolerance = args.tolerance if args.tolerance is not None else float(_setting("TAILOR_RETRAIN_TOLERANCE"))
+    tolerance = args.tolerance if args.tolerance is not None else float(setting("TAILOR_RETRAIN_TOLERANCE"))
     if not 0 <= tolerance < 1:
         raise CliError(f"--tolerance must be in [0, 1), got {tolerance}")
     _hyperparameters(args)  # a wrong model flag fails before the first run
