@@ -180,7 +180,7 @@ def answer_basis(state: CustomerState, item_index: dict[str, int], n_items: int,
     them). ``exclude_purchased`` leaves out every item bought, published or live."""
     session = not state.known
     history = purchase_history(state, item_index, n_items, data_end_day, now_day, include_session=session)
-    blocked = []
+    blocked: list[np.ndarray] = []
     if session:
         bought = item_indices((p.item_id for p in state.live_after(data_end_day)), item_index)
         blocked.append(item_indices((s.item_id for s in state.session), item_index))
