@@ -55,7 +55,7 @@ def test_customers_with_events_get_the_api_answer(service: Service, sample_model
     buyers, viewer = service.customers[:4], service.customers[4]
     untouched = service.customers[5:9]
     newcomers = ["new-buyer", "new-viewer"]
-    everyone = [*buyers, viewer, *untouched, *newcomers, "nobody"]
+    everyone = [*buyers, viewer, *untouched, *newcomers, "ghost-viewer", "nobody"]
     before = export(sample_model, everyone, tmp_path, "before", *flag)
     events, k = [], 0
 
@@ -74,6 +74,8 @@ def test_customers_with_events_get_the_api_answer(service: Service, sample_model
     event("new-buyer", "purchase", service.items[7], 1)
     event("new-viewer", "view", service.items[5], 0)
     event("new-viewer", "add_to_cart", service.items[11], 0.2)
+    event("ghost-viewer", "view", "NOT-IN-THE-CATALOGUE", 0)  # events, but none the model can use
+    event(viewer, "purchase", "NOT-IN-THE-CATALOGUE", 0.5)
     answer = service.events(events)
     assert answer.status_code == 200 and answer.get_json()["accepted"] == len(events), answer.get_data(as_text=True)
 
