@@ -30,6 +30,7 @@ import secrets
 import shutil
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,11 @@ class Artifact:
     @property
     def version(self) -> str:
         return self.manifest["version"]
+
+    @cached_property
+    def item_index(self) -> dict[str, int]:
+        """Item id -> column, built once per artifact for every command that looks items up by id."""
+        return {str(item_id): k for k, item_id in enumerate(self.item_ids)}
 
 
 def new_version_id(created_at: datetime, fingerprint: str) -> str:

@@ -52,8 +52,7 @@ def deactivated_items(artifact: Artifact, client: redis.Redis) -> set[int]:
 
     overrides = parse_overrides(client.hgetall(keys.ITEM_OVERRIDES))
     catalogue = (k for k, item in enumerate(artifact.items) if item.get("active") is False)
-    index = {str(item_id): k for k, item_id in enumerate(artifact.item_ids)}
-    return inactive_items(catalogue, overrides, index)
+    return inactive_items(catalogue, overrides, artifact.item_index)
 
 
 def live_rows(artifact: Artifact, client: redis.Redis, customer_ids: Iterable[str], exclude_purchased: bool,
@@ -94,7 +93,6 @@ def live_rows(artifact: Artifact, client: redis.Redis, customer_ids: Iterable[st
     if not heard:
         return {}
     rows = pd.Index(artifact.customer_ids).get_indexer(pd.Index([c for c, _, _ in heard], dtype=object))
-    item_index = {str(item_id): k for k, item_id in enumerate(artifact.item_ids)}
     found: dict[str, LiveRow] = {}
     for (customer_id, live, session), row in zip(heard, rows.tolist(), strict=True):
         state = CustomerState(customer_id, customer_record(artifact, row) if row >= 0 else None,
@@ -102,7 +100,7 @@ def live_rows(artifact: Artifact, client: redis.Redis, customer_ids: Iterable[st
         if not state.has_events:  # only unreadable values
             continue
         now = now_day if now_day is not None else max(end_day, state.latest_day() or 0.0)
-        basis = answer_basis(state, item_index, len(artifact.item_ids), end_day, now, exclude_purchased)
+        basis = answer_basis(state, artifact.item_index, len(artifact.item_ids), end_day, now, exclude_purchased)
         found[customer_id] = LiveRow(basis.history, basis.blocked, "session" if basis.session else "personalized")
     return found
 

@@ -46,7 +46,7 @@ def promotion_targets(artifact: Artifact, promotion: Mapping[str, Any]) -> np.nd
     categories = {str(c) for c in promotion.get("categories") or ()}
     if not items and not categories:
         return np.arange(len(artifact.item_ids), dtype=np.int64)
-    index = {str(i): k for k, i in enumerate(artifact.item_ids)}
+    index = artifact.item_index
     found = [index[i] for i in items if i in index]
     found += [k for k, c in enumerate(_categories(artifact)) if c is not None and c in categories]
     return np.unique(np.asarray(found, dtype=np.int64))
@@ -66,7 +66,7 @@ def export_audience(artifact: Artifact, out: TextIO, *, items: Sequence[str] = (
     """
     pop = population(artifact)
     now = artifact.history.now_day if now_day is None else now_day
-    index = {str(i): k for k, i in enumerate(artifact.item_ids)}
+    index = artifact.item_index
     started = time.perf_counter()
     targets = None
     aggregate = "max"

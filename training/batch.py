@@ -25,6 +25,7 @@ HEADER = ("customer_id", "rank", "item_id", "score", "source")
 #: ``source`` of a row: the customer's own ranking, or the popular list for a customer the model does not know.
 SOURCE_PERSONALIZED = "personalized"
 SOURCE_FALLBACK = "popular-fallback"
+NO_ITEMS = np.empty(0, dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -53,13 +54,12 @@ def mask_purchased(scores: np.ndarray, history: PurchaseHistory) -> None:
 
 
 def recommend_known(
-    artifact: Artifact, rows: np.ndarray, n: int, exclude_purchased: bool, inactive: Collection[int] = (),
+    artifact: Artifact, rows: np.ndarray, n: int, exclude_purchased: bool, never: np.ndarray = NO_ITEMS,
     now_day: float | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Yield (row positions into ``rows``, top items, scores) chunk by chunk; ``inactive`` items never.
+    """Yield (row positions into ``rows``, top items, scores) chunk by chunk; the items of ``never`` never.
     ``now_day``: "now" for recency (default: the end of the model's data, the service's ``data`` clock)."""
     chunk_rows = max(1, CHUNK_CELLS // max(1, len(artifact.item_ids)))
-    never = np.fromiter(inactive, dtype=np.int64, count=len(inactive))
     for start in range(0, len(rows), chunk_rows):
         chunk = rows[start:start + chunk_rows]
         history = artifact.history.rows(chunk)
@@ -145,7 +145,8 @@ def export_recommendations(
     positions = index.get_indexer(pd.Index(customer_ids, dtype=object))
     fallback = _fallback(artifact, n, inactive)
     ids = np.asarray(customer_ids, dtype=object)
-    from_live = np.fromiter((i in live for i in customer_ids), dtype=bool, count=len(customer_ids))
+    from_live = (np.fromiter((i in live for i in customer_ids), dtype=bool, count=len(customer_ids)) if live
+                 else np.zeros(len(customer_ids), dtype=bool))
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(HEADER)
     known = np.flatnonzero((positions >= 0) & ~from_live)
@@ -155,8 +156,7 @@ def export_recommendations(
     rows_written = 0
     bar = tqdm(total=len(customer_ids), unit="customer", disable=not progress, file=sys.stderr)
     cursor = 0
-    for local, items, scores in recommend_known(artifact, positions[known], n, exclude_purchased, inactive,
-                                                now_day):
+    for local, items, scores in recommend_known(artifact, positions[known], n, exclude_purchased, never, now_day):
         block = known[local]
         end = int(block[-1]) + 1
         rows_written += _write(out, _known_frame(ids[block], block, items, scores, artifact.item_ids),

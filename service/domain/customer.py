@@ -185,7 +185,7 @@ def answer_basis(state: CustomerState, item_index: dict[str, int], n_items: int,
         bought = item_indices((p.item_id for p in state.live_after(data_end_day)), item_index)
         blocked.append(item_indices((s.item_id for s in state.session), item_index))
     else:
-        bought = history.items.astype(np.int64)
+        bought = history.items
     if exclude_purchased and len(bought):
         blocked.append(bought)
     return AnswerBasis(history, np.concatenate(blocked) if blocked else np.empty(0, dtype=np.int64), bought,
