@@ -121,6 +121,10 @@ def customer_live(customer_id: str) -> str:
     return f"{LIVE_PREFIX}{{c:{encode_id(customer_id)}}}"
 
 
+#: Every customer's live hash (SCAN): who bought since training, for audiences.
+CUSTOMER_LIVE_PATTERN = f"{LIVE_PREFIX}{{c:*"
+
+
 def customer_session(customer_id: str) -> str:
     """Hash item_id -> JSON of recent non-purchase interactions (views, carts, clicks) for session recs."""
     return f"{SESSION_PREFIX}{{c:{encode_id(customer_id)}}}"

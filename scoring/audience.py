@@ -70,6 +70,11 @@ class Population:
     def __len__(self) -> int:
         return len(self.customer_ids)
 
+    def rows(self, index: np.ndarray) -> Population:
+        """The customers at rows ``index``."""
+        return Population(self.customer_ids[index], self.history.rows(index), self.orders[index],
+                          self.spend[index], self.first_day[index], self.last_day[index], self.country[index])
+
 
 @dataclass(frozen=True)
 class Scored:

@@ -46,6 +46,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(f"must be >= 0, got {text!r}")
+    return value
+
+
 def _non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -148,6 +155,9 @@ SETTINGS: tuple[Setting, ...] = (
             "how long an `event_id` is remembered for idempotency (seconds)"),
     Setting("TAILOR_LIVE_TTL_DAYS", "live_ttl_days", "120", _positive_float,
             "expiry of a customer's live purchases from events (refreshed by each purchase)"),
+    Setting("TAILOR_AUDIENCE_REFRESH_S", "audience_refresh_s", "10", _non_negative_float,
+            "most seconds an audience (`POST /v1/audiences`) lags behind purchase events: how long a worker reuses "
+            "its read of the customers who bought since the model's data (0 = read at every audience)"),
     Setting("TAILOR_SESSION_TTL_S", "session_ttl_s", "172800", _positive_int,
             "expiry of a customer's session interactions (views, carts, clicks)"),
     Setting("TAILOR_SESSION_MAX_ITEMS", "session_max_items", "50", _positive_int,
@@ -215,6 +225,7 @@ class Settings:
     events_max_batch: int
     event_dedupe_s: int
     live_ttl_days: float
+    audience_refresh_s: float
     session_ttl_s: int
     session_max_items: int
     answer_cache_size: int

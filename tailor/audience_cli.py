@@ -11,13 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 from tailor.errors import CliError
 from tailor.outputs import output
-from tailor.served_state import deactivated_items, read_redis, redis_label
+from tailor.served_state import deactivated_items, read_redis, recent_buyers, redis_label
 from tailor.service_settings import clock_now_day
 
 if TYPE_CHECKING:
     import redis
 
     from scoring.artifact import Artifact
+    from scoring.recent_buyers import RecentBuyer
 
 
 def cmd_audience(args: argparse.Namespace) -> int:
@@ -34,14 +35,16 @@ def cmd_audience(args: argparse.Namespace) -> int:
     artifact = read_artifact(args.model)
     promotion: dict[str, Any] | None = None
     inactive: set[int] = set()
+    recent: list[Any] = []
     if args.promotion_id or args.redis_url:  # the model directory alone otherwise: no Redis is read
-        promotion, inactive = _from_redis(artifact, args.promotion_id, args.redis_url)
+        promotion, inactive, recent = _from_redis(artifact, args.promotion_id, args.redis_url)
     with output(args.output) as out:
         try:
             counts = export_audience(artifact, out, items=args.items or (), categories=args.categories or (),
                                      lookalike=args.lookalike or (), due_for_reorder=args.due_for_reorder,
                                      promotion=promotion, eligibility=eligibility, stage_rules=stage_rules,
-                                     now_day=now_day, size=args.size, min_score=args.min_score, inactive=inactive)
+                                     now_day=now_day, size=args.size, min_score=args.min_score, inactive=inactive,
+                                     recent=recent)
         except AudienceError as exc:
             raise CliError(str(exc)) from None
     if not args.quiet:
@@ -99,13 +102,14 @@ def _audience_clock() -> tuple[Any, float | None]:
 
 
 def _from_redis(artifact: Artifact, promotion_id: str | None,
-                redis_url: str | None) -> tuple[dict[str, Any] | None, set[int]]:
+                redis_url: str | None) -> tuple[dict[str, Any] | None, set[int], list[RecentBuyer]]:
     """The promotion's stored definition if one is named, read from Redis as the API reads it (deleted ones
-    are unknown), and the items the API would never target (``served_state.deactivated_items``)."""
+    are unknown), the items the API would never target (``served_state.deactivated_items``) and the customers
+    who bought since the model's data (``served_state.recent_buyers``)."""
     from service.domain.errors import NotFound
     from service.infrastructure.promotion_book import PromotionBook
 
-    def read(client: redis.Redis) -> tuple[dict[str, Any] | None, set[int]]:
+    def read(client: redis.Redis) -> tuple[dict[str, Any] | None, set[int], list[RecentBuyer]]:
         promotion = None
         if promotion_id:
             try:
@@ -113,6 +117,6 @@ def _from_redis(artifact: Artifact, promotion_id: str | None,
             except NotFound:
                 raise CliError(f"--promotion-id {promotion_id}: no such promotion in "
                                f"{redis_label(redis_url)}") from None
-        return promotion, deactivated_items(artifact, client)
+        return promotion, deactivated_items(artifact, client), recent_buyers(artifact, client)
 
     return read_redis(redis_url, f"--promotion-id {promotion_id}" if promotion_id else "--redis-url", read)

@@ -173,7 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     aud.add_argument("--redis-url", default=None, metavar="URL",
                      help="the Redis of --promotion-id (default: $REDIS_URL, else redis://127.0.0.1:6379/0); given, "
                           "or with --promotion-id, the items deactivated there (PATCH /v1/items/ID) are never "
-                          "targets, as in the API; otherwise only the model directory is read")
+                          "targets and the purchases it received since the model's data count, as in the API; "
+                          "otherwise only the model directory is read")
 
     publish = sub.add_parser("publish", help="copy a model directory into Redis and activate it")
     publish.add_argument("--model", required=True, metavar="DIR")

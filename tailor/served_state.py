@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     import redis
 
     from scoring.artifact import Artifact
+    from scoring.recent_buyers import RecentBuyer
     from training.batch import LiveRow
 
 T = TypeVar("T")
@@ -103,6 +104,33 @@ def live_rows(artifact: Artifact, client: redis.Redis, customer_ids: Iterable[st
         basis = answer_basis(state, artifact.item_index, len(artifact.item_ids), end_day, now, exclude_purchased)
         found[customer_id] = LiveRow(basis.history, basis.blocked, "session" if basis.session else "personalized")
     return found
+
+
+def recent_buyers(artifact: Artifact, client: redis.Redis) -> list[RecentBuyer]:
+    """Every customer who bought since the model's data (purchase events in their live hashes, found with a
+    ``SCAN``), as the API's audiences count them: the model directory's history plus the newer purchases."""
+    import pandas as pd
+
+    from redis_state import keys
+    from scoring.artifact import data_end_day
+    from service.domain.customer import CustomerState, parse_live, recent_buyer
+    from service.infrastructure.customer_reads import scanned_live_customers
+    from training.publish import customer_record
+
+    end_day = data_end_day(artifact.manifest)
+    found: list[RecentBuyer] = []
+    for customers in scanned_live_customers(client, LIVE_READ_BATCH):
+        pipe = client.pipeline(transaction=False)
+        for customer_id in customers:
+            pipe.hgetall(keys.customer_live(customer_id))
+        rows = pd.Index(artifact.customer_ids).get_indexer(pd.Index(customers, dtype=object))
+        for customer_id, live, row in zip(customers, pipe.execute(), rows.tolist(), strict=True):
+            state = CustomerState(customer_id, customer_record(artifact, row) if row >= 0 else None,
+                                  parse_live(live))
+            buyer = recent_buyer(state, artifact.item_index, artifact.items, end_day)
+            if buyer is not None:
+                found.append(buyer)
+    return sorted(found, key=lambda b: b.customer_id)
 
 
 def served_version_note(artifact: Artifact, client: redis.Redis) -> str | None:

@@ -50,6 +50,11 @@ from tests.test_api_recommendations import (  # noqa: F401
     test_unknown_customer_without_events_gets_the_popular_list,
 )
 from tests.test_api_resilience import test_hot_swap_while_requests_run  # noqa: F401
+from tests.test_audience_recent_buyers import (  # noqa: F401
+    fresh,
+    test_a_customer_who_reordered_is_no_longer_due,
+    test_newcomers_join_and_totals_count_new_orders,
+)
 from tests.test_recommend_live_events import test_customers_with_events_get_the_api_answer  # noqa: F401
 from training.publish import publish_model
 

@@ -18,6 +18,7 @@ import numpy as np
 from scoring import audience
 from scoring.artifact import Artifact, item_label
 from scoring.journey import StageRules
+from scoring.recent_buyers import RecentBuyer, with_recent
 
 
 class AudienceError(ValueError):
@@ -56,15 +57,20 @@ def export_audience(artifact: Artifact, out: TextIO, *, items: Sequence[str] = (
                     lookalike: Sequence[str] = (), due_for_reorder: bool = False,
                     promotion: Mapping[str, Any] | None = None, eligibility: Mapping[str, Any] | None = None,
                     stage_rules: StageRules | None = None, now_day: float | None = None, size: int | None = None,
-                    min_score: float | None = None, inactive: Collection[int] = ()) -> dict[str, float]:
+                    min_score: float | None = None, inactive: Collection[int] = (),
+                    recent: Sequence[RecentBuyer] = ()) -> dict[str, float]:
     """Write ``customer_id,score,reason`` rows, best first; return counts and customers/s.
 
     ``promotion``: a stored promotion definition (``items``, ``categories``, ``eligibility``);
     ``eligibility``: rules already checked by ``scoring.audience.check_eligibility``; ``now_day``: "now" for
     re-orders and journey stages (default: the end of the model's data, the API's default clock);
-    ``inactive``: item indices never targeted (the service's deactivated items), as the API leaves them out.
+    ``inactive``: item indices never targeted (the service's deactivated items), as the API leaves them out;
+    ``recent``: customers who bought since the model's data, their rows replacing the directory's (the API's
+    audiences count those purchases too).
     """
     pop = population(artifact)
+    if recent:
+        pop = with_recent(pop, recent).population
     now = artifact.history.now_day if now_day is None else now_day
     index = artifact.item_index
     started = time.perf_counter()

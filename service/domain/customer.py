@@ -9,13 +9,16 @@ the record (the retraining job reads them back from the events stream), so only 
 from __future__ import annotations
 
 import struct
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import orjson
 
 from redis_state.codec import CustomerRecord, unpack_customer
-from scoring.history import CustomerRow
+from scoring.history import SECONDS_PER_DAY, CustomerRow
+from scoring.recent_buyers import RecentBuyer
 from service.domain.ranking import item_indices
 
 
@@ -190,6 +193,53 @@ def answer_basis(state: CustomerState, item_index: dict[str, int], n_items: int,
         blocked.append(bought)
     return AnswerBasis(history, np.concatenate(blocked) if blocked else np.empty(0, dtype=np.int64), bought,
                        session)
+
+
+@dataclass(frozen=True)
+class PurchaseTotals:
+    """A customer's orders, spend and first / last purchase day, published record and newer live purchases."""
+
+    orders: int
+    spend: float
+    first_day: float | None
+    last_day: float | None
+
+
+def purchase_totals(state: CustomerState, data_end_day: float, item_index: dict[str, int],
+                    item_meta: Sequence[Mapping[str, Any]]) -> PurchaseTotals:
+    """The record's totals plus the live purchases newer than the model's data. One purchase event is one
+    order line and events at the same second belong to one order; a purchase without a price is valued at
+    the catalogue's."""
+    record = state.record
+    known = record is not None and record.order_count > 0
+    orders = record.order_count if record is not None else 0
+    spend = float(record.spend) if record is not None else 0.0
+    first = float(record.first_day) if known else None
+    last = float(record.last_purchase_day) if known else None
+    live = state.live_after(data_end_day)
+    orders += len({round(p.day * SECONDS_PER_DAY) for p in live})
+    for p in live:
+        price = p.price
+        if price is None and p.item_id in item_index:
+            price = item_meta[item_index[p.item_id]].get("price")
+        spend += p.quantity * float(price or 0.0)
+        first = p.day if first is None else min(first, p.day)
+        last = p.day if last is None else max(last, p.day)
+    return PurchaseTotals(int(orders), spend, first, last)
+
+
+def recent_buyer(state: CustomerState, item_index: dict[str, int], item_meta: Sequence[Mapping[str, Any]],
+                 data_end_day: float) -> RecentBuyer | None:
+    """A customer who bought since the model's data as the audiences count them (published history plus the
+    newer purchases, totals to match), or None when nothing they bought is newer."""
+    if not state.live_after(data_end_day):
+        return None
+    totals = purchase_totals(state, data_end_day, item_index, item_meta)
+    row = purchase_history(state, item_index, len(item_meta), data_end_day, data_end_day)
+    country = state.record.country if state.record is not None else -1
+    return RecentBuyer(state.customer_id, row, totals.orders, totals.spend,
+                       totals.first_day if totals.first_day is not None else np.inf,
+                       totals.last_day if totals.last_day is not None else -np.inf, int(country))
 
 
 def basket_history(items: np.ndarray, n_items: int, now_day: float) -> CustomerRow:

@@ -13,7 +13,7 @@ from typing import Any
 
 from scoring.history import SECONDS_PER_DAY
 from scoring.journey import STAGES, StageRules, journey_stage
-from service.domain.customer import CustomerState
+from service.domain.customer import CustomerState, purchase_totals
 
 __all__ = ("STAGES", "StageRules", "build_profile", "day_to_iso", "journey_stage")
 
@@ -30,11 +30,7 @@ def build_profile(state: CustomerState, *, item_ids: Any, item_index: dict[str, 
     """The profile document (JSON-ready); ``segments``: the model's segment columns and their values."""
     record = state.record
     live = state.live_after(data_end_day)
-    orders = record.order_count if record else 0
-    spend = record.spend if record else 0.0
-    first = record.first_day if record and record.order_count > 0 else None
-    last = record.last_purchase_day if record and record.order_count > 0 else None
-
+    totals = purchase_totals(state, data_end_day, item_index, item_meta)
     item_orders: dict[str, float] = defaultdict(float)
     item_quantity: dict[str, float] = defaultdict(float)
     if record is not None:
@@ -42,17 +38,9 @@ def build_profile(state: CustomerState, *, item_ids: Any, item_index: dict[str, 
             if 0 <= col < len(item_meta):
                 item_orders[str(item_ids[col])] += n
                 item_quantity[str(item_ids[col])] += q
-    # One purchase event is one order line; events at the same second belong to one order.
-    orders += len({round(p.day * SECONDS_PER_DAY) for p in live})
     for p in live:
         item_orders[p.item_id] += 1
         item_quantity[p.item_id] += p.quantity
-        price = p.price
-        if price is None and p.item_id in item_index:
-            price = item_meta[item_index[p.item_id]].get("price")
-        spend += p.quantity * float(price or 0.0)
-        first = p.day if first is None else min(first, p.day)
-        last = p.day if last is None else max(last, p.day)
 
     ranked = sorted(item_orders, key=lambda i: (-item_orders[i], -item_quantity[i], i))[:top]
     top_items = []
@@ -68,6 +56,7 @@ def build_profile(state: CustomerState, *, item_ids: Any, item_index: dict[str, 
                 category_orders[str(category)] += n
     top_categories = [{"category": c, "orders": int(n)} for c, n in
                       sorted(category_orders.items(), key=lambda kv: (-kv[1], kv[0]))[:top]]
+    last = totals.last_day
     country = None
     if record is not None and 0 <= record.country < len(countries):
         country = countries[record.country]
@@ -78,12 +67,12 @@ def build_profile(state: CustomerState, *, item_ids: Any, item_index: dict[str, 
     return {
         "customer_id": state.customer_id,
         "known": state.known,
-        "orders": int(orders),
-        "spend": round(float(spend), 2),
-        "first_purchase": day_to_iso(first),
+        "orders": totals.orders,
+        "spend": round(totals.spend, 2),
+        "first_purchase": day_to_iso(totals.first_day),
         "last_purchase": day_to_iso(last),
         "days_since_last_purchase": None if last is None else round(max(now_day - last, 0.0), 1),
-        "journey_stage": journey_stage(int(orders), last, now_day, rules),
+        "journey_stage": journey_stage(totals.orders, last, now_day, rules),
         "country": country,
         "segments": customer_segments,
         "top_items": top_items,

@@ -81,6 +81,21 @@ def scanned_customers(client: redis.Redis, version: str, batch: int) -> Iterator
         yield found
 
 
+def scanned_live_customers(client: redis.Redis, batch: int) -> Iterator[list[str]]:
+    """Ids of every customer with a live hash (purchases received as events; a ``SCAN`` of every primary),
+    ``batch`` at a time."""
+    found: list[str] = []
+    for raw in client.scan_iter(match=keys.CUSTOMER_LIVE_PATTERN, count=batch):
+        customer = keys.customer_of_tracked_key(raw.decode() if isinstance(raw, bytes) else raw)
+        if customer is not None:
+            found.append(customer)
+        if len(found) >= batch:
+            yield found
+            found = []
+    if found:
+        yield found
+
+
 def _id_list(blob: bytes, limit: int) -> list[str] | None:
     """The first ``limit`` ids of a stored id array; None when the blob is not one (then the records are scanned)."""
     try:

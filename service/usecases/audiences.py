@@ -1,5 +1,7 @@
 """Audiences (``POST /v1/audiences``): the customers most likely to buy target items, look-alikes of a seed
-set, or customers due to re-order, chosen from every customer published with the served version.
+set, or customers due to re-order, chosen from every customer published with the served version and every
+customer who bought since its data (their purchases received as events count, at most
+``TAILOR_AUDIENCE_REFRESH_S`` behind).
 
 Bounded work: the version's customers are loaded once per process (``service.infrastructure.population``,
 at most 500,000) and every audience's scores are remembered per (version, targeting) for the next
@@ -22,9 +24,11 @@ import numpy as np
 
 from scoring import audience
 from scoring.artifact import item_label as _item_label
+from scoring.recent_buyers import Merged, RecentBuyer, patched, with_recent
 from service.domain.errors import InvalidInput, NotFound
 from service.infrastructure.model_store import LoadedModel, ServingState
 from service.infrastructure.population import PopulationCache
+from service.infrastructure.recent_buyers import RecentBuyers
 from service.usecases.marketing import Marketing
 
 #: Largest scoring job one request may start (customers x catalogue items): ~15 s of one worker thread.
@@ -43,6 +47,8 @@ class Audiences:
     def __init__(self, marketing: Marketing) -> None:
         self.marketing = marketing
         self.population = PopulationCache()
+        self.recent = RecentBuyers(marketing.tailor.engine.settings.audience_refresh_s)
+        self._merged: tuple[tuple[Any, ...], Merged] | None = None
         self._scores: OrderedDict[tuple[Any, ...], audience.Scored] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -65,15 +71,19 @@ class Audiences:
         state = tailor.engine.serving()
         m = state.model
         now = tailor.engine.now_day(m)
-        population, truncated = self.marketing.call(
+        base, truncated = self.marketing.call(
             lambda: self.population.get(tailor.gateway.loads, m.version, m.n_items, now))
+        generation, buyers = self.marketing.call(lambda: self.recent.get(
+            tailor.gateway.loads, m.version, m.item_index, m.item_meta, m.data_end_day))
+        merged = self._merge(m.version, generation, base, buyers)
+        population = merged.population
         eligibility = audience.merge_eligibility(None, body.get("eligibility"))
         promotion = None
         if body.get("promotion_id"):
             promotion, _ = self.marketing.call(lambda: self.marketing.promotions.get(
                 self.marketing.writes, body["promotion_id"]))
             eligibility = audience.merge_eligibility(promotion.to_document()["eligibility"], eligibility)
-        scored, kind = self._scored(state, population, body, promotion, now)
+        scored, kind = self._scored(state, base, merged, generation, body, promotion, now)
         eligible = self._eligible(population, m, eligibility, now)
         rows = audience.select(scored.score, size, min_score, eligible)
         customers = [{"customer_id": str(population.customer_ids[r]), "score": round(float(scored.score[r]), 6),
@@ -84,9 +94,22 @@ class Audiences:
         return answer
 
     # -- scoring --------------------------------------------------------------------------------------
-    def _scored(self, state: ServingState, population: audience.Population, body: Mapping[str, Any],
-                promotion: Any, now: float) -> tuple[audience.Scored, str]:
+    def _merge(self, version: str, generation: int, base: audience.Population,
+               buyers: list[RecentBuyer]) -> Merged:
+        """The served version's customers with their purchases since its data (one merge per generation)."""
+        key = (version, generation, id(base))
+        with self._lock:
+            if self._merged is not None and self._merged[0] == key:
+                return self._merged[1]
+        merged = with_recent(base, buyers)
+        with self._lock:
+            self._merged = (key, merged)
+        return merged
+
+    def _scored(self, state: ServingState, base: audience.Population, merged: Merged, generation: int,
+                body: Mapping[str, Any], promotion: Any, now: float) -> tuple[audience.Scored, str]:
         m = state.model
+        population = merged.population
         blocked = state.inactive
         if body.get("lookalike"):
             seeds = population.customer_ids
@@ -97,23 +120,28 @@ class Audiences:
             if not known:
                 raise InvalidInput("none of the lookalike customers has a purchase history in model "
                                    f"{m.version}", details={"json": {"lookalike": ["no known customer"]}})
-            key = ("lookalike", m.version, tuple(sorted(known)))
+            key = ("lookalike", m.version, generation, tuple(sorted(known)))
             return self._remember(key, lambda: self._lookalike(m, population, np.asarray(known))), "lookalike"
         targets, aggregate = self._targets(state, body, promotion)
         if len(blocked):
             targets = targets[~np.isin(targets, blocked)] if targets is not None else None
         if body.get("due_for_reorder"):
-            key = ("due", m.version, None if targets is None else tuple(targets.tolist()))
+            key = ("due", m.version, generation, None if targets is None else tuple(targets.tolist()))
             return self._remember(key, lambda: audience.due_for_reorder(population, now, targets)), "due"
         assert targets is not None
         if not len(targets):
             raise InvalidInput("no active target item", details={"json": {"items": ["no active target item"]}})
-        if len(population) * m.n_items > MAX_CELLS:
+        if len(base) * m.n_items > MAX_CELLS:
             raise InvalidInput(f"{len(population):,} customers x {m.n_items:,} items is more than one request may "
                                "score; use `tailor audience` for this catalogue")
+        def affinity(customers: audience.Population) -> audience.Scored:
+            return audience.item_affinity(m.model, customers, targets, aggregate=aggregate)
+
         key = ("items", m.version, aggregate, tuple(targets.tolist()))
-        return self._remember(key, lambda: audience.item_affinity(m.model, population, targets,
-                                                                  aggregate=aggregate)), "items"
+        scored = self._remember(key, lambda: affinity(base))
+        # Customers who bought since the model's data are scored again on their merged rows; everyone else
+        # keeps the score of the published records, so a purchase never costs a rescoring of everybody.
+        return self._remember((*key, generation), lambda: patched(scored, merged, affinity)), "items"
 
     def _targets(self, state: ServingState, body: Mapping[str, Any], promotion: Any
                  ) -> tuple[np.ndarray | None, str]:
