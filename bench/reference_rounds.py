@@ -162,6 +162,9 @@ def table(results: dict[tuple[str, str], list[dict[str, float]]], args: argparse
              f"References: bare constant view {refs['constant']:,.0f} req/s ({rounds('bare constant', '/healthz')}),"
              f" {ref_cpu['constant']:,.0f} CPU µs/req; bare one-GET view {refs['one-GET']:,.0f} req/s "
              f"({rounds('bare one-GET', 'customer recommendations')}), {ref_cpu['one-GET']:,.0f} CPU µs/req. "
+             f"Their own p99 at half their maximum: constant {med('bare constant', '/healthz', 'p99'):.1f} ms, "
+             f"one-GET {med('bare one-GET', 'customer recommendations', 'p99'):.1f} ms (the floor this machine "
+             "sets for the p99 target). "
              "CPU ratio = the reference's CPU µs per request ÷ the endpoint's (server processes + Redis; what the "
              "req/s ratio would be on an otherwise idle machine saturated by the server).", "",
              "| endpoint | req/s (rounds) | ratio | target | CPU µs/req | CPU ratio | p99 ms at ½ max | non-2xx | "
