@@ -27,22 +27,27 @@ if TYPE_CHECKING:
 pytest_plugins = ["tests.marketing_support"]
 
 
-@pytest.fixture
-def fresh(redis_url: str, redis_client: redis.Redis, sample_model: Path) -> Iterator[Service]:
-    """The marketing fixture's app, reading the recent buyers at every audience (no refresh lag)."""
+def serve(redis_url: str, redis_client: redis.Redis, model: Path, **config: Any) -> Service:
+    """The marketing fixture's app with ``config`` on top (environment names)."""
     from service import create_app
     from tests.marketing_support import KEYS, Service
     from training.publish import publish_model
 
-    publish_model(redis_client, sample_model)
+    publish_model(redis_client, model)
     app = create_app({"REDIS_URL": redis_url, "TAILOR_API_KEYS": ",".join(f"{k}:{s}" for s, k in KEYS.items()),
-                      "TAILOR_REDIS_TIMEOUT_MS": 2000, "TAILOR_REDIS_WRITE_TIMEOUT_MS": 5000,
-                      "TAILOR_AUDIENCE_REFRESH_S": 0})
+                      "TAILOR_REDIS_TIMEOUT_MS": 2000, "TAILOR_REDIS_WRITE_TIMEOUT_MS": 5000, **config})
     app.extensions["tailor"].store.start()
-    customers = [str(c) for c in np.load(sample_model / "customer_ids.npy")]
-    items = [str(i) for i in np.load(sample_model / "item_ids.npy")]
-    yield Service(app, app.test_client(), redis_client, customers, items)
-    app.extensions["tailor"].close()
+    customers = [str(c) for c in np.load(model / "customer_ids.npy")]
+    items = [str(i) for i in np.load(model / "item_ids.npy")]
+    return Service(app, app.test_client(), redis_client, customers, items)
+
+
+@pytest.fixture
+def fresh(redis_url: str, redis_client: redis.Redis, sample_model: Path) -> Iterator[Service]:
+    """The marketing fixture's app, reading the recent buyers at every audience (no refresh lag)."""
+    service = serve(redis_url, redis_client, sample_model, TAILOR_AUDIENCE_REFRESH_S=0)
+    yield service
+    service.app.extensions["tailor"].close()
 
 
 def after_data(model: Path, days: float) -> str:
@@ -181,3 +186,25 @@ def test_cli_reads_no_redis_without_the_flag(sample_model: Path, tmp_path: Path,
     out = tmp_path / "a.csv"
     assert main(["-q", "audience", "--model", str(sample_model), "--due-for-reorder", "--size", "3",
                  "--output", str(out)]) == 0
+
+
+def test_due_follows_the_wall_clock(redis_url: str, redis_client: redis.Redis, sample_model: Path,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """With TAILOR_CLOCK=wall a remembered re-order audience does not outlive the day it was computed on: ten days
+    later the same customer is ten days more overdue."""
+    import time
+
+    service = serve(redis_url, redis_client, sample_model, TAILOR_CLOCK="wall")
+    try:
+        body = {"items": ["23300"], "due_for_reorder": True, "size": 10}
+
+        def overdue() -> int:
+            (reason,) = [r for c, _, r in api_audience(service, body) if c == "14745"]
+            return int(reason.split(": ")[1].split(" days")[0])
+
+        today = overdue()
+        real = time.time
+        monkeypatch.setattr(time, "time", lambda: real() + 10 * 86_400)
+        assert overdue() == today + 10
+    finally:
+        service.app.extensions["tailor"].close()

@@ -126,7 +126,8 @@ class Audiences:
         if len(blocked):
             targets = targets[~np.isin(targets, blocked)] if targets is not None else None
         if body.get("due_for_reorder"):
-            key = ("due", m.version, generation, None if targets is None else tuple(targets.tolist()))
+            # "Now" is in the key: with TAILOR_CLOCK=wall customers fall due as days pass (to ~1.5 minutes).
+            key = ("due", m.version, generation, round(now, 3), None if targets is None else tuple(targets.tolist()))
             return self._remember(key, lambda: audience.due_for_reorder(population, now, targets)), "due"
         assert targets is not None
         if not len(targets):
