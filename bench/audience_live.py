@@ -7,10 +7,12 @@ the model's data for that many customers (nine in ten known to the model, one in
 them (its own keys and value formats). Then, through the real app (``TAILOR_AUDIENCE_REFRESH_S=0``: the buyers
 are read at every request) it times, per round:
 
-* ``read``: ``read_recent_buyers`` alone (the ``SCAN`` of the live hashes and their reads);
-* ``cold``: an items audience of the most bought item right after one more purchase (read, merge, and the
-  changed customers scored again; the published customers' scores are remembered from the first request);
-* ``warm``: the same audience again without a new purchase (read and nothing else);
+* ``full read``: every recent buyer read (a new ``service.infrastructure.recent_buyers.RecentBuyers``: the
+  ``SCAN`` of the live hashes, their lengths, then every one of them with its customer's record);
+* ``refresh``: a read again with nothing new (the ``SCAN`` and the lengths only);
+* ``cold``: an items audience of the most bought item right after one more purchase (a refresh reading that
+  customer, the merge, and that customer scored again: the others' scores are carried over);
+* ``warm``: the same audience again without a new purchase (a refresh and nothing else);
 * ``due``: a re-order audience of any item after one more purchase.
 
 And ``tailor audience --items ITEM --size 1000`` as a whole command, without and with ``--redis-url``.
@@ -24,6 +26,7 @@ import sys
 import tempfile
 import time
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from statistics import median
 
@@ -38,7 +41,7 @@ from redis_state import keys  # noqa: E402
 from scoring.artifact import data_end_day, read_artifact  # noqa: E402
 from service.domain.customer import live_value  # noqa: E402
 from service.infrastructure.embedded_redis import EmbeddedRedis  # noqa: E402
-from service.infrastructure.recent_buyers import read_recent_buyers  # noqa: E402
+from service.infrastructure.recent_buyers import RecentBuyers  # noqa: E402
 from training.publish import publish_model  # noqa: E402
 
 KEY = "bench-key"
@@ -114,9 +117,11 @@ def main() -> None:
                 client.delete(key)
             write_buyers(client, args.model, count)
             written = count
-            read, cold, warm, due = [], [], [], []
+            read, again, cold, warm, due = [], [], [], [], []
             for _ in range(args.rounds):
-                read.append(timed(lambda: read_recent_buyers(client, version, artifact.item_index, meta, end)))
+                buyers = RecentBuyers(0)
+                read.append(timed(partial(buyers.get, client, version, artifact.item_index, meta, end)))
+                again.append(timed(partial(buyers.get, client, version, artifact.item_index, meta, end)))
                 seq += 1
                 one_more(seq)
                 cold.append(timed(lambda: post({"items": [item], "size": 1000})))
@@ -126,18 +131,20 @@ def main() -> None:
                 due.append(timed(lambda: post({"due_for_reorder": True, "size": 1000})))
             plain = [cli(args.model, item, Path(tmp) / "a.csv") for _ in range(args.rounds)]
             live = [cli(args.model, item, Path(tmp) / "b.csv", "--redis-url", server.url) for _ in range(args.rounds)]
-            rows.append((written, read, cold, warm, due, plain, live))
+            rows.append((written, read, again, cold, warm, due, plain, live))
         app.extensions["tailor"].close()
         client.close()
     print(f"{machine()}; {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; `python bench/audience_live.py --model {args.model} "
           f"--buyers {args.buyers} --rounds {args.rounds}`; {len(artifact.customer_ids):,} customers, "
           f"{len(artifact.item_ids):,} items; the first items audience (population load and scoring) took "
           f"{first:.2f} s\n")
-    print("| customers who bought since | read (s) | items audience after a purchase (s) | same, no new purchase (s) "
-          "| re-order audience after a purchase (s) | `tailor audience` (s) | with `--redis-url` (s) |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
-    for written, read, cold, warm, due, plain, live in rows:
-        cells = [f"{median(v):.3f}" for v in (read, cold, warm, due)] + [f"{median(v):.2f}" for v in (plain, live)]
+    print("| customers who bought since | full read (s) | refresh, nothing new (s) | items audience after a purchase "
+          "(s) | same, no new purchase (s) | re-order audience after a purchase (s) | `tailor audience` (s) | with "
+          "`--redis-url` (s) |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for written, read, again, cold, warm, due, plain, live in rows:
+        cells = [f"{median(v):.3f}" for v in (read, again, cold, warm, due)]
+        cells += [f"{median(v):.2f}" for v in (plain, live)]
         print(f"| {written:,} | " + " | ".join(cells) + " |")
     print("\nMedians of the rounds.")
 

@@ -3,7 +3,7 @@
 Their purchases arrive as events after the version was published (the API reads them from Redis, ``tailor
 audience --redis-url`` too), so each recent buyer's published row is replaced by their history with the newer
 purchases, and customers the model does not know join. Scores that depend on one customer alone (item
-affinity) are patched: only the changed rows are scored again.
+affinity) are carried over: only the customers whose data changed are scored again.
 """
 
 from __future__ import annotations
@@ -32,24 +32,11 @@ class RecentBuyer:
     country: int  # -1: unknown (a customer the model does not know)
 
 
-@dataclass(frozen=True)
-class Merged:
-    """A population with its recent buyers' rows replaced (or added, for customers it did not hold), sorted by
-    customer id; ``base_rows[r]`` is the row of merged row ``r`` in the base population, -1 where it changed."""
-
-    population: Population
-    base_rows: np.ndarray
-
-    @property
-    def changed(self) -> np.ndarray:
-        return np.flatnonzero(self.base_rows < 0)
-
-
-def with_recent(base: Population, recent: Sequence[RecentBuyer]) -> Merged:
-    """``base`` (sorted by customer id) with the purchases customers made since its data: each recent buyer's
+def with_recent(base: Population, recent: Sequence[RecentBuyer]) -> Population:
+    """``base`` with the purchases customers made since its data, sorted by customer id: each recent buyer's
     history and totals replace their published ones, and customers it did not hold join it."""
     if not recent:
-        return Merged(base, np.arange(len(base), dtype=np.int64))
+        return base
     recent_ids = np.asarray([r.customer_id for r in recent], dtype=str)
     keep = np.flatnonzero(~np.isin(base.customer_ids, recent_ids))
     ids = np.concatenate([base.customer_ids[keep].astype(str), recent_ids])
@@ -77,28 +64,29 @@ def with_recent(base: Population, recent: Sequence[RecentBuyer]) -> Merged:
         values = np.asarray([getattr(r, name) for r in recent], dtype=dtype)
         return np.concatenate([getattr(base, name)[keep].astype(dtype), values])[order]
 
-    population = Population(ids[order], history, column("orders", np.int64), column("spend", np.float64),
-                            column("first_day", np.float64), column("last_day", np.float64),
-                            column("country", np.int64))
-    base_rows = np.concatenate([keep, np.full(len(recent), -1, dtype=np.int64)])[order]
-    return Merged(population, base_rows)
+    return Population(ids[order], history, column("orders", np.int64), column("spend", np.float64),
+                      column("first_day", np.float64), column("last_day", np.float64), column("country", np.int64))
 
 
-def patched(base: Scored, merged: Merged, score: Callable[[Population], Scored]) -> Scored:
-    """``base`` (scores of the base population) for the merged one: unchanged customers keep theirs, the
-    changed ones are scored again with ``score`` (so a recent purchase costs its customer's row, not a
-    rescoring of everyone)."""
-    rows = merged.base_rows
-    changed = merged.changed
-    if not len(changed):
-        return base
-    fresh = score(merged.population.rows(changed))
-    taken = np.where(rows >= 0, rows, 0)
+def carried(old: Scored, old_ids: np.ndarray, population: Population, stale: np.ndarray,
+            score: Callable[[Population], Scored]) -> Scored:
+    """Scores of ``population`` from ``old`` (scores of customers ``old_ids``, sorted): a customer keeps their old
+    score unless ``stale`` (their data changed since) or new, and those are scored again with ``score``. For
+    scores that depend on one customer alone (item affinity), so a purchase costs its customer's row, not a
+    rescoring of everyone."""
+    ids = population.customer_ids
+    at = np.minimum(np.searchsorted(old_ids, ids), max(len(old_ids) - 1, 0))
+    found = (old_ids[at] == ids) if len(old_ids) else np.zeros(len(ids), dtype=bool)
+    redo = np.flatnonzero(stale | ~found)
+    if not len(redo) and len(ids) == len(old_ids):
+        return old
+    fresh = score(population.rows(redo))
+    taken = np.where(found, at, 0)
 
-    def mix(old: np.ndarray, new: np.ndarray) -> np.ndarray:
-        out = old[taken].copy()
-        out[changed] = new
+    def mix(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+        out = before[taken] if len(before) else np.empty((len(ids), *before.shape[1:]), dtype=before.dtype)
+        out[redo] = after
         return out
 
-    extra = None if base.extra is None or fresh.extra is None else mix(base.extra, fresh.extra)
-    return Scored(mix(base.score, fresh.score), mix(base.item, fresh.item), mix(base.bought, fresh.bought), extra)
+    extra = None if old.extra is None or fresh.extra is None else mix(old.extra, fresh.extra)
+    return Scored(mix(old.score, fresh.score), mix(old.item, fresh.item), mix(old.bought, fresh.bought), extra)

@@ -16,7 +16,7 @@ import redis
 
 from scoring import audience
 from scoring.artifact import read_artifact
-from scoring.recent_buyers import patched, with_recent
+from scoring.recent_buyers import carried, with_recent
 from tailor.cli import main
 from tests.test_audience_cli import api_audience, cli_audience
 from training.audience import population
@@ -165,18 +165,60 @@ def test_merged_scores_equal_scoring_everybody_again(sample_model: Path) -> None
     buyers = [b for s in states if (b := recent_buyer(s, artifact.item_index, artifact.items, end)) is not None]
     assert len(buyers) == 4
     merged = with_recent(base, sorted(buyers, key=lambda b: b.customer_id))
-    assert len(merged.population) == len(base) + 1 and len(merged.changed) == 4
+    changed = np.isin(merged.customer_ids, [b.customer_id for b in buyers])
+    assert len(merged) == len(base) + 1 and changed.sum() == 4
     targets = np.asarray([0, 5, 6, 9])
 
     def affinity(customers: audience.Population) -> audience.Scored:
         return audience.item_affinity(artifact.model, customers, targets)
 
-    mixed = patched(affinity(base), merged, affinity)
-    whole = affinity(merged.population)
+    mixed = carried(affinity(base), base.customer_ids, merged, changed, affinity)
+    whole = affinity(merged)
     for name in ("score", "item", "bought"):
         np.testing.assert_allclose(getattr(mixed, name), getattr(whole, name), rtol=1e-6)
-    row = int(np.searchsorted(merged.population.customer_ids, states[0].customer_id))
-    assert merged.population.orders[row] == artifact.customers.orders[picked[0]] + 3
+    row = int(np.searchsorted(merged.customer_ids, states[0].customer_id))
+    assert merged.orders[row] == artifact.customers.orders[picked[0]] + 3
+    # carried again from the merged scores to the published records: everyone who changed back is rescored
+    back = carried(mixed, merged.customer_ids, base, np.isin(base.customer_ids, [b.customer_id for b in buyers]),
+                   affinity)
+    for name in ("score", "item", "bought"):
+        np.testing.assert_allclose(getattr(back, name), getattr(affinity(base), name), rtol=1e-6)
+
+
+def test_audiences_stay_exact_over_many_rounds_of_purchases(fresh: Service, sample_model: Path, tmp_path: Path,
+                                                            redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each round of purchases rescoring only its own buyers still gives the audience of scoring everybody on the
+    current data (the CLI reads everything afresh)."""
+    scored: list[int] = []
+    real = audience.item_affinity
+
+    def counted(model: Any, customers: audience.Population, *args: Any, **kw: Any) -> audience.Scored:
+        scored.append(len(customers))
+        return real(model, customers, *args, **kw)
+
+    monkeypatch.setattr(audience, "item_affinity", counted)
+    artifact = read_artifact(sample_model)
+    item = str(artifact.item_ids[int(np.argmax(np.asarray((artifact.history.orders > 0).sum(axis=0)).ravel()))])
+    other = str(artifact.item_ids[7])
+    body = {"items": [item], "size": 3000}
+    redis = ("--redis-url", redis_url)
+    for round_ in range(4):
+        buyers = [*fresh.customers[round_ * 5:round_ * 5 + 5], f"walk-in-{round_}", "walk-in-0"]
+        buy(fresh, sample_model, [(c, item if k % 2 else other, 1 + round_) for k, c in enumerate(buyers)])
+        expected = cli_audience(sample_model, tmp_path / "a.csv", "--items", item, "--size", "3000", *redis)
+        scored.clear()
+        assert api_audience(fresh, body) == expected, round_
+        # the first audience scores the published customers, then its buyers; later ones only the round's buyers
+        assert scored == ([len(artifact.customer_ids)] if round_ == 0 else []) + [len(set(buyers))]
+    assert "walk-in-3" in ids(expected)
+    # live purchases that expire: the known customer is back on the published record, the newcomer leaves
+    from redis_state import keys
+
+    fresh.redis.delete(keys.customer_live(fresh.customers[0]), keys.customer_live("walk-in-0"))
+    expected = cli_audience(sample_model, tmp_path / "a.csv", "--items", item, "--size", "3000", *redis)
+    scored.clear()
+    assert api_audience(fresh, body) == expected and "walk-in-0" not in ids(expected)
+    assert scored == [1]
 
 
 def test_cli_reads_no_redis_without_the_flag(sample_model: Path, tmp_path: Path, monkeypatch: Any) -> None:
@@ -208,3 +250,29 @@ def test_due_follows_the_wall_clock(redis_url: str, redis_client: redis.Redis, s
         assert overdue() == today + 10
     finally:
         service.app.extensions["tailor"].close()
+
+
+def test_only_changed_live_hashes_are_read_again(fresh: Service, sample_model: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refresh asks every live hash its length and reads again only those that grew; every FULL_READ_S it
+    reads everyone."""
+    from service.infrastructure import recent_buyers as module
+    from service.usecases.audiences import audiences
+
+    reads: list[list[str]] = []
+    real = module.read_buyers
+
+    def spied(client: Any, customers: Any, *args: Any) -> Any:
+        reads.append(sorted(customers))
+        return real(client, customers, *args)
+
+    monkeypatch.setattr(module, "read_buyers", spied)
+    body = {"due_for_reorder": True, "size": 10}
+    buy(fresh, sample_model, [("14745", "23300", 1), ("walk-in-9", "23300", 1)])
+    api_audience(fresh, body)
+    api_audience(fresh, body)
+    buy(fresh, sample_model, [("walk-in-9", "23300", 2)])
+    api_audience(fresh, body)
+    audiences(None, fresh.app.extensions).recent.full_read_s = 0  # type: ignore[arg-type]
+    api_audience(fresh, body)
+    assert reads == [["14745", "walk-in-9"], [], ["walk-in-9"], ["14745", "walk-in-9"]]

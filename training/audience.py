@@ -70,7 +70,7 @@ def export_audience(artifact: Artifact, out: TextIO, *, items: Sequence[str] = (
     """
     pop = population(artifact)
     if recent:
-        pop = with_recent(pop, recent).population
+        pop = with_recent(pop, recent)
     now = artifact.history.now_day if now_day is None else now_day
     index = artifact.item_index
     started = time.perf_counter()

@@ -17,18 +17,18 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from scoring import audience
 from scoring.artifact import item_label as _item_label
-from scoring.recent_buyers import Merged, RecentBuyer, patched, with_recent
+from scoring.recent_buyers import carried, with_recent
 from service.domain.errors import InvalidInput, NotFound
 from service.infrastructure.model_store import LoadedModel, ServingState
 from service.infrastructure.population import PopulationCache
-from service.infrastructure.recent_buyers import RecentBuyers
+from service.infrastructure.recent_buyers import RecentBuyers, Snapshot
 from service.usecases.marketing import Marketing
 
 #: Largest scoring job one request may start (customers x catalogue items): ~15 s of one worker thread.
@@ -48,7 +48,9 @@ class Audiences:
         self.marketing = marketing
         self.population = PopulationCache()
         self.recent = RecentBuyers(marketing.tailor.engine.settings.audience_refresh_s)
-        self._merged: tuple[tuple[Any, ...], Merged] | None = None
+        self._merged: tuple[tuple[Any, ...], audience.Population] | None = None
+        #: Per item targeting: the latest scores, with the generation and the customers they belong to.
+        self._latest: OrderedDict[tuple[Any, ...], tuple[int, np.ndarray, audience.Scored]] = OrderedDict()
         self._scores: OrderedDict[tuple[Any, ...], audience.Scored] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -73,17 +75,16 @@ class Audiences:
         now = tailor.engine.now_day(m)
         base, truncated = self.marketing.call(
             lambda: self.population.get(tailor.gateway.loads, m.version, m.n_items, now))
-        generation, buyers = self.marketing.call(lambda: self.recent.get(
+        snapshot = self.marketing.call(lambda: self.recent.get(
             tailor.gateway.loads, m.version, m.item_index, m.item_meta, m.data_end_day))
-        merged = self._merge(m.version, generation, base, buyers)
-        population = merged.population
+        population = self._merge(m.version, snapshot, base)
         eligibility = audience.merge_eligibility(None, body.get("eligibility"))
         promotion = None
         if body.get("promotion_id"):
             promotion, _ = self.marketing.call(lambda: self.marketing.promotions.get(
                 self.marketing.writes, body["promotion_id"]))
             eligibility = audience.merge_eligibility(promotion.to_document()["eligibility"], eligibility)
-        scored, kind = self._scored(state, base, merged, generation, body, promotion, now)
+        scored, kind = self._scored(state, base, population, snapshot, body, promotion, now)
         eligible = self._eligible(population, m, eligibility, now)
         rows = audience.select(scored.score, size, min_score, eligible)
         customers = [{"customer_id": str(population.customer_ids[r]), "score": round(float(scored.score[r]), 6),
@@ -94,22 +95,22 @@ class Audiences:
         return answer
 
     # -- scoring --------------------------------------------------------------------------------------
-    def _merge(self, version: str, generation: int, base: audience.Population,
-               buyers: list[RecentBuyer]) -> Merged:
+    def _merge(self, version: str, snapshot: Snapshot, base: audience.Population) -> audience.Population:
         """The served version's customers with their purchases since its data (one merge per generation)."""
-        key = (version, generation, id(base))
+        key = (version, snapshot.generation, id(base))
         with self._lock:
             if self._merged is not None and self._merged[0] == key:
                 return self._merged[1]
-        merged = with_recent(base, buyers)
+        merged = with_recent(base, snapshot.buyers)
         with self._lock:
             self._merged = (key, merged)
         return merged
 
-    def _scored(self, state: ServingState, base: audience.Population, merged: Merged, generation: int,
-                body: Mapping[str, Any], promotion: Any, now: float) -> tuple[audience.Scored, str]:
+    def _scored(self, state: ServingState, base: audience.Population, population: audience.Population,
+                snapshot: Snapshot, body: Mapping[str, Any], promotion: Any, now: float
+                ) -> tuple[audience.Scored, str]:
         m = state.model
-        population = merged.population
+        generation = snapshot.generation
         blocked = state.inactive
         if body.get("lookalike"):
             seeds = population.customer_ids
@@ -139,10 +140,31 @@ class Audiences:
             return audience.item_affinity(m.model, customers, targets, aggregate=aggregate)
 
         key = ("items", m.version, aggregate, tuple(targets.tolist()))
-        scored = self._remember(key, lambda: affinity(base))
-        # Customers who bought since the model's data are scored again on their merged rows; everyone else
-        # keeps the score of the published records, so a purchase never costs a rescoring of everybody.
-        return self._remember((*key, generation), lambda: patched(scored, merged, affinity)), "items"
+        return self._carried(key, base, population, snapshot, affinity), "items"
+
+    def _carried(self, key: tuple[Any, ...], base: audience.Population, population: audience.Population,
+                 snapshot: Snapshot, affinity: Callable[[audience.Population], audience.Scored]) -> audience.Scored:
+        """Item affinities of ``population``, scoring again only the customers whose data changed: since the
+        latest scores of this targeting when the snapshot still knows what changed since, else since the
+        published records (whose scores are remembered too)."""
+        with self._lock:
+            latest = self._latest.get(key)
+        if latest is not None and latest[0] == snapshot.generation:
+            return latest[2]
+        changed = snapshot.changed_since(latest[0]) if latest is not None else None
+        if latest is not None and changed is not None:
+            _, old_ids, old = latest
+            stale = np.isin(population.customer_ids, np.asarray(sorted(changed), dtype=str))
+        else:
+            old, old_ids = self._remember(key, lambda: affinity(base)), base.customer_ids
+            stale = np.isin(population.customer_ids, np.asarray([b.customer_id for b in snapshot.buyers], dtype=str))
+        scored = carried(old, old_ids, population, stale, affinity)
+        with self._lock:
+            self._latest[key] = (snapshot.generation, population.customer_ids, scored)
+            self._latest.move_to_end(key)
+            while len(self._latest) > 8:
+                self._latest.popitem(last=False)
+        return scored
 
     def _targets(self, state: ServingState, body: Mapping[str, Any], promotion: Any
                  ) -> tuple[np.ndarray | None, str]:
