@@ -53,7 +53,9 @@ from tests.test_api_resilience import test_hot_swap_while_requests_run  # noqa: 
 from tests.test_audience_recent_buyers import (  # noqa: F401
     fresh,
     test_a_customer_who_reordered_is_no_longer_due,
+    test_audiences_stay_exact_over_many_rounds_of_purchases,
     test_newcomers_join_and_totals_count_new_orders,
+    test_only_changed_live_hashes_are_read_again,
 )
 from tests.test_recommend_live_events import test_customers_with_events_get_the_api_answer  # noqa: F401
 from training.publish import publish_model
