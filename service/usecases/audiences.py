@@ -136,6 +136,7 @@ class Audiences:
         if len(base) * m.n_items > MAX_CELLS:
             raise InvalidInput(f"{len(population):,} customers x {m.n_items:,} items is more than one request may "
                                "score; use `tailor audience` for this catalogue")
+
         def affinity(customers: audience.Population) -> audience.Scored:
             return audience.item_affinity(m.model, customers, targets, aggregate=aggregate)
 
@@ -151,7 +152,10 @@ class Audiences:
             latest = self._latest.get(key)
         if latest is not None and latest[0] == snapshot.generation:
             return latest[2]
-        changed = snapshot.changed_since(latest[0]) if latest is not None else None
+        # A request holding an older snapshot than the latest scores (a concurrent one read a newer) starts from
+        # the published records, as when the snapshot no longer knows what changed.
+        newer = latest is not None and latest[0] < snapshot.generation
+        changed = snapshot.changed_since(latest[0]) if latest is not None and newer else None
         if latest is not None and changed is not None:
             _, old_ids, old = latest
             stale = np.isin(population.customer_ids, np.asarray(sorted(changed), dtype=str))
@@ -160,7 +164,9 @@ class Audiences:
             stale = np.isin(population.customer_ids, np.asarray([b.customer_id for b in snapshot.buyers], dtype=str))
         scored = carried(old, old_ids, population, stale, affinity)
         with self._lock:
-            self._latest[key] = (snapshot.generation, population.customer_ids, scored)
+            current = self._latest.get(key)
+            if current is None or current[0] < snapshot.generation:
+                self._latest[key] = (snapshot.generation, population.customer_ids, scored)
             self._latest.move_to_end(key)
             while len(self._latest) > 8:
                 self._latest.popitem(last=False)
