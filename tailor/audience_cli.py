@@ -35,7 +35,7 @@ def cmd_audience(args: argparse.Namespace) -> int:
     artifact = read_artifact(args.model)
     promotion: dict[str, Any] | None = None
     inactive: set[int] = set()
-    recent: list[Any] = []
+    recent: list[RecentBuyer] = []
     if args.promotion_id or args.redis_url:  # the model directory alone otherwise: no Redis is read
         promotion, inactive, recent = _from_redis(artifact, args.promotion_id, args.redis_url)
     with output(args.output) as out:
@@ -48,8 +48,9 @@ def cmd_audience(args: argparse.Namespace) -> int:
         except AudienceError as exc:
             raise CliError(str(exc)) from None
     if not args.quiet:
-        print(f"{counts['written']:,} customers written to {args.output}; scored {counts['customers']:,} customers "
-              f"in {counts['seconds']:.2f}s ({counts['customers_per_s']:,.0f} customers/s)", file=sys.stderr)
+        since = f", {len(recent):,} of them with purchases since training" if recent else ""
+        print(f"{counts['written']:,} customers written to {args.output}; scored {counts['customers']:,} customers"
+              f"{since} in {counts['seconds']:.2f}s ({counts['customers_per_s']:,.0f} customers/s)", file=sys.stderr)
     return 0
 
 

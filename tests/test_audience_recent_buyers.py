@@ -69,7 +69,7 @@ def ids(rows: list[tuple[str, float, str]]) -> list[str]:
 
 
 def test_a_customer_who_reordered_is_no_longer_due(fresh: Service, sample_model: Path, tmp_path: Path,
-                                                   redis_url: str) -> None:
+                                                   redis_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     """Customer 14745 is due to re-order 23300 (83 days overdue); after buying it a day after the data they are
     not, in the API and in the CLI reading the same Redis; the model directory alone still lists them."""
     body = {"items": ["23300"], "due_for_reorder": True, "size": 100}
@@ -86,6 +86,9 @@ def test_a_customer_who_reordered_is_no_longer_due(fresh: Service, sample_model:
     after = api_audience(fresh, {"due_for_reorder": True, "size": 5000})
     assert not [r for c, _, r in after if c == "14745" and "(23300)" in r]
     assert after == cli_audience(sample_model, tmp_path / "b.csv", "--due-for-reorder", "--size", "5000", *redis)
+    capsys.readouterr()
+    assert main(["audience", "--model", str(sample_model), *args, *redis, "--output", str(tmp_path / "c.csv")]) == 0
+    assert "scored 300 customers, 1 of them with purchases since training in " in capsys.readouterr().err
 
 
 def test_newcomers_join_and_totals_count_new_orders(fresh: Service, sample_model: Path, tmp_path: Path,
