@@ -88,10 +88,13 @@ def build_audience(body: dict[str, Any]) -> flask.Response:
     `application/json` (`text/csv, */*`); JSON without an `Accept` header, for `*/*` alone or when JSON is
     preferred; 406 when the header takes neither.
 
-    Customers are those published with the served version (at most 500,000 per process); the first request
-    of a targeting scores them all (1,100-2,300 customers/s per worker thread on a 3,700-item catalogue),
-    later ones reuse the scores until the version changes. Item audiences above 200 million scores
-    (customers x items) are a 400: use `tailor audience` for them.
+    Customers are those published with the served version (at most 500,000 per process) and those who bought
+    since its data: purchase events count (histories, orders, spend, journey stages, re-order intervals; a
+    customer the model does not know joins) at most `TAILOR_AUDIENCE_REFRESH_S` (10 s) after they are
+    accepted. The first request of a targeting scores them all (1,100-2,300 customers/s per worker thread on
+    a 3,700-item catalogue); later ones reuse the scores and score again only the customers whose purchases
+    changed. Item audiences above 200 million scores (customers x items) are a 400: use `tailor audience` for
+    them.
     """
     app = flask.current_app
     as_csv = wants_csv(flask.request.accept_mimetypes)  # a 406 before any scoring
