@@ -327,6 +327,7 @@ def test_console_manages_promotions_slots_and_audiences(live_server: str, publis
             form.get_by_role("button", name="Preview audience").click()
             preview = page.get_by_role("table", name="Audience preview")
             expect(preview.locator("tbody tr")).to_have_count(20)
+            expect(page.get_by_text("purchases since its data count")).to_be_visible()
             assert_accessible(page, "the audiences view")
             with page.expect_download() as download_info:
                 form.get_by_role("button", name="Download CSV").click()

@@ -69,7 +69,8 @@ export function renderAudiences() {
     }
     const answer = await api.audience(request);
     show(result, card(`Audience: ${count(answer.size)} customers`,
-      h("p", { class: "meta" }, `model ${answer.model_version}` +
+      h("p", { class: "meta" }, `model ${answer.model_version} · purchases since its data count, ` +
+        "a few seconds after they arrive" +
         (answer.size > PREVIEW_ROWS ? ` · the best ${PREVIEW_ROWS} shown; the CSV has them all` : "")),
       answer.customers.length
         ? table("Audience preview", ["Customer", "Score", "Reason"], answer.customers.slice(0, PREVIEW_ROWS)
