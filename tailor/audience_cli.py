@@ -107,12 +107,12 @@ def _from_redis(artifact: Artifact, promotion_id: str | None,
     """The promotion's stored definition if one is named, read from Redis as the API reads it (deleted ones
     are unknown), the items the API would never target (``served_state.deactivated_items``) and the customers
     who bought since the model's data (``served_state.recent_buyers``)."""
-    from service.domain.errors import NotFound
-    from service.infrastructure.promotion_book import PromotionBook
-
     def read(client: redis.Redis) -> tuple[dict[str, Any] | None, set[int], list[RecentBuyer]]:
         promotion = None
-        if promotion_id:
+        if promotion_id:  # imported only here: promotions bring scipy.stats (~1 s of start-up)
+            from service.domain.errors import NotFound
+            from service.infrastructure.promotion_book import PromotionBook
+
             try:
                 promotion = PromotionBook().get(client, promotion_id)[0].to_document()
             except NotFound:
