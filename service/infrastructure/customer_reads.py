@@ -7,7 +7,7 @@ Lua script so that the reply is parsed once instead of a pipeline's three.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import redis
 
@@ -69,25 +69,26 @@ def published_customers(client: redis.Redis, version: str, limit: int, batch: in
 def scanned_customers(client: redis.Redis, version: str, batch: int) -> Iterator[list[str]]:
     """Ids of every customer with a record of ``version`` (a ``SCAN``, in the server's order), ``batch`` at a
     time; a cluster client's ``scan_iter`` walks every primary."""
-    found: list[str] = []
-    for raw in client.scan_iter(match=keys.customer_history_pattern(version), count=batch):
-        customer = keys.customer_of_history_key(version, raw.decode() if isinstance(raw, bytes) else raw)
-        if customer is not None:
-            found.append(customer)
-        if len(found) >= batch:
-            yield found
-            found = []
-    if found:
-        yield found
+    return _scanned(client, keys.customer_history_pattern(version),
+                    lambda key: keys.customer_of_history_key(version, key), batch)
 
 
 def scanned_live_customers(client: redis.Redis, batch: int) -> Iterator[list[str]]:
     """Ids of every customer with a live hash (purchases received as events; a ``SCAN`` of every primary),
     ``batch`` at a time."""
+    return _scanned(client, keys.CUSTOMER_LIVE_PATTERN, keys.customer_of_tracked_key, batch)
+
+
+def _scanned(client: redis.Redis, pattern: str, customer_of: Callable[[str], str | None],
+             batch: int) -> Iterator[list[str]]:
+    """The customers of the keys matching ``pattern``, each once: ``SCAN`` may return a key twice (when the
+    server resizes its table during the scan)."""
     found: list[str] = []
-    for raw in client.scan_iter(match=keys.CUSTOMER_LIVE_PATTERN, count=batch):
-        customer = keys.customer_of_tracked_key(raw.decode() if isinstance(raw, bytes) else raw)
-        if customer is not None:
+    seen: set[str] = set()
+    for raw in client.scan_iter(match=pattern, count=batch):
+        customer = customer_of(raw.decode() if isinstance(raw, bytes) else raw)
+        if customer is not None and customer not in seen:
+            seen.add(customer)
             found.append(customer)
         if len(found) >= batch:
             yield found
