@@ -5,7 +5,8 @@ customer who bought since its data (their purchases received as events count, at
 
 Bounded work: the version's customers are loaded once per process (``service.infrastructure.population``,
 at most 500,000) and every audience's scores are remembered per (version, targeting) for the next
-request (8 entries), so only the first request of a targeting scores the customers - in chunks of
+request (8 entries), so only the first request of a targeting scores all the customers - later ones score
+again only the customers whose purchases changed since (``service.infrastructure.recent_buyers``) - in chunks of
 ``scoring.audience.CHUNK_CELLS`` scores, 1,100-2,300 customers/s on Online Retail's 3,700 items with the
 default hybrid model, ~800/s on Ta Feng's 24,000 items, on one core (docs/BENCHMARKS.md). Item, category
 and promotion audiences needing more than ``MAX_CELLS`` scores (customers x catalogue, ~15 s of one worker
