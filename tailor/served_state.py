@@ -13,6 +13,7 @@ from tailor.errors import CliError
 if TYPE_CHECKING:
     import redis
 
+    from redis_state.codec import CustomerRecord
     from scoring.artifact import Artifact
     from scoring.recent_buyers import RecentBuyer
     from training.batch import LiveRow
@@ -111,26 +112,17 @@ def recent_buyers(artifact: Artifact, client: redis.Redis) -> list[RecentBuyer]:
     ``SCAN``), as the API's audiences count them: the model directory's history plus the newer purchases."""
     import pandas as pd
 
-    from redis_state import keys
     from scoring.artifact import data_end_day
-    from service.domain.customer import CustomerState, parse_live, recent_buyer
-    from service.infrastructure.customer_reads import scanned_live_customers
+    from service.infrastructure.recent_buyers import all_recent_buyers
     from training.publish import customer_record
 
-    end_day = data_end_day(artifact.manifest)
-    found: list[RecentBuyer] = []
-    for customers in scanned_live_customers(client, LIVE_READ_BATCH):
-        pipe = client.pipeline(transaction=False)
-        for customer_id in customers:
-            pipe.hgetall(keys.customer_live(customer_id))
-        rows = pd.Index(artifact.customer_ids).get_indexer(pd.Index(customers, dtype=object))
-        for customer_id, live, row in zip(customers, pipe.execute(), rows.tolist(), strict=True):
-            state = CustomerState(customer_id, customer_record(artifact, row) if row >= 0 else None,
-                                  parse_live(live))
-            buyer = recent_buyer(state, artifact.item_index, artifact.items, end_day)
-            if buyer is not None:
-                found.append(buyer)
-    return sorted(found, key=lambda b: b.customer_id)
+    index = pd.Index(artifact.customer_ids)
+
+    def records(customers: list[str]) -> list[CustomerRecord | None]:
+        rows = index.get_indexer(pd.Index(customers, dtype=object)).tolist()
+        return [customer_record(artifact, row) if row >= 0 else None for row in rows]
+
+    return all_recent_buyers(client, records, artifact.item_index, artifact.items, data_end_day(artifact.manifest))
 
 
 def served_version_note(artifact: Artifact, client: redis.Redis) -> str | None:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import redis
 
 from redis_state import keys
+from redis_state.codec import CustomerRecord
 from scoring.recent_buyers import RecentBuyer
 from service.domain.customer import CustomerState, decode_record, parse_live, recent_buyer
 from service.infrastructure.customer_reads import scanned_live_customers
@@ -50,7 +51,12 @@ class Snapshot:
         return set().union(*(self.changes[g] for g in later))
 
 
-def read_buyers(client: redis.Redis, customers: Iterable[str], version: str, item_index: dict[str, int],
+#: Where customers' published records come from: the version whose records are read from Redis alongside the
+#: live hashes, or a function giving them (a model directory's).
+Records = str | Callable[[list[str]], list[CustomerRecord | None]]
+
+
+def read_buyers(client: redis.Redis, customers: Iterable[str], published: Records, item_index: dict[str, int],
                 item_meta: list[dict], data_end_day: float) -> dict[str, RecentBuyer | None]:
     """Each customer as the audiences count them (None: nothing bought after ``data_end_day``)."""
     found: dict[str, RecentBuyer | None] = {}
@@ -60,12 +66,26 @@ def read_buyers(client: redis.Redis, customers: Iterable[str], version: str, ite
         pipe = client.pipeline(transaction=False)
         for customer in chunk:
             pipe.hgetall(keys.customer_live(customer))
-            pipe.get(keys.customer_history(version, customer))
+            if isinstance(published, str):
+                pipe.get(keys.customer_history(published, customer))
         replies = pipe.execute()
-        for k, customer in enumerate(chunk):
-            state = CustomerState(customer, decode_record(replies[2 * k + 1]), parse_live(replies[2 * k]))
-            found[customer] = recent_buyer(state, item_index, item_meta, data_end_day)
+        if isinstance(published, str):
+            lives, records = replies[0::2], [decode_record(blob) for blob in replies[1::2]]
+        else:
+            lives, records = replies, published(chunk)
+        for customer, live, record in zip(chunk, lives, records, strict=True):
+            found[customer] = recent_buyer(CustomerState(customer, record, parse_live(live)), item_index,
+                                           item_meta, data_end_day)
     return found
+
+
+def all_recent_buyers(client: redis.Redis, published: Records, item_index: dict[str, int], item_meta: list[dict],
+                      data_end_day: float) -> list[RecentBuyer]:
+    """Every customer with purchases newer than ``data_end_day`` (a ``SCAN`` of the live hashes, then each read),
+    sorted by id."""
+    customers = [c for found in scanned_live_customers(client, BATCH) for c in found]
+    buyers = read_buyers(client, customers, published, item_index, item_meta, data_end_day)
+    return sorted((b for b in buyers.values() if b is not None), key=lambda b: b.customer_id)
 
 
 def live_lengths(client: redis.Redis) -> dict[str, int]:
