@@ -135,7 +135,7 @@ class Audiences:
         if not len(targets):
             raise InvalidInput("no active target item", details={"json": {"items": ["no active target item"]}})
         if len(base) * m.n_items > MAX_CELLS:
-            raise InvalidInput(f"{len(population):,} customers x {m.n_items:,} items is more than one request may "
+            raise InvalidInput(f"{len(base):,} customers x {m.n_items:,} items is more than one request may "
                                "score; use `tailor audience` for this catalogue")
 
         def affinity(customers: audience.Population) -> audience.Scored:
