@@ -24,6 +24,7 @@ from typing import Any
 from gunicorn.glogging import Logger
 
 from scoring.threads import pin_env_threads
+from service.app import server_errors
 from service.app.limits import (
     GUNICORN_LIMIT_REQUEST_FIELD_SIZE,
     GUNICORN_LIMIT_REQUEST_FIELDS,
@@ -32,6 +33,9 @@ from service.app.limits import (
 from settings import Settings
 
 pin_env_threads(1, openmp=True)
+# Requests gunicorn refuses itself (malformed, or past the limits below) are answered in the API's JSON
+# error envelope, like everything the app answers; the workers are forked from this process.
+server_errors.install()
 
 _settings = Settings.load()
 
@@ -50,8 +54,9 @@ threads = _settings.threads if worker_class == "gthread" else 1
 # everything (measured: 580 instead of 2,000-2,300 basket req/s). A cap per worker spreads them.
 worker_connections = _settings.worker_connections or 2 * threads
 keepalive = 5
-# Above the API's own limits (service.app.limits), so that the app answers over-limit requests with its JSON
-# error body; beyond these, gunicorn answers in HTML, so a reverse proxy should refuse such requests first.
+# Above the API's own limits (service.app.limits), so that the app answers over-limit requests with its own
+# messages; beyond these gunicorn answers (in the same JSON envelope), and a reverse proxy should refuse
+# such requests first.
 limit_request_line = GUNICORN_LIMIT_REQUEST_LINE
 limit_request_fields = GUNICORN_LIMIT_REQUEST_FIELDS
 limit_request_field_size = GUNICORN_LIMIT_REQUEST_FIELD_SIZE

@@ -146,16 +146,56 @@ def test_a_crlf_in_the_path_cannot_forge_a_log_line(server: str, tmp_path) -> No
     assert status in (400, 404)
 
 
-def test_beyond_gunicorn_limits_gunicorn_answers_as_documented(server: str) -> None:
-    """Past gunicorn's own (higher) limits gunicorn answers before the app, in HTML: README "Deployment
-    limits" tells the reverse proxy to refuse such requests first. This pins gunicorn's limits there."""
+def test_beyond_gunicorn_limits_gunicorn_answers_in_json(server: str) -> None:
+    """Past gunicorn's own (higher) limits gunicorn answers before the app, in the same JSON envelope; README
+    "Deployment limits" tells the reverse proxy to refuse such requests first. This pins gunicorn's limits there."""
     from service.app.limits import GUNICORN_LIMIT_REQUEST_FIELD_SIZE
 
-    status, headers, _ = raw(server, b"GET /v1/popular HTTP/1.1\r\nHost: x\r\nX-Big: " +
-                             b"b" * GUNICORN_LIMIT_REQUEST_FIELD_SIZE + b"\r\nConnection: close\r\n\r\n")
-    assert status in (400, 431) and not headers.get("content-type", "").startswith("application/json")
-    long_line, line_headers, _ = raw(server, b"GET /v1/popular?x=" + b"a" * 20000 +
-                                     b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-    assert long_line == 414 and line_headers["content-type"] == "application/json", "no gunicorn line limit"
+    status, headers, answer = raw(server, b"GET /v1/popular HTTP/1.1\r\nHost: x\r\nX-Big: " +
+                                  b"b" * GUNICORN_LIMIT_REQUEST_FIELD_SIZE + b"\r\nConnection: close\r\n\r\n")
+    json_error(status, headers, answer, 431, "headers_too_large")
+    long_line, line_headers, line_answer = raw(server, b"GET /v1/popular?x=" + b"a" * 20000 +
+                                               b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    json_error(long_line, line_headers, line_answer, 414, "uri_too_long")
     readme = (ROOT / "README.md").read_text()
     assert "large_client_header_buffers" in readme and f"{GUNICORN_LIMIT_REQUEST_FIELD_SIZE:,}" in readme
+
+
+POPULAR = b"GET /v1/popular HTTP/1.1\r\nHost: x\r\n" + AUTH
+EVENTS = b"POST /v1/events HTTP/1.1\r\nHost: x\r\n" + AUTH + b"Content-Type: application/json\r\n"
+
+
+@pytest.mark.parametrize(("payload", "status", "code"), [
+    (POPULAR + b"X-Bad: a\x00b\r\n\r\n", 400, "invalid_input"),
+    (POPULAR + b"Bad Name: x\r\n\r\n", 400, "invalid_input"),
+    (POPULAR + b"X-Folded: a\r\n b\r\n\r\n", 400, "invalid_input"),
+    (EVENTS + b"Content-Length: -1\r\n\r\n", 400, "invalid_input"),
+    (EVENTS + b"Content-Length: 2\r\nContent-Length: 3\r\n\r\n[]", 400, "invalid_input"),
+    (EVENTS + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n", 400, "invalid_input"),
+    (EVENTS + b"Transfer-Encoding: gzip\r\n\r\n", 400, "invalid_input"),
+    (b"G@T /v1/popular HTTP/1.1\r\nHost: x\r\n\r\n", 400, "invalid_input"),
+    (b"GET /v1/popular HTTP/9.9\r\nHost: x\r\n\r\n", 400, "invalid_input"),
+    (b"GET /v1/popular\r\nHost: x\r\n\r\n", 400, "invalid_input"),
+], ids=["nul-in-header", "space-in-header-name", "obsolete-folding", "negative-length", "two-lengths",
+        "bad-chunk-size", "unknown-transfer-coding", "bad-method", "bad-version", "no-version"])
+def test_requests_gunicorn_cannot_parse_get_the_json_error_body(server: str, payload: bytes, status: int,
+                                                                 code: str) -> None:
+    """gunicorn refuses these before the app sees them; the answer is still the API's JSON envelope, with
+    gunicorn's reason as the message (``service.app.server_errors``)."""
+    answer_status, headers, answer = raw(server, payload)
+    json_error(answer_status, headers, answer, status, code)
+    assert json.loads(answer)["error"]["message"]
+    after, _, _ = raw(server, POPULAR + b"Connection: close\r\n\r\n")
+    assert after == 200, "the worker still serves"
+
+
+def test_server_error_answers_map_every_status_to_a_code() -> None:
+    """Statuses gunicorn may use that the app never does still get a stable code, and an unknown one its reason."""
+    from service.app.server_errors import error_answer
+
+    for status, reason, code in [(501, "Not Implemented", "not_implemented"), (417, "Expectation Failed",
+                                 "expectation_failed"), (500, "Internal Server Error", "internal_error"),
+                                 (418, "I'm A Teapot", "i'm_a_teapot")]:
+        head, _, body = error_answer(status, reason, "").partition(b"\r\n\r\n")
+        assert head.startswith(f"HTTP/1.1 {status} ".encode()) and b"Content-Type: application/json" in head
+        assert json.loads(body) == {"error": {"code": code, "message": reason, "details": None}}

@@ -36,20 +36,13 @@ from webargs.multidictproxy import MultiDictProxy
 from werkzeug.exceptions import HTTPException
 
 from service.api.auth import authorize
-from service.domain.errors import ServiceError, error_document
+from service.domain.errors import STATUS_CODES, ServiceError, error_document
 
 log = logging.getLogger("tailor.api")
 #: Paths of the API proper: a query string there must match the route's declared query parameters.
 API_PREFIX = "/v1/"
 _request = flask.request._get_current_object  # type: ignore[attr-defined]
 
-#: Stable error codes of the HTTP statuses the API uses.
-STATUS_CODES = {
-    400: "invalid_input", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-    405: "method_not_allowed", 406: "not_acceptable", 409: "conflict", 413: "payload_too_large",
-    414: "uri_too_long", 415: "unsupported_media_type", 422: "invalid_input", 429: "too_many_requests",
-    431: "headers_too_large", 500: "internal_error", 503: "unavailable",
-}
 SECURITY_SCHEMES = {
     "bearerAuth": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer KEY"},
     "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},

@@ -67,6 +67,17 @@ class Conflict(ServiceError):
     code = "conflict"
 
 
+#: Stable error codes of the HTTP statuses the service answers with (417 and 501 only come from gunicorn,
+#: for requests it cannot parse: ``service.app.server_errors``).
+STATUS_CODES = {
+    400: "invalid_input", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+    405: "method_not_allowed", 406: "not_acceptable", 409: "conflict", 413: "payload_too_large",
+    414: "uri_too_long", 415: "unsupported_media_type", 417: "expectation_failed", 422: "invalid_input",
+    429: "too_many_requests", 431: "headers_too_large", 500: "internal_error", 501: "not_implemented",
+    503: "unavailable",
+}
+
+
 def error_document(code: str, message: str, details: Any = None) -> dict[str, Any]:
     """The error envelope every client parses (the API's handlers and the WSGI limits, outside Flask)."""
     return {"error": {"code": code, "message": message, "details": details}}
