@@ -199,3 +199,18 @@ def test_server_error_answers_map_every_status_to_a_code() -> None:
         head, _, body = error_answer(status, reason, "").partition(b"\r\n\r\n")
         assert head.startswith(f"HTTP/1.1 {status} ".encode()) and b"Content-Type: application/json" in head
         assert json.loads(body) == {"error": {"code": code, "message": reason, "details": None}}
+
+
+@pytest.mark.parametrize("target", [b"/v1/customers/%ff%fe/recommendations", b"/v1/items/%C3%28/similar",
+                                    b"/v1/popular?country=%C3%28", b"/v1/popular?country=\xff"])
+def test_a_path_or_query_that_is_not_utf8_is_400(server: str, target: bytes) -> None:
+    """Werkzeug would turn the bad bytes into U+FFFD: two different ids would read as one customer."""
+    status, headers, answer = raw(server, b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n" + AUTH +
+                                  b"Connection: close\r\n\r\n")
+    json_error(status, headers, answer, 400, "invalid_input")  # a raw byte: gunicorn refuses the line itself
+
+
+def test_utf8_ids_in_paths_and_queries_still_pass(api: ApiClient) -> None:
+    assert api.get("/v1/customers/%F0%9F%98%80/recommendations").get_json()["customer_id"] == "\U0001F600"
+    assert api.get("/v1/popular?country=united%20kingdom&n=2").status_code == 200
+    assert api.get("/v1/popular?country=%C3%A9&n=2").status_code == 200

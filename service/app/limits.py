@@ -9,7 +9,9 @@ enforces the API's limits here, in the error envelope every client parses:
   bytes, name + value) -> 431;
 * a body over ``TAILOR_MAX_BODY_BYTES`` -> 413, also when it comes with ``Transfer-Encoding: chunked`` and
   no ``Content-Length`` (Werkzeug would silently cut such a body at the limit): the body is read up to one
-  byte past the limit, and handed on with its length when it fits.
+  byte past the limit, and handed on with its length when it fits;
+* a path or query string that is not UTF-8 once percent-decoded -> 400 (Werkzeug would decode it with
+  U+FFFD in place of the bad bytes, so ``/v1/customers/%ff`` and ``/v1/customers/%fe`` would be one customer).
 
 Requests beyond gunicorn's own (higher) limits never reach the app: a reverse proxy in front should
 refuse them first (see README "Deployment limits").
@@ -20,6 +22,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 import orjson
 
@@ -45,6 +48,20 @@ def _error(start_response: Callable[..., Any], status: str, code: str, message: 
     return [body]
 
 
+def _utf8(environ: dict[str, Any]) -> bool:
+    """Whether the path (percent-decoded by the server, as latin-1 per PEP 3333) and the query are UTF-8."""
+    try:
+        environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8")
+        query = environ.get("QUERY_STRING", "")
+        if "%" in query:
+            unquote_to_bytes(query.encode("latin-1")).decode("utf-8")
+        else:
+            query.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return False
+    return True
+
+
 class LimitsMiddleware:
     """Wraps the Flask WSGI app; cheap for ordinary requests (a few length checks)."""
 
@@ -61,6 +78,9 @@ class LimitsMiddleware:
         if line > MAX_REQUEST_LINE:
             return _error(start_response, "414 URI Too Long", "uri_too_long",
                           f"the request line is longer than {MAX_REQUEST_LINE} bytes")
+        if not _utf8(environ):
+            return _error(start_response, "400 Bad Request", "invalid_input",
+                          "the path or query string is not valid UTF-8 once percent-decoded")
         fields = 0
         for name, value in environ.items():
             if name.startswith("HTTP_") or name in _NON_HTTP_HEADERS:
