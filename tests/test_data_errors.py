@@ -84,8 +84,20 @@ def test_no_usable_row(tmp_path: Path) -> None:
 
 def test_malformed_csv_is_wrapped(tmp_path: Path) -> None:
     path = write(tmp_path, "customer_id,item_id,timestamp\nc1,A,2024-01-01\nc1,A,2024-01-01,extra,fields\n")
-    with pytest.raises(DataError, match=f"^{path}: not a readable CSV file: .*Expected 3 columns, got 5"):
+    with pytest.raises(DataError, match=f"^{path}: not a readable CSV file \\(line 3\\): .*Expected 3 columns, got 5"):
         load_purchase_log(path)
+
+
+@pytest.mark.parametrize(("text", "line"), [
+    ('customer_id,item_id,timestamp\nc1,A,2024-01-01\n\nc2,B,2024-01-02\nc3,"unclosed,2024-01-03\n', 5),
+    ('customer_id,item_id,timestamp\nc1,"A\nB",2024-01-01\nc2,B\n', 4),  # a quoted newline is one record
+], ids=["unclosed-quote-after-a-blank-line", "short-row-after-a-quoted-newline"])
+def test_malformed_csv_names_the_line(tmp_path: Path, text: str, line: int) -> None:
+    for path in (write(tmp_path, text), tmp_path / "log.csv.gz"):
+        if path.suffix == ".gz":
+            path.write_bytes(gzip.compress(text.encode()))
+        with pytest.raises(DataError, match=f"^{path}: not a readable CSV file \\(line {line}\\): "):
+            load_purchase_log(path)
 
 
 def bad_rows_file(tmp_path: Path, bad: dict[int, str], n: int = 200) -> Path:

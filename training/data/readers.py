@@ -128,7 +128,9 @@ def read_table(path: str, kind: str, encoding: str, sep: str) -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: file is empty") from None
     except Exception as exc:
-        raise DataError(f"{path}: not a readable CSV file: {one_line(exc)}") from None
+        line = ragged_line(path, kind, encoding, sep)
+        where = f" (line {line})" if line is not None else ""
+        raise DataError(f"{path}: not a readable CSV file{where}: {one_line(exc)}") from None
     release_memory()  # the reader's buffers
     # A byte-order mark is dropped even when the rest of the file turned out not to be UTF-8 (then it was
     # decoded as three cp1252 / Latin-1 characters).
@@ -158,6 +160,34 @@ def file_line(path: str, kind: str, encoding: str, sep: str, row: int) -> int:
     except (OSError, csv.Error, UnicodeError, EOFError):
         pass
     return row + 2
+
+
+def ragged_line(path: str, kind: str, encoding: str, sep: str) -> int | None:
+    """1-based line where the first record whose number of fields differs from the header's starts (an
+    unclosed quote runs to the end of the file as one record), or None. Error path only: a csv-module scan."""
+    try:
+        enc = "utf-8-sig" if encoding == "utf-8" else encoding
+        raw = gzip.open(path, "rb") if kind == "gzip" else open(path, "rb")  # noqa: SIM115
+        with raw, io.TextIOWrapper(raw, encoding=enc, errors="replace", newline="") as fh:
+            reader = csv.reader(fh, delimiter=sep)
+            width, previous = None, 0
+            while True:
+                start = previous + 1
+                try:
+                    record = next(reader)
+                except StopIteration:
+                    return None
+                except csv.Error:
+                    return start
+                previous = reader.line_num
+                if not record:
+                    continue
+                if width is None:
+                    width = len(record)
+                elif len(record) != width:
+                    return start
+    except (OSError, UnicodeError, EOFError):
+        return None
 
 
 def release_memory() -> None:
