@@ -189,12 +189,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = sub.add_parser("models", help="list, activate, roll back or delete published versions")
     _add_redis_arg(models)
+    # --redis-url is accepted after the action too (`tailor models list --redis-url URL`), as --quiet is.
+    after = argparse.ArgumentParser(add_help=False)
+    after.add_argument("--redis-url", default=argparse.SUPPRESS, metavar="URL",
+                       help="Redis to use (default: $REDIS_URL, else redis://127.0.0.1:6379/0)")
     msub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
-    mlist = msub.add_parser("list", help="published versions with their metrics")
+    mlist = msub.add_parser("list", parents=[after], help="published versions with their metrics")
     mlist.add_argument("--json", action="store_true")
-    msub.add_parser("activate", help="make VERSION the served model").add_argument("version")
-    msub.add_parser("rollback", help="re-activate the previously active version")
-    msub.add_parser("delete", help="delete a non-active VERSION").add_argument("version")
+    msub.add_parser("activate", parents=[after], help="make VERSION the served model").add_argument("version")
+    msub.add_parser("rollback", parents=[after], help="re-activate the previously active version")
+    msub.add_parser("delete", parents=[after], help="delete a non-active VERSION").add_argument("version")
 
     retrain = sub.add_parser("retrain", help="train, evaluate against the active model, publish only if not worse")
     _add_data_args(retrain)

@@ -92,7 +92,8 @@ def test_failed_publish_leaves_active_model_untouched(redis_client: redis.Redis,
 
 def test_models_commands_through_the_cli(redis_url: str, model_dirs: list[Path],
                                          capsys: pytest.CaptureFixture[str]) -> None:
-    """`tailor models list | activate | rollback | delete` print what they did and agree with Redis."""
+    """`tailor models list | activate | rollback | delete` print what they did and agree with Redis;
+    `--redis-url` goes before or after the action."""
     for model_dir in model_dirs:
         assert main(["--quiet", "publish", "--model", str(model_dir), "--redis-url", redis_url]) == 0
     first, second = (_version(d) for d in model_dirs)
@@ -100,11 +101,11 @@ def test_models_commands_through_the_cli(redis_url: str, model_dirs: list[Path],
     assert main(["models", "--redis-url", redis_url, "list"]) == 0
     listing = capsys.readouterr().out
     assert f"* {second}" in listing and first in listing
-    assert main(["models", "--redis-url", redis_url, "list", "--json"]) == 0
+    assert main(["models", "list", "--json", "--redis-url", redis_url]) == 0
     assert [v["version"] for v in json.loads(capsys.readouterr().out)] == [second, first]
     assert main(["models", "--redis-url", redis_url, "rollback"]) == 0
     assert capsys.readouterr().out.strip() == f"rolled back to {first}"
-    assert main(["models", "--redis-url", redis_url, "activate", second]) == 0
+    assert main(["models", "activate", second, "--redis-url", redis_url]) == 0
     assert main(["models", "--redis-url", redis_url, "delete", first]) == 0
     assert capsys.readouterr().out.splitlines() == [f"activated {second}", f"deleted {first}"]
 
@@ -120,7 +121,7 @@ def test_models_list_shows_publish_times_in_iso_like_created_at(redis_url: str, 
     version = publish.publish_model(redis_client, model_dirs[0])
     stored = redis_client.zscore(keys.MODEL_VERSIONS, version)
     capsys.readouterr()
-    assert main(["models", "--redis-url", redis_url, "list", "--json"]) == 0
+    assert main(["models", "list", "--json", "--redis-url", redis_url]) == 0
     (listed,) = json.loads(capsys.readouterr().out)
     iso = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
     assert iso.fullmatch(listed["created_at"]) and iso.fullmatch(listed["published_at"]), listed
