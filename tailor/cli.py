@@ -50,8 +50,6 @@ def _hyperparameters(args: argparse.Namespace) -> dict[str, Any]:
             converted = declared[name].convert(value)
         except (TypeError, ValueError) as exc:
             raise CliError(f"{flag}: {exc}") from None
-        if isinstance(converted, int | float) and not isinstance(converted, bool) and converted < 0:
-            raise CliError(f"{flag} must not be negative, got {value}")
         given[name] = converted
     return given
 
@@ -73,6 +71,14 @@ def _load_log(args: argparse.Namespace) -> PurchaseLog:
     return log
 
 
+def _check_model_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The model flags, checked before the log is read (a wrong value must not cost a long read first)."""
+    params = _hyperparameters(args)
+    if args.tune_budget < 0:
+        raise CliError(f"--tune-budget must be 0 (no search) or a positive number of seconds, got {args.tune_budget}")
+    return params
+
+
 def _read_phase(args: argparse.Namespace, timer: PhaseTimer) -> PurchaseLog:
     with timer.phase("read") as info:
         log = _load_log(args)
@@ -89,9 +95,7 @@ def _choose_model(args: argparse.Namespace, log: PurchaseLog,
     from scoring.models import DEFAULT_ALGORITHM
     from training.tuning import search
 
-    params = _hyperparameters(args)
-    if args.tune_budget < 0:
-        raise CliError(f"--tune-budget must be 0 (no search) or a positive number of seconds, got {args.tune_budget}")
+    params = _check_model_flags(args)
     if args.algorithm or params or args.tune_budget == 0:
         return args.algorithm or DEFAULT_ALGORITHM, params, None
     with timer.phase("tune") as info:
@@ -151,6 +155,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.out and Path(args.out).exists() and not args.force:
         raise CliError(f"{args.out} already exists; give --force to replace it")
     _check_spark_algorithm(args)
+    _check_model_flags(args)
     timer = PhaseTimer(quiet=args.quiet)
     log = _read_phase(args, timer)
     algorithm, params, tuning = _choose_model(args, log, timer)
@@ -180,6 +185,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from training.pipeline import PhaseTimer
 
     _check_spark_algorithm(args)
+    _check_model_flags(args)
     timer = PhaseTimer(quiet=args.quiet)
     log = _read_phase(args, timer)
     algorithm, params, tuning = _choose_model(args, log, timer)
@@ -251,7 +257,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     tolerance = args.tolerance if args.tolerance is not None else float(setting("TAILOR_RETRAIN_TOLERANCE"))
     if not 0 <= tolerance < 1:
         raise CliError(f"--tolerance must be in [0, 1), got {tolerance}")
-    _hyperparameters(args)  # a wrong model flag fails before the first run
+    _check_model_flags(args)  # a wrong model flag fails before the first run
     while True:
         timer = PhaseTimer(quiet=args.quiet)
         client = connect(args.redis_url)
@@ -312,13 +318,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tailor: warning: {warning}", file=sys.stderr)
     from redis_state.versions import PublishError
     from scoring.artifact import ArtifactError
+    from scoring.models.base import FitError
     from training.data import DataError
     from training.evaluate import HoldoutError
     from training.spark_als import SparkError
 
     try:
         return COMMANDS[args.command](args)
-    except (CliError, DataError, ArtifactError, PublishError, SparkError) as exc:
+    except (CliError, DataError, ArtifactError, PublishError, SparkError, FitError) as exc:
         print(f"tailor: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except HoldoutError as exc:

@@ -17,6 +17,10 @@ import numpy as np
 from scoring.history import CustomerRow, PurchaseHistory
 
 
+class FitError(ValueError):
+    """A model could not be fitted with the parameters it was given (the numbers diverged); nothing was written."""
+
+
 @dataclass(frozen=True)
 class Reason:
     """Why an item was recommended: a kind plus, where one exists, the history item that led to it."""

@@ -21,7 +21,7 @@ import scipy.sparse as sp
 
 from scoring.history import CustomerRow, PurchaseHistory
 from scoring.models.base import Reason, bought_with_reason
-from scoring.models.params import Param, TunableRecommender
+from scoring.models.params import AT_LEAST_ONE, POSITIVE, Param, TunableRecommender
 from scoring.models.weighting import (
     Weighting,
     dense_row_sum,
@@ -155,11 +155,11 @@ class EASERecommender(TunableRecommender):
 
     name = "ease"
     hyperparameters = (
-        Param("regularization", 200.0, float, "L2 penalty lambda of the closed form"),
+        Param("regularization", 200.0, float, "L2 penalty lambda of the closed form", **POSITIVE),
         Param("weighting", "binary", str, "input confidence", ("binary", "orders", "log", "bm25")),
         Param("half_life", 60.0, float, "time decay of the input in days (0 = none)"),
         Param("head_items", 0, int, "fit on the N items with most buyers, pruned and sparse (0 = all, dense)"),
-        Param("head_keep", 200, int, "weights kept per item when head_items is set"),
+        Param("head_keep", 200, int, "weights kept per item when head_items is set", **AT_LEAST_ONE),
     )
 
     def __init__(self, **params: Any) -> None:

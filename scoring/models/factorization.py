@@ -14,10 +14,11 @@ import scipy.sparse as sp
 from implicit.cpu import _als
 from implicit.cpu.als import AlternatingLeastSquares
 from implicit.cpu.bpr import BayesianPersonalizedRanking
+from implicit.recommender_base import ModelFitError
 
 from scoring.history import PurchaseHistory
-from scoring.models.base import Reason, bought_with_reason
-from scoring.models.params import Param, TunableRecommender
+from scoring.models.base import FitError, Reason, bought_with_reason
+from scoring.models.params import AT_LEAST_ONE, POSITIVE, Param, TunableRecommender
 from scoring.models.weighting import WEIGHTINGS, Weighting, positive_top_n
 from scoring.threads import limit_blas_threads
 
@@ -85,9 +86,9 @@ class ALSRecommender(_FactorizationRecommender):
 
     name = "als"
     hyperparameters = (
-        Param("factors", 64, int, "latent factors"),
-        Param("iterations", 15, int, "training epochs"),
-        Param("regularization", 10.0, float, "L2 penalty"),
+        Param("factors", 64, int, "latent factors", **AT_LEAST_ONE),
+        Param("iterations", 15, int, "training epochs", **AT_LEAST_ONE),
+        Param("regularization", 10.0, float, "L2 penalty", **POSITIVE),
         Param("alpha", 1.0, float, "confidence scale of a purchase"),
         Param("weighting", "log", str, "confidence of a purchase", WEIGHTINGS),
         Param("half_life", 60.0, float, "time decay of purchases in days (0 = none)"),
@@ -112,10 +113,10 @@ class BPRRecommender(_FactorizationRecommender):
 
     name = "bpr"
     hyperparameters = (
-        Param("factors", 64, int, "latent factors"),
-        Param("iterations", 100, int, "training epochs"),
+        Param("factors", 64, int, "latent factors", **AT_LEAST_ONE),
+        Param("iterations", 100, int, "training epochs", **AT_LEAST_ONE),
         Param("regularization", 0.01, float, "L2 penalty"),
-        Param("learning_rate", 0.01, float, "SGD step"),
+        Param("learning_rate", 0.01, float, "SGD step", **POSITIVE),
         Param("weighting", "log", str, "confidence of a purchase (weights the fold-in)", WEIGHTINGS),
         Param("half_life", 0.0, float, "time decay of purchases in days (0 = none)"),
     )
@@ -142,5 +143,9 @@ class BPRRecommender(_FactorizationRecommender):
                 regularization=self.params["regularization"], iterations=self.params["iterations"],
                 random_state=SEED, num_threads=1,
             )
-            model.fit(self._confidence(history), show_progress=progress)
+            try:
+                model.fit(self._confidence(history), show_progress=progress)
+            except ModelFitError as exc:
+                raise FitError(f"bpr did not converge ({exc}) with learning_rate {self.params['learning_rate']:g} "
+                               f"and regularization {self.params['regularization']:g}: try smaller values") from None
         self.item_factors = np.asarray(model.item_factors, dtype=np.float32)

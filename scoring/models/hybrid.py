@@ -32,7 +32,7 @@ from scoring.models.base import ItemScores, Reason, bought_with_reason
 from scoring.models.buy_again import rebuy_scores, repeat_reason, repeat_reasons_matched, repeat_reasons_then
 from scoring.models.ease import MAX_ITEMS, EASERecommender, contributions_block, weight_columns
 from scoring.models.item_knn import ItemKNNRecommender
-from scoring.models.params import Param, TunableRecommender
+from scoring.models.params import AT_LEAST_ONE, POSITIVE, UNIT, Param, TunableRecommender
 from scoring.models.popular import item_popularity
 from scoring.models.tifu_knn import TIFUKNNRecommender
 from scoring.models.weighting import Weighting, minmax_row, minmax_rows, row_sum
@@ -70,18 +70,20 @@ class HybridRecommender(TunableRecommender):
         Param("cf_weight", 0.5, float, "weight of the per-customer [0, 1]-scaled CF score"),
         Param("popularity_weight", 0.15, float, "weight of the [0, 1]-scaled recent popularity"),
         Param("popularity_window_days", 14.0, float, "recent popularity counts buyers of the last N days (0 = all)"),
-        Param("regularization", 200.0, float, "EASE L2 penalty lambda"),
+        Param("regularization", 200.0, float, "EASE L2 penalty lambda", **POSITIVE),
         Param("weighting", "binary", str, "CF input confidence", ("binary", "orders", "log", "bm25")),
         Param("half_life", 60.0, float, "time decay of the CF input in days (0 = none)"),
-        Param("neighbours", 100, int, "neighbours per item (cf=item-knn) or nearest customers (cf=tifu-knn)"),
+        Param("neighbours", 100, int, "neighbours per item (cf=item-knn) or nearest customers (cf=tifu-knn)",
+              **AT_LEAST_ONE),
         Param("similarity", "bm25", str, "similarity of the item-knn fallback", ("cosine", "bm25")),
         Param("alpha", 0.0, float, "weight of the customer's own basket vector in the cf=tifu-knn part "
-              "(0: the neighbours only, the rebuy term is the customer's own part)"),
-        Param("group_decay", 0.7, float, "r_g: decay per group of baskets"),
+              "(0: the neighbours only, the rebuy term is the customer's own part)", **UNIT),
+        Param("group_decay", 0.7, float, "r_g: decay per group of baskets", **UNIT),
         Param("distance", "cosine", str, "how nearest customers are found", ("euclidean", "cosine")),
         Param("ease_max_items", 20_000, int, "largest catalogue on which EASE is fitted dense on every item"),
         Param("ease_head_items", 8_000, int,
-              "cf=ease above ease_max_items items: EASE on this many items with most buyers, pruned sparse"),
+              "cf=ease above ease_max_items items: EASE on this many items with most buyers, pruned sparse",
+              **AT_LEAST_ONE),
     )
 
     def __init__(self, **params: Any) -> None:

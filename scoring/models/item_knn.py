@@ -17,7 +17,7 @@ from scoring.history import CustomerRow, PurchaseHistory
 from scoring.models.base import Reason, bought_with_reason
 from scoring.models.buy_again import repeat_reason, repeat_reasons_then
 from scoring.models.ease import bought_with, contributions, contributions_row
-from scoring.models.params import Param, TunableRecommender
+from scoring.models.params import AT_LEAST_ONE, Param, TunableRecommender
 from scoring.models.weighting import (
     BM25_B,
     BM25_K1,
@@ -56,7 +56,7 @@ class ItemKNNRecommender(TunableRecommender):
     name = "item-knn"
     hyperparameters = (
         Param("similarity", "bm25", str, "item-item similarity", ("cosine", "bm25")),
-        Param("neighbours", 200, int, "neighbours kept per item"),
+        Param("neighbours", 200, int, "neighbours kept per item", **AT_LEAST_ONE),
         Param("weighting", "log", str, "confidence of a purchase", ("binary", "orders", "log", "bm25")),
         Param("half_life", 60.0, float, "time decay of purchases in days (0 = none)"),
     )

@@ -39,7 +39,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from scoring.history import PurchaseHistory
-from scoring.models.params import Param
+from scoring.models.params import AT_LEAST_ONE, UNIT, Param
 from scoring.models.user_knn import UserKNNRecommender, basket_positions, row_of_entries
 
 COPY_TOLERANCE = 1e-9  # a squared distance below this share of the query's squared norm is a copy
@@ -67,11 +67,11 @@ class TIFUKNNRecommender(UserKNNRecommender):
 
     name = "tifu-knn"
     hyperparameters = (
-        Param("neighbours", 100, int, "k: nearest customers averaged"),
-        Param("alpha", 0.7, float, "weight of the customer's own vector (1 - alpha: the neighbours')"),
-        Param("within_decay", 1.0, float, "r_b: decay per basket inside a group"),
-        Param("group_decay", 0.7, float, "r_g: decay per group of baskets"),
-        Param("group_size", 7, int, "m: baskets per group"),
+        Param("neighbours", 100, int, "k: nearest customers averaged", **AT_LEAST_ONE),
+        Param("alpha", 0.7, float, "weight of the customer's own vector (1 - alpha: the neighbours')", **UNIT),
+        Param("within_decay", 1.0, float, "r_b: decay per basket inside a group", **UNIT),
+        Param("group_decay", 0.7, float, "r_g: decay per group of baskets", **UNIT),
+        Param("group_size", 7, int, "m: baskets per group", **AT_LEAST_ONE),
         Param("distance", "cosine", str, "how nearest customers are found", ("euclidean", "cosine")),
     )
 

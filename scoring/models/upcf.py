@@ -34,7 +34,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from scoring.history import PurchaseHistory
-from scoring.models.params import Param
+from scoring.models.params import AT_LEAST_ONE, UNIT, Param
 from scoring.models.user_knn import UserKNNRecommender, basket_positions, row_of_entries
 
 
@@ -56,10 +56,10 @@ class UPCFRecommender(UserKNNRecommender):
 
     name = "upcf"
     hyperparameters = (
-        Param("recency", 50, int, "r: only the last r baskets count in the user popularity"),
-        Param("alpha", 0.75, float, "asymmetry of the cosine between customers (0.5 = plain cosine)"),
+        Param("recency", 50, int, "r: only the last r baskets count in the user popularity", **AT_LEAST_ONE),
+        Param("alpha", 0.75, float, "asymmetry of the cosine between customers (0.5 = plain cosine)", **UNIT),
         Param("locality", 5.0, float, "q: exponent sharpening the similarities"),
-        Param("neighbours", 300, int, "most similar customers summed"),
+        Param("neighbours", 300, int, "most similar customers summed", **AT_LEAST_ONE),
     )
 
     def _own(self, indptr: np.ndarray, indices: np.ndarray, orders: np.ndarray,
