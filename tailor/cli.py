@@ -205,12 +205,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     if args.customers != "-" and not Path(args.customers).is_file():
         raise CliError(f"{args.customers}: no such file")
     artifact = read_artifact(args.model)
-    lines = open_lines(args.customers)
-    try:
-        customer_ids = read_customer_ids(lines)
-    finally:
-        if lines is not sys.stdin:
-            lines.close()
+    customer_ids = read_customer_ids(open_lines(args.customers))
     now_day = clock_now_day()
     inactive: set[int] = set()
     live: dict[str, LiveRow] = {}

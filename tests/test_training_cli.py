@@ -79,6 +79,27 @@ def test_recommend_batch_export(model_dir: Path, tmp_path: Path, capsys: pytest.
     assert fallback == [artifact.item_ids[i] for i in artifact.popular["global"]["items"][:5]]
 
 
+def test_customers_file_with_a_byte_order_mark_or_not_utf8(model_dir: Path, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """A spreadsheet's BOM does not make the first customer unknown; a line that is not UTF-8 is a one-line error
+    naming it (it used to become an id with U+FFFD that silently got the popular fallback)."""
+    ids = [str(x) for x in np.load(model_dir / "customer_ids.npy")[:2]]
+    customers = tmp_path / "customers.csv"
+    customers.write_bytes(("\ufeffcustomer_id\n" + "\n".join(ids) + "\n").encode("utf-8"))
+    out = tmp_path / "recs.csv"
+    assert main(["recommend", "--model", str(model_dir), "--customers", str(customers), "--n", "2",
+                 "--output", str(out), "--quiet"]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert [r["customer_id"] for r in rows] == [ids[0], ids[0], ids[1], ids[1]]
+    assert {r["source"] for r in rows} == {"personalized"}
+    customers.write_bytes(f"{ids[0]}\nM\xfcller\n".encode("latin-1"))
+    capsys.readouterr()
+    assert main(["recommend", "--model", str(model_dir), "--customers", str(customers), "--output", str(out),
+                 "--quiet"]) == 2
+    assert capsys.readouterr().err.strip() == (f"tailor: error: {customers}: line 2 is not UTF-8 text (byte 2); "
+                                               "save the customers file as UTF-8")
+
+
 def test_unknown_customers_between_known_ones_get_the_fallback(model_dir: Path, tmp_path: Path) -> None:
     """known, unknown, unknown, known (one scoring chunk): four customers, each with a full list, in order."""
     ids = [str(x) for x in np.load(model_dir / "customer_ids.npy")[:2]]
@@ -124,7 +145,8 @@ def test_until_is_recorded_and_respected(tmp_path: Path, capsys: pytest.CaptureF
          "--alpha: alpha must be at least 0 and at most 1, got 2.0"),
         (["train", "--data", "missing.csv", "--algorithm", "bpr", "--learning-rate", "0", "--out", "x"],
          "--learning-rate: learning_rate must be above 0, got 0.0"),
-        (["train", "--data", "missing.csv", "--half-life", "nan", "--out", "x"], "half_life must be at least 0, got nan"),
+        (["train", "--data", "missing.csv", "--half-life", "nan", "--out", "x"],
+         "half_life must be at least 0, got nan"),
         (["train", "--data", str(SAMPLE_CSV), "--format", "online-retail", "--algorithm", "bpr", "--learning-rate",
           "1e9", "--no-eval", "--out", "x"], "bpr did not converge (NaN encountered in factors)"),
         (["train", "--data", str(SAMPLE_CSV), "--until", "yesterday", "--out", "x"], "yesterday"),

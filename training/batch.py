@@ -7,7 +7,6 @@ the export runs at hundreds of thousands of rows per second instead of a Python 
 from __future__ import annotations
 
 import csv
-import io
 import sys
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -18,6 +17,7 @@ import pandas as pd
 
 from scoring.artifact import Artifact
 from scoring.history import CustomerRow, PurchaseHistory
+from training.data import DataError
 from training.evaluate import top_k
 
 CHUNK_CELLS = 1 << 23  # scores materialised at once (rows x items): ~32 MB of float32, whatever the catalogue
@@ -188,7 +188,20 @@ def _fallback(artifact: Artifact, n: int, inactive: Collection[int] = ()) -> pd.
                          "score": np.asarray(popular["recent_buyers"], dtype=np.float64)[keep]})
 
 
-def open_lines(path: str) -> Iterable[str]:
-    if path == "-":
-        return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
-    return open(path, encoding="utf-8", errors="replace")
+def open_lines(path: str) -> Iterator[str]:
+    """The lines of a customers file (``-``: standard input) as UTF-8 text, a leading byte-order mark dropped
+    (spreadsheets write one: it would have made the first customer unknown). A line that is not UTF-8 stops
+    the run, naming it, instead of becoming an id with U+FFFD in it that matches no customer."""
+    raw = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
+    try:
+        for number, line in enumerate(raw, start=1):
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                where = "standard input" if path == "-" else path
+                raise DataError(f"{where}: line {number} is not UTF-8 text (byte {exc.start + 1}); save the "
+                                "customers file as UTF-8") from None
+            yield text.removeprefix("\ufeff") if number == 1 else text
+    finally:
+        if raw is not sys.stdin.buffer:
+            raw.close()
